@@ -1,0 +1,3 @@
+module github.com/jm-directory/jm-directory-server
+
+go 1.26.8
