@@ -1,0 +1,604 @@
+// Package config holds the directory server's configuration: one Config
+// struct, its defaults, loading from flags, environment, a .env file and
+// config.toml (see Load), validation, and a printable effective
+// configuration for --check-config.
+//
+// Setting names follow joinmarket-ng so that this server is a drop-in
+// replacement for its directory server: every setting with TOML key k in
+// section [directory_server] can be given as
+//
+//	flag   --k-with-dashes
+//	env    K_UPPER or DIRECTORY_SERVER__K_UPPER (names are case-insensitive;
+//	       the nested form wins when both are set in the same source)
+//	TOML   [directory_server] k
+//
+// Durations accept a number of seconds (30, 0.5) or a Go duration ("1m30s").
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// Source names recorded by Load and shown by Describe.
+const (
+	// SourceFlag marks a value given as a command-line flag.
+	SourceFlag = "flag"
+	// SourceEnv marks a value taken from the process environment.
+	SourceEnv = "environment"
+	// SourceDotEnv marks a value taken from the .env file in the work dir.
+	SourceDotEnv = ".env"
+	// SourceTOML marks a value taken from the config file.
+	SourceTOML = "config.toml"
+	// SourceDefault marks a built-in default.
+	SourceDefault = "default"
+	// SourceCode marks a value that differs from what Load recorded (or a
+	// Config not produced by Load) and is not the default: it was set in code.
+	SourceCode = "set in code"
+)
+
+// Config is the complete, validated configuration of the directory server.
+// Load fills it; Default gives the built-in values.
+type Config struct {
+	DataDir  string // data dir; holds config.toml and the server's key files
+	Network  string // mainnet | testnet | signet | regtest (default regtest)
+	Host     string // listen host, default "127.0.0.1"
+	Port     int    // listen port, default 5222; 0 = OS-assigned; 0..65535
+	Location string // own location-string advertised to clients ("onion:port" or "host:port"); "" = derive at runtime
+	MOTD     string // operator message of the day; default "JoinMarket directory node (Go)"
+
+	MaxPeers             int // default 10000, >= 1
+	MaxPendingHandshakes int // connections not yet handshaked, default 2048, >= 1
+	MaxLineLength        int // default 40000, 1024..2097152
+
+	MessageRateLimit             float64 // msgs/s per connection, default 500, > 0
+	MessageBurstLimit            int     // default 1000, >= 1
+	RateLimitDisconnectThreshold int     // violations before disconnect; default 100; 0 = never
+	GetPeerlistPerMinute         int     // default 3, >= 1
+	OrderbookPerMinute           int     // default 3, >= 1 (public !orderbook requests per connection)
+	SpoofDisconnectThreshold     int     // spoofed-sender messages before disconnect; default 3, >= 1
+
+	HandshakeTimeout   time.Duration // default 30s, > 0
+	NickCheckTimeout   time.Duration // how long a live incumbent of a nick may take to answer a probe; default 20s; (0, 60s]
+	OutboundQueueBytes int           // per-peer outbound queue cap in bytes, default 8 MiB (8388608), >= 65536
+	WriteTimeout       time.Duration // default 30s, > 0
+
+	HeartbeatSweepInterval time.Duration // default 60s, > 0
+	HeartbeatIdleThreshold time.Duration // default 600s, > 0
+	HeartbeatHardEvict     time.Duration // default 1500s, > 0, must be >= idle threshold
+	HeartbeatPongWait      time.Duration // default 30s, > 0
+
+	LogLevel  string // DEBUG | INFO | WARNING | ERROR, stored upper-case canonical; default INFO
+	LogFormat string // text | json, default text
+
+	CheckConfig bool // --check-config was given: validate, print, exit
+	ShowVersion bool // --version was given
+
+	// info records where Load found each value. It is shared between
+	// copies of a Config and never modified after Load returns.
+	info *loadInfo
+}
+
+// loadInfo is what Load learned besides the values themselves.
+type loadInfo struct {
+	origins     map[string]origin // by setting key
+	configFile  string            // path of the config file considered
+	configFound bool              // whether it existed and was read
+	ignored     []string          // unknown [directory_server] keys, "directory_server.k"
+}
+
+// origin tells where one setting's value came from.
+type origin struct {
+	source string // one of the Source* constants
+	name   string // the key as the user wrote it: "--port", "PORT", "port", "logging.level"
+	shown  string // the value as the user wrote it, ready to print
+	value  string // formatValue of the parsed value, to detect later changes in code
+}
+
+// Default returns the built-in defaults. DataDir is left "": Load fills it
+// with <home>/.joinmarket-ng unless configured otherwise.
+func Default() Config {
+	return Config{
+		Network:  "regtest",
+		Host:     "127.0.0.1",
+		Port:     5222,
+		Location: "",
+		MOTD:     "JoinMarket directory node (Go)",
+
+		MaxPeers:             10000,
+		MaxPendingHandshakes: 2048,
+		MaxLineLength:        40000,
+
+		MessageRateLimit:             500,
+		MessageBurstLimit:            1000,
+		RateLimitDisconnectThreshold: 100,
+		GetPeerlistPerMinute:         3,
+		OrderbookPerMinute:           3,
+		SpoofDisconnectThreshold:     3,
+
+		HandshakeTimeout:   30 * time.Second,
+		NickCheckTimeout:   20 * time.Second,
+		OutboundQueueBytes: 8 << 20,
+		WriteTimeout:       30 * time.Second,
+
+		HeartbeatSweepInterval: 60 * time.Second,
+		HeartbeatIdleThreshold: 600 * time.Second,
+		HeartbeatHardEvict:     1500 * time.Second,
+		HeartbeatPongWait:      30 * time.Second,
+
+		LogLevel:  "INFO",
+		LogFormat: "text",
+	}
+}
+
+// ListenAddr returns the address to listen on, "host:port".
+func (c Config) ListenAddr() string {
+	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
+
+// SlogLevel maps LogLevel to a slog level. Aliases are understood in any
+// case; an unknown level maps to slog.LevelInfo.
+func (c Config) SlogLevel() slog.Level {
+	switch canonicalLogLevel(c.LogLevel) {
+	case "DEBUG":
+		return slog.LevelDebug
+	case "WARNING":
+		return slog.LevelWarn
+	case "ERROR":
+		return slog.LevelError
+	default:
+		return slog.LevelInfo
+	}
+}
+
+// Validate checks every setting and returns the first problem as a one-line
+// error naming the key (as the user wrote it, with its source, when the
+// Config came from Load) and the accepted values. DataDir is not checked:
+// Load always fills it.
+func (c Config) Validate() error {
+	for _, s := range settingsTable() {
+		if s.valid == nil {
+			continue
+		}
+		v := deref(s.field(&c))
+		if !s.valid(v) {
+			return errors.New(c.label(s.key, v) + ": " + s.accepted)
+		}
+	}
+	if c.HeartbeatHardEvict < c.HeartbeatIdleThreshold {
+		hard, idle := c.HeartbeatHardEvict, c.HeartbeatIdleThreshold
+		if c.Source(keyHardEvict) == SourceDefault && c.Source(keyIdleThreshold) != SourceDefault {
+			return fmt.Errorf("%s: must be <= %s (%s)", c.label(keyIdleThreshold, idle), keyHardEvict, formatDuration(hard))
+		}
+		return fmt.Errorf("%s: must be >= %s (%s)", c.label(keyHardEvict, hard), keyIdleThreshold, formatDuration(idle))
+	}
+	return nil
+}
+
+// Describe returns the effective configuration, one "key = value  (source)"
+// line per setting, for --check-config. Comment lines starting with "#" name
+// the config file considered and any ignored [directory_server] keys.
+func (c Config) Describe() string {
+	var b strings.Builder
+	if c.info != nil && c.info.configFile != "" {
+		state := "not found"
+		if c.info.configFound {
+			state = "loaded"
+		}
+		fmt.Fprintf(&b, "# config file: %s (%s)\n", c.info.configFile, state)
+	}
+	for _, s := range settingsTable() {
+		v := deref(s.field(&c))
+		fmt.Fprintf(&b, "%s = %s  (%s)\n", s.key, formatValue(v), c.sourceOf(s.key, v))
+	}
+	if ign := c.IgnoredKeys(); len(ign) > 0 {
+		fmt.Fprintf(&b, "# ignored: %s\n", strings.Join(ign, ", "))
+	}
+	return b.String()
+}
+
+// Source returns where the current value of the setting with the given key
+// (TOML key such as "port", or "data_dir", "network", "log_level") came
+// from: one of the Source* constants, or "" for an unknown key.
+func (c Config) Source(key string) string {
+	for _, s := range settingsTable() {
+		if s.key == key {
+			return c.sourceOf(key, deref(s.field(&c)))
+		}
+	}
+	return ""
+}
+
+// ConfigFile returns the path of the config file Load considered (whether
+// or not it existed), or "" for a Config not produced by Load.
+func (c Config) ConfigFile() string {
+	if c.info == nil {
+		return ""
+	}
+	return c.info.configFile
+}
+
+// IgnoredKeys returns the unknown keys of [directory_server] in the config
+// file, as "directory_server.key", sorted. The result is a fresh slice.
+func (c Config) IgnoredKeys() []string {
+	if c.info == nil || len(c.info.ignored) == 0 {
+		return nil
+	}
+	return append([]string(nil), c.info.ignored...)
+}
+
+// recorded returns the origin Load recorded for key if the current value v
+// is still the one Load set.
+func (c Config) recorded(key string, v any) (origin, bool) {
+	if c.info == nil {
+		return origin{}, false
+	}
+	o, ok := c.info.origins[key]
+	if !ok || o.value != formatValue(v) {
+		return origin{}, false
+	}
+	return o, true
+}
+
+func (c Config) sourceOf(key string, v any) string {
+	if o, ok := c.recorded(key, v); ok {
+		return o.source
+	}
+	d := Default()
+	for _, s := range settingsTable() {
+		if s.key == key && formatValue(deref(s.field(&d))) == formatValue(v) {
+			return SourceDefault
+		}
+	}
+	return SourceCode
+}
+
+// label renders `name=value (source)` for error messages, using the name and
+// value as the user wrote them when known.
+func (c Config) label(key string, v any) string {
+	if o, ok := c.recorded(key, v); ok {
+		return fmt.Sprintf("%s=%s (%s)", o.name, o.shown, o.source)
+	}
+	return fmt.Sprintf("%s=%s", key, formatValue(v))
+}
+
+// kind is the type of a setting's value.
+type kind uint8
+
+const (
+	kindString kind = iota
+	kindInt
+	kindFloat
+	kindDuration
+)
+
+// String names the kind in usage text.
+func (k kind) String() string {
+	switch k {
+	case kindInt:
+		return "int"
+	case kindFloat:
+		return "number"
+	case kindDuration:
+		return "duration"
+	}
+	return "string"
+}
+
+// tomlKey is a key inside a TOML section.
+type tomlKey struct{ section, key string }
+
+// setting describes one configuration setting: its names in every source,
+// how to parse and check it, and which Config field holds it.
+type setting struct {
+	key      string              // canonical name; the TOML key in [directory_server]
+	kind     kind                // value type
+	help     string              // one-line description for --help
+	flag     string              // flag name without dashes
+	env      []string            // environment names, highest priority first
+	toml     []tomlKey           // TOML keys, highest priority first
+	accepted string              // "accepted values are ..." for error messages
+	norm     func(string) string // for kindString: canonicalise text input
+	valid    func(any) bool      // nil = anything goes
+	field    func(*Config) any   // pointer to the Config field
+}
+
+const (
+	keyDataDir       = "data_dir"
+	keyIdleThreshold = "heartbeat_idle_threshold"
+	keyHardEvict     = "heartbeat_hard_evict"
+	sectionDS        = "directory_server"
+	nestedPrefix     = "DIRECTORY_SERVER__"
+	durationForms    = "seconds (30, 0.5) or Go durations (1m30s)"
+)
+
+// dsSetting builds a setting following the standard naming rule for key k
+// in [directory_server].
+func dsSetting(k string, kd kind, help, accepted string, valid func(any) bool, field func(*Config) any) setting {
+	up := strings.ToUpper(k)
+	return setting{
+		key:      k,
+		kind:     kd,
+		help:     help,
+		flag:     strings.ReplaceAll(k, "_", "-"),
+		env:      []string{nestedPrefix + up, up},
+		toml:     []tomlKey{{sectionDS, k}},
+		accepted: accepted,
+		valid:    valid,
+		field:    field,
+	}
+}
+
+// settingsTable returns all settings in display order. It builds a fresh
+// table on every call so that there is no package-level state.
+func settingsTable() []setting {
+	posDur := "accepted values are durations > 0: " + durationForms
+	intsFrom := func(lo int) string { return fmt.Sprintf("accepted values are integers >= %d", lo) }
+
+	dataDir := setting{
+		key: keyDataDir, kind: kindString,
+		help:     "data dir holding config.toml and key files (default <home>/.joinmarket-ng)",
+		flag:     "data-dir",
+		env:      []string{"DATA_DIR", "JOINMARKET_DATA_DIR"},
+		accepted: "accepted values are non-empty paths",
+		field:    func(c *Config) any { return &c.DataDir },
+	}
+
+	network := dsSetting("network", kindString, "bitcoin network: mainnet, testnet, signet or regtest",
+		"accepted values are mainnet, testnet, signet, regtest", validNetwork,
+		func(c *Config) any { return &c.Network })
+	network.env = []string{nestedPrefix + "NETWORK", "NETWORK_CONFIG__NETWORK", "NETWORK"}
+	network.toml = []tomlKey{{sectionDS, "network"}, {"network_config", "network"}}
+	network.norm = lowerTrim
+
+	host := dsSetting("host", kindString, "listen host",
+		"accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)", validHost,
+		func(c *Config) any { return &c.Host })
+	host.norm = strings.TrimSpace
+
+	location := dsSetting("location", kindString, `own location-string advertised to clients ("" = derive at runtime)`,
+		`accepted values are "" (derive at runtime) or host:port (e.g. xyz.onion:5222) with port 1..65535`, validLocation,
+		func(c *Config) any { return &c.Location })
+	location.norm = strings.TrimSpace
+
+	logLevel := dsSetting("log_level", kindString, "log level: DEBUG, INFO, WARNING or ERROR",
+		"accepted values are DEBUG, INFO, WARNING, ERROR (any case; aliases TRACE, WARN, SUCCESS, CRITICAL)", validLogLevel,
+		func(c *Config) any { return &c.LogLevel })
+	logLevel.env = []string{nestedPrefix + "LOG_LEVEL", "LOGGING__LEVEL", "LOG_LEVEL"}
+	logLevel.toml = []tomlKey{{sectionDS, "log_level"}, {"logging", "level"}}
+	logLevel.norm = canonicalLogLevel
+
+	logFormat := dsSetting("log_format", kindString, "log format: text or json (--log-json = json)",
+		"accepted values are text, json", validLogFormat,
+		func(c *Config) any { return &c.LogFormat })
+	logFormat.norm = lowerTrim
+
+	return []setting{
+		dataDir,
+		network,
+		host,
+		dsSetting("port", kindInt, "listen port (0 = OS-assigned)",
+			"accepted values are integers 0..65535", intIn(0, 65535),
+			func(c *Config) any { return &c.Port }),
+		location,
+		dsSetting("motd", kindString, "operator message of the day",
+			"accepted values are single-line text without control characters", validMOTD,
+			func(c *Config) any { return &c.MOTD }),
+
+		dsSetting("max_peers", kindInt, "maximum number of connected peers",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.MaxPeers }),
+		dsSetting("max_pending_handshakes", kindInt, "maximum connections not yet handshaked",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.MaxPendingHandshakes }),
+		dsSetting("max_line_length", kindInt, "maximum length of one protocol line in bytes",
+			"accepted values are integers 1024..2097152", intIn(1024, 2097152),
+			func(c *Config) any { return &c.MaxLineLength }),
+
+		dsSetting("message_rate_limit", kindFloat, "messages per second per connection",
+			"accepted values are numbers > 0", validPositiveFloat,
+			func(c *Config) any { return &c.MessageRateLimit }),
+		dsSetting("message_burst_limit", kindInt, "message burst allowance per connection",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.MessageBurstLimit }),
+		dsSetting("rate_limit_disconnect_threshold", kindInt, "rate-limit violations before disconnect (0 = never)",
+			"accepted values are integers >= 0 (0 = never disconnect)", intIn(0, math.MaxInt),
+			func(c *Config) any { return &c.RateLimitDisconnectThreshold }),
+		dsSetting("getpeerlist_per_minute", kindInt, "getpeerlist requests per minute per connection",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.GetPeerlistPerMinute }),
+		dsSetting("orderbook_per_minute", kindInt, "public !orderbook requests per minute per connection",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.OrderbookPerMinute }),
+		dsSetting("spoof_disconnect_threshold", kindInt, "spoofed-sender messages before disconnect",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.SpoofDisconnectThreshold }),
+
+		dsSetting("handshake_timeout", kindDuration, "time allowed to complete the handshake",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.HandshakeTimeout }),
+		dsSetting("nick_check_timeout", kindDuration, "time a live incumbent of a nick may take to answer a probe",
+			"accepted values are durations > 0 and <= 60s: "+durationForms, durIn(0, 60*time.Second),
+			func(c *Config) any { return &c.NickCheckTimeout }),
+		dsSetting("outbound_queue_bytes", kindInt, "per-peer outbound queue cap in bytes",
+			intsFrom(65536), intIn(65536, math.MaxInt),
+			func(c *Config) any { return &c.OutboundQueueBytes }),
+		dsSetting("write_timeout", kindDuration, "time allowed for one write to a peer",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.WriteTimeout }),
+
+		dsSetting("heartbeat_sweep_interval", kindDuration, "interval between heartbeat sweeps",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.HeartbeatSweepInterval }),
+		dsSetting(keyIdleThreshold, kindDuration, "idle time before a peer is probed",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.HeartbeatIdleThreshold }),
+		dsSetting(keyHardEvict, kindDuration, "idle time before a peer is evicted (>= idle threshold)",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.HeartbeatHardEvict }),
+		dsSetting("heartbeat_pong_wait", kindDuration, "time to wait for a probe answer",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.HeartbeatPongWait }),
+
+		logLevel,
+		logFormat,
+	}
+}
+
+// deref returns the value a field pointer points to.
+func deref(p any) any {
+	switch p := p.(type) {
+	case *string:
+		return *p
+	case *int:
+		return *p
+	case *float64:
+		return *p
+	case *time.Duration:
+		return *p
+	}
+	panic(fmt.Sprintf("config: unsupported field type %T", p))
+}
+
+// assign stores v (of the field's type) through the field pointer p.
+func assign(p, v any) {
+	switch p := p.(type) {
+	case *string:
+		*p = v.(string)
+	case *int:
+		*p = v.(int)
+	case *float64:
+		*p = v.(float64)
+	case *time.Duration:
+		*p = v.(time.Duration)
+	default:
+		panic(fmt.Sprintf("config: unsupported field type %T", p))
+	}
+}
+
+// formatValue renders a value for Describe and error messages: strings
+// quoted, durations in seconds ("600s", "0.5s").
+func formatValue(v any) string {
+	switch v := v.(type) {
+	case string:
+		return strconv.Quote(v)
+	case int:
+		return strconv.Itoa(v)
+	case float64:
+		return strconv.FormatFloat(v, 'g', -1, 64)
+	case time.Duration:
+		return formatDuration(v)
+	}
+	return fmt.Sprint(v)
+}
+
+// formatDuration renders d in seconds with a unit, e.g. "600s" or "0.5s";
+// the result parses with time.ParseDuration.
+func formatDuration(d time.Duration) string {
+	return strconv.FormatFloat(d.Seconds(), 'f', -1, 64) + "s"
+}
+
+func lowerTrim(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
+
+// canonicalLogLevel upper-cases a level and maps aliases (TRACE→DEBUG,
+// WARN→WARNING, SUCCESS→INFO, CRITICAL→ERROR). Unknown levels are returned
+// upper-cased so that Validate can reject them.
+func canonicalLogLevel(s string) string {
+	u := strings.ToUpper(strings.TrimSpace(s))
+	switch u {
+	case "TRACE":
+		return "DEBUG"
+	case "WARN":
+		return "WARNING"
+	case "SUCCESS":
+		return "INFO"
+	case "CRITICAL", "FATAL":
+		return "ERROR"
+	}
+	return u
+}
+
+func intIn(lo, hi int) func(any) bool {
+	return func(v any) bool { n := v.(int); return n >= lo && n <= hi }
+}
+
+// durIn accepts durations in (lo, hi]; hi == 0 means no upper bound.
+func durIn(lo, hi time.Duration) func(any) bool {
+	return func(v any) bool {
+		d := v.(time.Duration)
+		return d > lo && (hi == 0 || d <= hi)
+	}
+}
+
+func validPositiveFloat(v any) bool {
+	f := v.(float64)
+	return f > 0 && !math.IsInf(f, 0) && !math.IsNaN(f)
+}
+
+func validNetwork(v any) bool {
+	switch v.(string) {
+	case "mainnet", "testnet", "signet", "regtest":
+		return true
+	}
+	return false
+}
+
+func validLogLevel(v any) bool {
+	switch v.(string) {
+	case "DEBUG", "INFO", "WARNING", "ERROR":
+		return true
+	}
+	return false
+}
+
+func validLogFormat(v any) bool {
+	s := v.(string)
+	return s == "text" || s == "json"
+}
+
+// validHost accepts an IP literal or a host name: non-empty, no port, no
+// brackets, no whitespace or control characters.
+func validHost(v any) bool {
+	h := v.(string)
+	if h == "" || strings.ContainsFunc(h, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return false
+	}
+	if strings.ContainsAny(h, "[]/") {
+		return false
+	}
+	if strings.Contains(h, ":") {
+		return net.ParseIP(h) != nil // IPv6 literal
+	}
+	return true
+}
+
+// validLocation accepts "" or host:port with a non-empty host free of the
+// characters JoinMarket uses as separators in peer lists.
+func validLocation(v any) bool {
+	s := v.(string)
+	if s == "" {
+		return true
+	}
+	if strings.ContainsAny(s, ";,") || strings.ContainsFunc(s, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
+		return false
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return false
+	}
+	p, err := strconv.Atoi(port)
+	return err == nil && p >= 1 && p <= 65535
+}
+
+// validMOTD rejects control characters: the MOTD travels inside one
+// line-delimited protocol message.
+func validMOTD(v any) bool {
+	return !strings.ContainsFunc(v.(string), unicode.IsControl)
+}

@@ -1,0 +1,804 @@
+package config
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// fixture is a temporary home and work dir; the default data dir is
+// <home>/.joinmarket-ng.
+type fixture struct {
+	home, work, dataDir string
+}
+
+func newFixture(t *testing.T) fixture {
+	t.Helper()
+	home := t.TempDir()
+	return fixture{home: home, work: t.TempDir(), dataDir: filepath.Join(home, ".joinmarket-ng")}
+}
+
+func (f fixture) opts(args []string, environ ...string) Options {
+	return Options{Args: args, Environ: environ, WorkDir: f.work, HomeDir: f.home}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (f fixture) writeTOML(t *testing.T, content string) {
+	t.Helper()
+	writeFile(t, filepath.Join(f.dataDir, "config.toml"), content)
+}
+
+func (f fixture) writeDotEnv(t *testing.T, content string) {
+	t.Helper()
+	writeFile(t, filepath.Join(f.work, ".env"), content)
+}
+
+func mustLoad(t *testing.T, opts Options) Config {
+	t.Helper()
+	c, err := Load(opts)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	return c
+}
+
+func TestLoadDefaults(t *testing.T) {
+	f := newFixture(t)
+	c := mustLoad(t, Options{HomeDir: f.home})
+	want := Default()
+	want.DataDir = f.dataDir
+	c.info, want.info = nil, nil
+	if c != want {
+		t.Errorf("Load with nothing set:\n got %+v\nwant %+v", c, want)
+	}
+	if c.Network != "regtest" || c.ListenAddr() != "127.0.0.1:5222" || c.DataDir != f.dataDir {
+		t.Errorf("network %q, listen %q, data dir %q", c.Network, c.ListenAddr(), c.DataDir)
+	}
+	if _, err := os.Stat(f.dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("Load created or touched the data dir: stat err = %v", err)
+	}
+	c = mustLoad(t, Options{HomeDir: f.home})
+	for _, s := range settingsTable() {
+		if got := c.Source(s.key); got != SourceDefault {
+			t.Errorf("Source(%q) = %q, want default", s.key, got)
+		}
+	}
+	if c.ConfigFile() != filepath.Join(f.dataDir, "config.toml") {
+		t.Errorf("ConfigFile() = %q", c.ConfigFile())
+	}
+}
+
+func TestLoadNoHome(t *testing.T) {
+	if _, err := Load(Options{}); err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Errorf("Load(Options{}) error = %v, want one telling to set --data-dir", err)
+	}
+	dir := t.TempDir()
+	c := mustLoad(t, Options{Args: []string{"--data-dir", dir}})
+	if c.DataDir != dir {
+		t.Errorf("DataDir = %q, want %q", c.DataDir, dir)
+	}
+}
+
+// TestPrecedence stacks the layers one by one (config.toml, .env,
+// environment, flag) and checks that each new layer wins.
+func TestPrecedence(t *testing.T) {
+	type layerVals struct{ toml, dotenv, env, flag string }
+	tests := []struct {
+		key   string
+		flag  string // flag name
+		env   string // environment and .env name
+		vals  layerVals
+		get   func(Config) any
+		wants [5]any // default, +toml, +.env, +environment, +flag
+	}{
+		{
+			key: "port", flag: "--port", env: "PORT",
+			vals:  layerVals{"1001", "1002", "1003", "1004"},
+			get:   func(c Config) any { return c.Port },
+			wants: [5]any{5222, 1001, 1002, 1003, 1004},
+		},
+		{
+			key: "network", flag: "--network", env: "NETWORK",
+			vals:  layerVals{`"testnet"`, "signet", "mainnet", "REGTEST"},
+			get:   func(c Config) any { return c.Network },
+			wants: [5]any{"regtest", "testnet", "signet", "mainnet", "regtest"},
+		},
+		{
+			key: "heartbeat_pong_wait", flag: "--heartbeat-pong-wait", env: "HEARTBEAT_PONG_WAIT",
+			vals:  layerVals{"31.0", "32", "33s", "1m"},
+			get:   func(c Config) any { return c.HeartbeatPongWait },
+			wants: [5]any{30 * time.Second, 31 * time.Second, 32 * time.Second, 33 * time.Second, time.Minute},
+		},
+		{
+			key: "message_rate_limit", flag: "--message-rate-limit", env: "MESSAGE_RATE_LIMIT",
+			vals:  layerVals{"10", "20.5", "30", "40"},
+			get:   func(c Config) any { return c.MessageRateLimit },
+			wants: [5]any{500.0, 10.0, 20.5, 30.0, 40.0},
+		},
+		{
+			key: "motd", flag: "--motd", env: "MOTD",
+			vals:  layerVals{`"from toml"`, "from dotenv", "from env", "from flag"},
+			get:   func(c Config) any { return c.MOTD },
+			wants: [5]any{"JoinMarket directory node (Go)", "from toml", "from dotenv", "from env", "from flag"},
+		},
+		{
+			key: "log_level", flag: "--log-level", env: "LOG_LEVEL",
+			vals:  layerVals{`"warning"`, "error", "trace", "warn"},
+			get:   func(c Config) any { return c.LogLevel },
+			wants: [5]any{"INFO", "WARNING", "ERROR", "DEBUG", "WARNING"},
+		},
+	}
+	sources := [5]string{SourceDefault, SourceTOML, SourceDotEnv, SourceEnv, SourceFlag}
+	for _, tt := range tests {
+		for n := 0; n <= 4; n++ {
+			t.Run(tt.key+"/"+sources[n], func(t *testing.T) {
+				f := newFixture(t)
+				var args, environ []string
+				if n >= 1 {
+					f.writeTOML(t, "[directory_server]\n"+tt.key+" = "+tt.vals.toml+"\n")
+				}
+				if n >= 2 {
+					f.writeDotEnv(t, tt.env+"="+`"`+tt.vals.dotenv+`"`+"\n")
+				}
+				if n >= 3 {
+					environ = []string{tt.env + "=" + tt.vals.env}
+				}
+				if n >= 4 {
+					args = []string{tt.flag + "=" + tt.vals.flag}
+				}
+				c := mustLoad(t, f.opts(args, environ...))
+				if got := tt.get(c); got != tt.wants[n] {
+					t.Errorf("value = %v, want %v", got, tt.wants[n])
+				}
+				if got := c.Source(tt.key); got != sources[n] {
+					t.Errorf("Source(%q) = %q, want %q", tt.key, got, sources[n])
+				}
+			})
+		}
+	}
+}
+
+func TestDataDirResolution(t *testing.T) {
+	tests := []struct {
+		name    string
+		flag    bool
+		envDD   bool // DATA_DIR in the environment
+		envJM   bool // JOINMARKET_DATA_DIR in the environment
+		dotDD   bool // DATA_DIR in .env
+		dotJM   bool // JOINMARKET_DATA_DIR in .env
+		want    string
+		wantSrc string
+	}{
+		{"default", false, false, false, false, false, "default", SourceDefault},
+		{".env JOINMARKET_DATA_DIR", false, false, false, false, true, "dotjm", SourceDotEnv},
+		{".env DATA_DIR beats JOINMARKET_DATA_DIR", false, false, false, true, true, "dotdd", SourceDotEnv},
+		{"env JOINMARKET_DATA_DIR beats .env", false, false, true, true, true, "envjm", SourceEnv},
+		{"env DATA_DIR beats JOINMARKET_DATA_DIR", false, true, true, true, true, "envdd", SourceEnv},
+		{"flag beats all", true, true, true, true, true, "flag", SourceFlag},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			root := t.TempDir()
+			dir := func(n string) string { return filepath.Join(root, n) }
+			var args, environ []string
+			var dot strings.Builder
+			if tt.flag {
+				args = []string{"--data-dir", dir("flag")}
+			}
+			if tt.envDD {
+				environ = append(environ, "DATA_DIR="+dir("envdd"))
+			}
+			if tt.envJM {
+				environ = append(environ, "JOINMARKET_DATA_DIR="+dir("envjm"))
+			}
+			if tt.dotDD {
+				dot.WriteString("DATA_DIR=" + dir("dotdd") + "\n")
+			}
+			if tt.dotJM {
+				dot.WriteString("JOINMARKET_DATA_DIR=" + dir("dotjm") + "\n")
+			}
+			f.writeDotEnv(t, dot.String())
+			want := f.dataDir
+			if tt.want != "default" {
+				want = dir(tt.want)
+			}
+			// The config file is read from the resolved data dir.
+			writeFile(t, filepath.Join(want, "config.toml"), "[directory_server]\nport = 4242\n")
+			c := mustLoad(t, f.opts(args, environ...))
+			if c.DataDir != want {
+				t.Errorf("DataDir = %q, want %q", c.DataDir, want)
+			}
+			if got := c.Source(keyDataDir); got != tt.wantSrc {
+				t.Errorf("Source(data_dir) = %q, want %q", got, tt.wantSrc)
+			}
+			if c.Port != 4242 {
+				t.Errorf("Port = %d: config.toml not read from %s", c.Port, want)
+			}
+		})
+	}
+}
+
+func TestDataDirTilde(t *testing.T) {
+	f := newFixture(t)
+	c := mustLoad(t, f.opts(nil, "JOINMARKET_DATA_DIR=~/jm"))
+	if want := filepath.Join(f.home, "jm"); c.DataDir != want {
+		t.Errorf("DataDir = %q, want %q", c.DataDir, want)
+	}
+}
+
+// TestJoinMarketEnvNames checks that joinmarket-ng's environment names work
+// as written, flat and nested, in any case.
+func TestJoinMarketEnvNames(t *testing.T) {
+	tests := []struct {
+		env  string
+		get  func(Config) any
+		want any
+	}{
+		{"NETWORK=mainnet", func(c Config) any { return c.Network }, "mainnet"},
+		{"NETWORK_CONFIG__NETWORK=signet", func(c Config) any { return c.Network }, "signet"},
+		{"DIRECTORY_SERVER__NETWORK=testnet", func(c Config) any { return c.Network }, "testnet"},
+		{"HOST=0.0.0.0", func(c Config) any { return c.Host }, "0.0.0.0"},
+		{"PORT=5333", func(c Config) any { return c.Port }, 5333},
+		{"DIRECTORY_SERVER__PORT=5444", func(c Config) any { return c.Port }, 5444},
+		{"directory_server__port=5555", func(c Config) any { return c.Port }, 5555},
+		{"MAX_PEERS=42", func(c Config) any { return c.MaxPeers }, 42},
+		{"max_peers=43", func(c Config) any { return c.MaxPeers }, 43},
+		{"MESSAGE_RATE_LIMIT=12.5", func(c Config) any { return c.MessageRateLimit }, 12.5},
+		{"LOG_LEVEL=debug", func(c Config) any { return c.LogLevel }, "DEBUG"},
+		{"LOGGING__LEVEL=TRACE", func(c Config) any { return c.LogLevel }, "DEBUG"},
+		{"DIRECTORY_SERVER__LOG_LEVEL=Error", func(c Config) any { return c.LogLevel }, "ERROR"},
+		{"LOG_FORMAT=JSON", func(c Config) any { return c.LogFormat }, "json"},
+		{"MOTD=hello world", func(c Config) any { return c.MOTD }, "hello world"},
+		{"LOCATION=abcdef.onion:5222", func(c Config) any { return c.Location }, "abcdef.onion:5222"},
+		{"MAX_PENDING_HANDSHAKES=7", func(c Config) any { return c.MaxPendingHandshakes }, 7},
+		{"MAX_LINE_LENGTH=65536", func(c Config) any { return c.MaxLineLength }, 65536},
+		{"MESSAGE_BURST_LIMIT=9", func(c Config) any { return c.MessageBurstLimit }, 9},
+		{"RATE_LIMIT_DISCONNECT_THRESHOLD=0", func(c Config) any { return c.RateLimitDisconnectThreshold }, 0},
+		{"GETPEERLIST_PER_MINUTE=5", func(c Config) any { return c.GetPeerlistPerMinute }, 5},
+		{"ORDERBOOK_PER_MINUTE=6", func(c Config) any { return c.OrderbookPerMinute }, 6},
+		{"SPOOF_DISCONNECT_THRESHOLD=8", func(c Config) any { return c.SpoofDisconnectThreshold }, 8},
+		{"HANDSHAKE_TIMEOUT=11", func(c Config) any { return c.HandshakeTimeout }, 11 * time.Second},
+		{"NICK_CHECK_TIMEOUT=2.5", func(c Config) any { return c.NickCheckTimeout }, 2500 * time.Millisecond},
+		{"OUTBOUND_QUEUE_BYTES=65536", func(c Config) any { return c.OutboundQueueBytes }, 65536},
+		{"WRITE_TIMEOUT=1m", func(c Config) any { return c.WriteTimeout }, time.Minute},
+		{"HEARTBEAT_SWEEP_INTERVAL=5", func(c Config) any { return c.HeartbeatSweepInterval }, 5 * time.Second},
+		{"HEARTBEAT_IDLE_THRESHOLD=700", func(c Config) any { return c.HeartbeatIdleThreshold }, 700 * time.Second},
+		{"HEARTBEAT_HARD_EVICT=2000", func(c Config) any { return c.HeartbeatHardEvict }, 2000 * time.Second},
+		{"HEARTBEAT_PONG_WAIT=45", func(c Config) any { return c.HeartbeatPongWait }, 45 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.env, func(t *testing.T) {
+			f := newFixture(t)
+			c := mustLoad(t, f.opts(nil, tt.env))
+			if got := tt.get(c); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNestedWins checks the documented tie-break inside one source.
+func TestNestedWins(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		get     func(Config) any
+		want    any
+	}{
+		{"port", []string{"PORT=1", "DIRECTORY_SERVER__PORT=2"}, func(c Config) any { return c.Port }, 2},
+		{"port reversed", []string{"DIRECTORY_SERVER__PORT=2", "PORT=1"}, func(c Config) any { return c.Port }, 2},
+		{"network", []string{"NETWORK=mainnet", "NETWORK_CONFIG__NETWORK=signet"}, func(c Config) any { return c.Network }, "signet"},
+		{"network directory_server", []string{"NETWORK_CONFIG__NETWORK=signet", "DIRECTORY_SERVER__NETWORK=testnet", "NETWORK=mainnet"}, func(c Config) any { return c.Network }, "testnet"},
+		{"log level", []string{"LOG_LEVEL=ERROR", "LOGGING__LEVEL=DEBUG"}, func(c Config) any { return c.LogLevel }, "DEBUG"},
+		{"log level directory_server", []string{"LOGGING__LEVEL=DEBUG", "DIRECTORY_SERVER__LOG_LEVEL=WARNING"}, func(c Config) any { return c.LogLevel }, "WARNING"},
+		{"first of same name", []string{"PORT=1", "port=2"}, func(c Config) any { return c.Port }, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := mustLoad(t, newFixture(t).opts(nil, tt.environ...))
+			if got := tt.get(c); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+const realisticTOML = `# JoinMarket-NG configuration (abridged)
+
+[tor]
+socks_host = "127.0.0.1"
+socks_port = 9050
+connection_timeout = 120.0
+control_enabled = true
+
+[bitcoin]
+backend_type = "descriptor_wallet"
+rpc_url = "http://127.0.0.1:8332"
+rpc_user = "jm"
+rpc_password = "secret"
+
+[network_config]
+network = "signet"
+directory_servers = ["aaaa.onion:5222", "bbbb.onion:5222"]
+directory_reconnect_interval = 300
+
+[wallet]
+mixdepth_count = 5
+gap_limit = 20
+
+[logging]
+level = "TRACE"
+sensitive = false
+
+[notifications]
+enabled = false
+urls = []
+
+[maker]
+min_size = 100000
+cj_fee_relative = "0.00002"
+message_rate_limit = 10
+
+[directory_server]
+host = "0.0.0.0"
+port = 5222
+max_peers = 5000
+max_message_size = 2097152
+max_line_length = 65536
+max_json_nesting_depth = 10
+message_rate_limit = 250
+message_burst_limit = 500
+rate_limit_disconnect_threshold = 0
+broadcast_batch_size = 50
+health_check_host = "127.0.0.1"
+health_check_port = 8080
+nick_auth_mode = "strict"
+motd = "JoinMarket NG Directory Server"
+heartbeat_sweep_interval = 60.0
+heartbeat_idle_threshold = 600.0
+heartbeat_hard_evict = 1500.0
+heartbeat_pong_wait = 30.0
+
+[orderbook_watcher]
+http_port = 8000
+max_message_size = 2097152
+
+[tui]
+log_level = "WARNING"
+`
+
+func TestRealisticConfigTOML(t *testing.T) {
+	f := newFixture(t)
+	f.writeTOML(t, realisticTOML)
+	c := mustLoad(t, f.opts(nil))
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Network", c.Network, "signet"},
+		{"Host", c.Host, "0.0.0.0"},
+		{"Port", c.Port, 5222},
+		{"MaxPeers", c.MaxPeers, 5000},
+		{"MaxLineLength", c.MaxLineLength, 65536},
+		{"MessageRateLimit", c.MessageRateLimit, 250.0},
+		{"MessageBurstLimit", c.MessageBurstLimit, 500},
+		{"RateLimitDisconnectThreshold", c.RateLimitDisconnectThreshold, 0},
+		{"MOTD", c.MOTD, "JoinMarket NG Directory Server"},
+		{"HeartbeatSweepInterval", c.HeartbeatSweepInterval, 60 * time.Second},
+		{"HeartbeatIdleThreshold", c.HeartbeatIdleThreshold, 600 * time.Second},
+		{"HeartbeatHardEvict", c.HeartbeatHardEvict, 1500 * time.Second},
+		{"HeartbeatPongWait", c.HeartbeatPongWait, 30 * time.Second},
+		{"LogLevel", c.LogLevel, "DEBUG"},
+		{"Source(network)", c.Source("network"), SourceTOML},
+		{"Source(handshake_timeout)", c.Source("handshake_timeout"), SourceDefault},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s = %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+	wantIgnored := []string{
+		"directory_server.broadcast_batch_size",
+		"directory_server.health_check_host",
+		"directory_server.health_check_port",
+		"directory_server.max_json_nesting_depth",
+		"directory_server.max_message_size",
+		"directory_server.nick_auth_mode",
+	}
+	if got := c.IgnoredKeys(); strings.Join(got, ",") != strings.Join(wantIgnored, ",") {
+		t.Errorf("IgnoredKeys() = %v, want %v", got, wantIgnored)
+	}
+	d := c.Describe()
+	if !strings.Contains(d, "# ignored: directory_server.broadcast_batch_size, ") {
+		t.Errorf("Describe() does not list ignored keys:\n%s", d)
+	}
+	if !strings.Contains(d, "(loaded)") {
+		t.Errorf("Describe() does not say the config file was loaded:\n%s", d)
+	}
+}
+
+func TestTOMLSectionPrecedence(t *testing.T) {
+	tests := []struct {
+		name, toml string
+		get        func(Config) any
+		want       any
+	}{
+		{"network_config only", "[network_config]\nnetwork = \"mainnet\"\n", func(c Config) any { return c.Network }, "mainnet"},
+		{"directory_server wins", "[network_config]\nnetwork = \"mainnet\"\n[directory_server]\nnetwork = \"testnet\"\n", func(c Config) any { return c.Network }, "testnet"},
+		{"logging only", "[logging]\nlevel = \"warn\"\n", func(c Config) any { return c.LogLevel }, "WARNING"},
+		{"directory_server log_level wins", "[logging]\nlevel = \"warn\"\n[directory_server]\nlog_level = \"error\"\n", func(c Config) any { return c.LogLevel }, "ERROR"},
+		{"empty file", "", func(c Config) any { return c.Port }, 5222},
+		{"port as string", "[directory_server]\nport = \"6000\"\n", func(c Config) any { return c.Port }, 6000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.writeTOML(t, tt.toml)
+			if got := tt.get(mustLoad(t, f.opts(nil))); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDurationForms(t *testing.T) {
+	tests := []struct {
+		name    string
+		toml    string // value written after "handshake_timeout = "
+		envText string // same setting through the environment
+		want    time.Duration
+	}{
+		{"int seconds", "60", "60", time.Minute},
+		{"float seconds", "0.5", "0.5", 500 * time.Millisecond},
+		{"float whole", "45.0", "45.0", 45 * time.Second},
+		{"go duration", `"1m30s"`, "1m30s", 90 * time.Second},
+		{"go millis", `"250ms"`, "250ms", 250 * time.Millisecond},
+		{"string seconds", `"12"`, " 12 ", 12 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.writeTOML(t, "[directory_server]\nhandshake_timeout = "+tt.toml+"\n")
+			if got := mustLoad(t, f.opts(nil)).HandshakeTimeout; got != tt.want {
+				t.Errorf("toml %s: got %v, want %v", tt.toml, got, tt.want)
+			}
+			if got := mustLoad(t, f.opts(nil, "HANDSHAKE_TIMEOUT="+tt.envText)).HandshakeTimeout; got != tt.want {
+				t.Errorf("env %q: got %v, want %v", tt.envText, got, tt.want)
+			}
+			if got := mustLoad(t, f.opts([]string{"-handshake-timeout", tt.envText})).HandshakeTimeout; got != tt.want {
+				t.Errorf("flag %q: got %v, want %v", tt.envText, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestConfigFileEnv(t *testing.T) {
+	t.Run("environment", func(t *testing.T) {
+		f := newFixture(t)
+		f.writeTOML(t, "[directory_server]\nport = 1111\n") // must be ignored
+		other := filepath.Join(t.TempDir(), "other.toml")
+		writeFile(t, other, "[directory_server]\nport = 2222\n")
+		c := mustLoad(t, f.opts(nil, "JOINMARKET_CONFIG_FILE="+other))
+		if c.Port != 2222 || c.ConfigFile() != other {
+			t.Errorf("Port = %d, ConfigFile = %q; want 2222 from %s", c.Port, c.ConfigFile(), other)
+		}
+	})
+	t.Run(".env", func(t *testing.T) {
+		f := newFixture(t)
+		other := filepath.Join(t.TempDir(), "other.toml")
+		writeFile(t, other, "[directory_server]\nport = 3333\n")
+		f.writeDotEnv(t, "JOINMARKET_CONFIG_FILE="+other+"\n")
+		if c := mustLoad(t, f.opts(nil)); c.Port != 3333 {
+			t.Errorf("Port = %d, want 3333", c.Port)
+		}
+	})
+	t.Run("environment beats .env", func(t *testing.T) {
+		f := newFixture(t)
+		dir := t.TempDir()
+		a, b := filepath.Join(dir, "a.toml"), filepath.Join(dir, "b.toml")
+		writeFile(t, a, "[directory_server]\nport = 4444\n")
+		writeFile(t, b, "[directory_server]\nport = 5555\n")
+		f.writeDotEnv(t, "JOINMARKET_CONFIG_FILE="+b+"\n")
+		if c := mustLoad(t, f.opts(nil, "joinmarket_config_file="+a)); c.Port != 4444 {
+			t.Errorf("Port = %d, want 4444", c.Port)
+		}
+	})
+	t.Run("missing named file", func(t *testing.T) {
+		f := newFixture(t)
+		missing := filepath.Join(t.TempDir(), "nope.toml")
+		_, err := Load(f.opts(nil, "JOINMARKET_CONFIG_FILE="+missing))
+		want := `JOINMARKET_CONFIG_FILE="` + missing + `" (environment): config file not found`
+		if err == nil || err.Error() != want {
+			t.Errorf("err = %v, want %q", err, want)
+		}
+	})
+}
+
+func TestLoadErrors(t *testing.T) {
+	const durAccepted = "accepted values are durations > 0: seconds (30, 0.5) or Go durations (1m30s)"
+	tests := []struct {
+		name    string
+		args    []string
+		environ []string
+		dotenv  string
+		toml    string
+		want    string // exact error
+	}{
+		{name: "network env", environ: []string{"NETWORK=foo"},
+			want: `NETWORK="foo" (environment): accepted values are mainnet, testnet, signet, regtest`},
+		{name: "port flag", args: []string{"--port=70000"},
+			want: `--port=70000 (flag): accepted values are integers 0..65535`},
+		{name: "port single dash flag", args: []string{"-port", "-5"},
+			want: `--port=-5 (flag): accepted values are integers 0..65535`},
+		{name: "hard evict toml", toml: "[directory_server]\nheartbeat_hard_evict = 100\n",
+			want: `heartbeat_hard_evict=100 (config.toml): must be >= heartbeat_idle_threshold (600s)`},
+		{name: "idle threshold flag vs default hard evict", args: []string{"--heartbeat-idle-threshold=2000"},
+			want: `--heartbeat-idle-threshold=2000 (flag): must be <= heartbeat_hard_evict (1500s)`},
+		{name: "max peers parse", environ: []string{"MAX_PEERS=abc"},
+			want: `MAX_PEERS=abc (environment): accepted values are integers >= 1`},
+		{name: "max peers zero lower-case name", environ: []string{"max_peers=0"},
+			want: `max_peers=0 (environment): accepted values are integers >= 1`},
+		{name: "nested port .env", dotenv: "DIRECTORY_SERVER__PORT=http\n",
+			want: `DIRECTORY_SERVER__PORT=http (.env): accepted values are integers 0..65535`},
+		{name: "empty port env", environ: []string{"PORT="},
+			want: `PORT="" (environment): accepted values are integers 0..65535`},
+		{name: "rate limit", environ: []string{"MESSAGE_RATE_LIMIT=-1"},
+			want: `MESSAGE_RATE_LIMIT=-1 (environment): accepted values are numbers > 0`},
+		{name: "rate limit NaN", args: []string{"--message-rate-limit=NaN"},
+			want: `--message-rate-limit=NaN (flag): accepted values are numbers > 0`},
+		{name: "rate limit toml string", toml: "[directory_server]\nmessage_rate_limit = \"fast\"\n",
+			want: `message_rate_limit="fast" (config.toml): accepted values are numbers > 0`},
+		{name: "port toml float", toml: "[directory_server]\nport = 5222.5\n",
+			want: `port=5222.5 (config.toml): accepted values are integers 0..65535`},
+		{name: "host toml int", toml: "[directory_server]\nhost = 1\n",
+			want: `host=1 (config.toml): accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)`},
+		{name: "duration garbage", environ: []string{"HANDSHAKE_TIMEOUT=soon"},
+			want: `HANDSHAKE_TIMEOUT=soon (environment): ` + durAccepted},
+		{name: "duration zero", args: []string{"--write-timeout=0"},
+			want: `--write-timeout=0 (flag): ` + durAccepted},
+		{name: "duration toml bool", toml: "[directory_server]\nheartbeat_pong_wait = true\n",
+			want: `heartbeat_pong_wait=true (config.toml): ` + durAccepted},
+		{name: "nick check too long", environ: []string{"NICK_CHECK_TIMEOUT=90"},
+			want: `NICK_CHECK_TIMEOUT=90 (environment): accepted values are durations > 0 and <= 60s: seconds (30, 0.5) or Go durations (1m30s)`},
+		{name: "network in network_config", toml: "[network_config]\nnetwork = \"bitcoin\"\n",
+			want: `network_config.network="bitcoin" (config.toml): accepted values are mainnet, testnet, signet, regtest`},
+		{name: "logging level", toml: "[logging]\nlevel = \"loud\"\n",
+			want: `logging.level="loud" (config.toml): accepted values are DEBUG, INFO, WARNING, ERROR (any case; aliases TRACE, WARN, SUCCESS, CRITICAL)`},
+		{name: "log format", environ: []string{"LOG_FORMAT=yaml"},
+			want: `LOG_FORMAT="yaml" (environment): accepted values are text, json`},
+		{name: "log json conflict", args: []string{"--log-format=text", "--log-json"},
+			want: `--log-json (flag) conflicts with --log-format="text" (flag)`},
+		{name: "location", args: []string{"--location=myonion.onion"},
+			want: `--location="myonion.onion" (flag): accepted values are "" (derive at runtime) or host:port (e.g. xyz.onion:5222) with port 1..65535`},
+		{name: "line length", environ: []string{"DIRECTORY_SERVER__MAX_LINE_LENGTH=100"},
+			want: `DIRECTORY_SERVER__MAX_LINE_LENGTH=100 (environment): accepted values are integers 1024..2097152`},
+		{name: "queue bytes", toml: "[directory_server]\noutbound_queue_bytes = 1024\n",
+			want: `outbound_queue_bytes=1024 (config.toml): accepted values are integers >= 65536`},
+		{name: "empty data dir flag", args: []string{"--data-dir="}, environ: []string{"DATA_DIR=/tmp"},
+			want: `--data-dir="" (flag): accepted values are non-empty paths`},
+		{name: "unknown flag", args: []string{"--max-peer=5"},
+			want: `flag provided but not defined: -max-peer`},
+		{name: "positional argument", args: []string{"serve"},
+			want: `unexpected argument "serve": all settings are flags (--name=value)`},
+		{name: "directory_server not a table", toml: "directory_server = 5\n",
+			want: `config file {toml}: directory_server must be a table ([directory_server])`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t)
+			if tt.toml != "" {
+				f.writeTOML(t, tt.toml)
+			}
+			if tt.dotenv != "" {
+				f.writeDotEnv(t, tt.dotenv)
+			}
+			var out bytes.Buffer
+			opts := f.opts(tt.args, tt.environ...)
+			opts.Output = &out
+			_, err := Load(opts)
+			want := strings.ReplaceAll(tt.want, "{toml}", filepath.Join(f.dataDir, "config.toml"))
+			if err == nil {
+				t.Fatalf("Load succeeded, want error %q", want)
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+			if err.Error() != want {
+				t.Errorf("error = %q\n   want %q", err, want)
+			}
+		})
+	}
+}
+
+func TestBadFiles(t *testing.T) {
+	t.Run("invalid toml", func(t *testing.T) {
+		f := newFixture(t)
+		f.writeTOML(t, "[directory_server]\nport = \n")
+		_, err := Load(f.opts(nil))
+		path := filepath.Join(f.dataDir, "config.toml")
+		if err == nil || !strings.HasPrefix(err.Error(), "config file "+path+": ") || strings.Contains(err.Error(), "\n") {
+			t.Errorf("err = %v, want one line starting with the path", err)
+		}
+	})
+	t.Run("duplicate toml key", func(t *testing.T) {
+		f := newFixture(t)
+		f.writeTOML(t, "[directory_server]\nport = 1\nport = 2\n")
+		if _, err := Load(f.opts(nil)); err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("err = %v, want one-line error", err)
+		}
+	})
+	t.Run("config file is a directory", func(t *testing.T) {
+		f := newFixture(t)
+		if err := os.MkdirAll(filepath.Join(f.dataDir, "config.toml"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(f.opts(nil)); err == nil || !strings.Contains(err.Error(), "config.toml") {
+			t.Errorf("err = %v, want error naming config.toml", err)
+		}
+	})
+	t.Run(".env is a directory", func(t *testing.T) {
+		f := newFixture(t)
+		if err := os.Mkdir(filepath.Join(f.work, ".env"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Load(f.opts(nil)); err == nil || !strings.HasPrefix(err.Error(), ".env file ") {
+			t.Errorf("err = %v, want .env error", err)
+		}
+	})
+	t.Run("missing .env and config are fine", func(t *testing.T) {
+		mustLoad(t, newFixture(t).opts(nil))
+	})
+}
+
+func TestDotEnvFormats(t *testing.T) {
+	f := newFixture(t)
+	f.writeDotEnv(t, "# comment\nexport PORT=6001\nMOTD='single quoted'\nHOST=\"::1\"\nmax_peers=12 # trailing comment\n")
+	c := mustLoad(t, f.opts(nil))
+	if c.Port != 6001 || c.MOTD != "single quoted" || c.Host != "::1" || c.MaxPeers != 12 {
+		t.Errorf("got port %d motd %q host %q max_peers %d", c.Port, c.MOTD, c.Host, c.MaxPeers)
+	}
+	if c.Source("port") != SourceDotEnv {
+		t.Errorf("Source(port) = %q, want .env", c.Source("port"))
+	}
+	if c.ListenAddr() != "[::1]:6001" {
+		t.Errorf("ListenAddr() = %q", c.ListenAddr())
+	}
+}
+
+func TestNoWorkDirNoDotEnv(t *testing.T) {
+	f := newFixture(t)
+	f.writeDotEnv(t, "PORT=6001\n")
+	opts := f.opts(nil)
+	opts.WorkDir = ""
+	if c := mustLoad(t, opts); c.Port != 5222 {
+		t.Errorf("Port = %d: .env read without WorkDir", c.Port)
+	}
+}
+
+func TestBooleanFlags(t *testing.T) {
+	tests := []struct {
+		args              []string
+		check, json, vers bool
+	}{
+		{nil, false, false, false},
+		{[]string{"--check-config"}, true, false, false},
+		{[]string{"-check-config", "--log-json"}, true, true, false},
+		{[]string{"--log-json=false"}, false, false, false},
+		{[]string{"--log-json", "--log-format=json"}, false, true, false},
+		{[]string{"--version"}, false, false, true},
+		{[]string{"--version", "--port=99999"}, false, false, true}, // --version skips the rest
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c := mustLoad(t, newFixture(t).opts(tt.args))
+			if c.CheckConfig != tt.check || (c.LogFormat == "json") != tt.json || c.ShowVersion != tt.vers {
+				t.Errorf("CheckConfig %v LogFormat %q ShowVersion %v", c.CheckConfig, c.LogFormat, c.ShowVersion)
+			}
+		})
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		var out bytes.Buffer
+		opts := newFixture(t).opts([]string{arg})
+		opts.Output = &out
+		_, err := Load(opts)
+		if !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("%s: err = %v, want flag.ErrHelp", arg, err)
+		}
+		for _, want := range []string{"-max-peers int", "-heartbeat-sweep-interval duration", "MAX_PEERS", "-check-config", "(default 5222)"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("%s: usage lacks %q:\n%s", arg, want, out.String())
+			}
+		}
+	}
+	// Without Output nothing is written anywhere and nothing breaks.
+	if _, err := Load(newFixture(t).opts([]string{"-h"})); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("err = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestDescribeSources(t *testing.T) {
+	f := newFixture(t)
+	f.writeTOML(t, "[directory_server]\nmax_peers = 77\nheartbeat_pong_wait = 0.5\nfuture_key = 1\n")
+	f.writeDotEnv(t, "MOTD=hi there\n")
+	c := mustLoad(t, f.opts([]string{"--port=6000", "--log-json"}, "NETWORK=signet", "HEARTBEAT_IDLE_THRESHOLD=1m30s"))
+	d := c.Describe()
+	lines := strings.Split(strings.TrimRight(d, "\n"), "\n")
+	wantLines := []string{
+		"# config file: " + filepath.Join(f.dataDir, "config.toml") + " (loaded)",
+		`data_dir = "` + f.dataDir + `"  (default)`,
+		`network = "signet"  (environment)`,
+		`host = "127.0.0.1"  (default)`,
+		"port = 6000  (flag)",
+		`motd = "hi there"  (.env)`,
+		"max_peers = 77  (config.toml)",
+		"heartbeat_idle_threshold = 90s  (environment)",
+		"heartbeat_pong_wait = 0.5s  (config.toml)",
+		`log_format = "json"  (flag)`,
+		"# ignored: directory_server.future_key",
+	}
+	for _, want := range wantLines {
+		found := false
+		for _, l := range lines {
+			if l == want {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("Describe() lacks line %q:\n%s", want, d)
+		}
+	}
+	if got, want := len(lines), len(settingsTable())+2; got != want {
+		t.Errorf("Describe() has %d lines, want %d:\n%s", got, want, d)
+	}
+	// A value changed after Load is reported as set in code, and the copy
+	// does not affect the original.
+	c2 := c
+	c2.MaxPeers = 1
+	if c2.Source("max_peers") != SourceCode || c.Source("max_peers") != SourceTOML {
+		t.Errorf("after change: copy %q, original %q", c2.Source("max_peers"), c.Source("max_peers"))
+	}
+	if err := c2.Validate(); err != nil {
+		t.Errorf("Validate copy: %v", err)
+	}
+	c2.MaxPeers = 0
+	if err := c2.Validate(); err == nil || err.Error() != "max_peers=0: accepted values are integers >= 1" {
+		t.Errorf("Validate changed copy = %v", err)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	f := newFixture(t)
+	c := mustLoad(t, f.opts([]string{"--port=6000"}))
+	done := make(chan string)
+	for range 4 {
+		go func() {
+			cc := c
+			cc.Port = 1
+			_ = cc.Validate()
+			done <- c.Describe() + cc.Describe()
+		}()
+	}
+	for range 4 {
+		if s := <-done; !strings.Contains(s, "port = 6000  (flag)") {
+			t.Errorf("Describe lost the original source:\n%s", s)
+		}
+	}
+}

@@ -1,0 +1,253 @@
+// Package peer is one client connection: identity fixed at the handshake, a bounded
+// outbound queue drained by an on-demand writer goroutine, and a single typed close reason.
+//
+// Enqueueing never blocks. When a peer's queued bytes exceed its cap, or a write misses
+// its deadline, the peer is cut with stats.CloseSlowConsumer: one slow reader can never
+// hold up a sender or a broadcast, and nothing accepted into a live peer's queue is
+// dropped silently.
+package peer
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+// Limits bound a peer's outbound side.
+type Limits struct {
+	QueueBytes   int           // cap on bytes waiting to be written
+	WriteTimeout time.Duration // deadline for each write
+}
+
+// Peer is one connection. The identity fields are set by SetHello before the peer is
+// registered and never change afterwards, so other goroutines read them without locks.
+type Peer struct {
+	ID   uint64
+	Log  *slog.Logger // child logger for this connection (no nick at INFO)
+	conn net.Conn
+	lim  Limits
+	ctr  *stats.Counters
+
+	// Identity, written once by SetHello before registration.
+	Nick     string
+	Location jm.Location
+	Features handshake.Features
+	// Peerlist entries, precomputed at SetHello.
+	EntryPlain    []byte // "nick;location"
+	EntryFeatures []byte // "nick;location;F:…" (= EntryPlain without true features)
+	EntryLeft     []byte // "nick;location;D"
+
+	// Liveness, written by the reader and the heartbeat.
+	lastSeen    atomic.Int64 // unix nanoseconds of the last line received
+	pingPending atomic.Int64 // unix nanoseconds a 798 was sent and not yet answered; 0 = none
+
+	mu      sync.Mutex // guards the fields below
+	queue   [][]byte   // lines waiting for the writer
+	spare   [][]byte   // recycled queue backing array
+	queued  int        // bytes in queue
+	writing bool       // a writer goroutine is running
+	closed  bool
+	reason  stats.CloseReason
+	probe   chan struct{} // closed when the next qualifying answer arrives (nick check)
+
+	probing atomic.Bool   // probe is set: Answered must take the lock
+	done    chan struct{} // closed by Close
+	left    chan struct{} // closed by MarkLeft once the peer is unregistered and announced
+}
+
+// New wraps a connection.
+func New(id uint64, conn net.Conn, lim Limits, ctr *stats.Counters, log *slog.Logger) *Peer {
+	return &Peer{ID: id, conn: conn, lim: lim, ctr: ctr, Log: log,
+		done: make(chan struct{}), left: make(chan struct{})}
+}
+
+// Conn returns the underlying connection.
+func (p *Peer) Conn() net.Conn { return p.conn }
+
+// SetHello fixes the peer's identity from its accepted handshake.
+func (p *Peer) SetHello(h handshake.Hello) {
+	p.Nick, p.Location, p.Features = h.Nick, h.Location, h.Features
+	loc := h.Location.String()
+	p.EntryPlain = wire.AppendEntry(nil, h.Nick, loc, false, nil)
+	p.EntryFeatures = wire.AppendEntry(nil, h.Nick, loc, false, h.Features.True)
+	p.EntryLeft = wire.AppendEntry(nil, h.Nick, loc, true, nil)
+}
+
+// Maker reports whether the peer serves an onion (a maker); otherwise it is a taker.
+func (p *Peer) Maker() bool { return p.Location.Serving() }
+
+// Role is "maker" or "taker".
+func (p *Peer) Role() string {
+	if p.Maker() {
+		return "maker"
+	}
+	return "taker"
+}
+
+// Touch records that a line arrived at t.
+func (p *Peer) Touch(t time.Time) { p.lastSeen.Store(t.UnixNano()) }
+
+// LastSeen is when the last line arrived.
+func (p *Peer) LastSeen() time.Time { return time.Unix(0, p.lastSeen.Load()) }
+
+// MarkPing records that a ping was sent at t.
+func (p *Peer) MarkPing(t time.Time) { p.pingPending.Store(t.UnixNano()) }
+
+// PingPending returns when the unanswered ping was sent, if any.
+func (p *Peer) PingPending() (time.Time, bool) {
+	n := p.pingPending.Load()
+	return time.Unix(0, n), n != 0
+}
+
+// Pong clears a pending ping and wakes a nick check waiting on this peer.
+func (p *Peer) Pong() {
+	p.pingPending.Store(0)
+	p.Answered()
+}
+
+// Answered wakes a nick check waiting for this peer to prove it is alive. It is called
+// for every received line, so it takes no lock unless a check is waiting.
+func (p *Peer) Answered() {
+	if !p.probing.Load() {
+		return
+	}
+	p.mu.Lock()
+	p.probing.Store(false)
+	if p.probe != nil {
+		close(p.probe)
+		p.probe = nil
+	}
+	p.mu.Unlock()
+}
+
+// AwaitAnswer returns a channel closed at the peer's next Answered call.
+func (p *Peer) AwaitAnswer() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.probe == nil {
+		p.probe = make(chan struct{})
+		p.probing.Store(true)
+	}
+	return p.probe
+}
+
+// Send queues one encoded line (terminator included). It never blocks. It returns false
+// when the line was not queued: the peer is closed, the line is longer than a reference
+// client accepts (counted as stats.DropOversizeOut), or the queue overflowed — in which
+// case the peer is cut as a slow consumer.
+func (p *Peer) Send(line []byte) bool {
+	if wire.ContentLen(line) > wire.MaxLine {
+		p.ctr.Drop(stats.DropOversizeOut)
+		return false
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return false
+	}
+	if p.queued+len(line) > p.lim.QueueBytes {
+		p.mu.Unlock()
+		p.Close(stats.CloseSlowConsumer)
+		return false
+	}
+	p.queue = append(p.queue, line)
+	p.queued += len(line)
+	start := !p.writing
+	p.writing = true
+	p.mu.Unlock()
+	if start {
+		go p.writeLoop()
+	}
+	return true
+}
+
+// QueuedBytes is the number of bytes waiting to be written.
+func (p *Peer) QueuedBytes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.queued
+}
+
+// writeLoop drains the queue with vectored writes, each under the write deadline, and
+// exits when the queue is empty so an idle peer holds no writer goroutine.
+func (p *Peer) writeLoop() {
+	for {
+		p.mu.Lock()
+		if p.closed || len(p.queue) == 0 {
+			p.writing = false
+			p.mu.Unlock()
+			return
+		}
+		batch := p.queue
+		p.queue, p.spare = p.spare[:0], nil
+		p.queued = 0
+		p.mu.Unlock()
+
+		_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
+		bufs := net.Buffers(batch)
+		_, err := bufs.WriteTo(p.conn)
+		clear(batch)
+		p.mu.Lock()
+		if p.spare == nil {
+			p.spare = batch[:0]
+		}
+		p.mu.Unlock()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				p.Close(stats.CloseSlowConsumer)
+			} else {
+				p.Close(stats.CloseWriteError)
+			}
+			return
+		}
+	}
+}
+
+// WriteNow writes one line directly, bypassing the queue. It is only for the handshake
+// phase, before any other goroutine can send to the peer.
+func (p *Peer) WriteNow(line []byte) error {
+	_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
+	_, err := p.conn.Write(line)
+	return err
+}
+
+// Close cuts the connection with a reason. Only the first reason counts. Queued lines
+// are discarded: the peer is gone.
+func (p *Peer) Close(r stats.CloseReason) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return
+	}
+	p.closed = true
+	p.reason = r
+	p.queue, p.spare, p.queued = nil, nil, 0
+	p.mu.Unlock()
+	close(p.done)
+	_ = p.conn.Close()
+}
+
+// MarkLeft records that the peer has been unregistered and its departure announced.
+func (p *Peer) MarkLeft() { close(p.left) }
+
+// Left is closed once the peer has been unregistered and its departure announced.
+func (p *Peer) Left() <-chan struct{} { return p.left }
+
+// Done is closed when the peer is closed.
+func (p *Peer) Done() <-chan struct{} { return p.done }
+
+// Reason returns the close reason (stats.CloseNone while open).
+func (p *Peer) Reason() stats.CloseReason {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.reason
+}

@@ -1,0 +1,144 @@
+// Package registry knows who is connected: handshaked peers by nick, and a read-mostly
+// snapshot of all of them for broadcasts.
+package registry
+
+import (
+	"sort"
+	"sync"
+	"sync/atomic"
+
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+)
+
+// Result of a registration attempt.
+type Result uint8
+
+// Registration results.
+const (
+	Registered Result = iota // the peer now owns its nick
+	Duplicate                // a live peer owns the nick
+	Checking                 // the nick's owner is being checked for another newcomer
+	Full                     // the registry holds MaxPeers peers
+	Gone                     // the newcomer was closed before it could be registered
+)
+
+// Registry maps nicks to handshaked peers.
+type Registry struct {
+	mu       sync.RWMutex
+	byNick   map[string]*peer.Peer // guarded by mu
+	checking map[string]bool       // nicks whose owner is being probed; guarded by mu
+	makers   int                   // guarded by mu
+	max      atomic.Int64
+
+	// snap is every registered peer, rebuilt lazily after a change; nil means stale.
+	snap atomic.Pointer[[]*peer.Peer]
+}
+
+// New returns an empty registry that admits at most max peers.
+func New(max int) *Registry {
+	r := &Registry{byNick: map[string]*peer.Peer{}, checking: map[string]bool{}}
+	r.max.Store(int64(max))
+	return r
+}
+
+// SetMax changes the capacity (existing peers stay).
+func (r *Registry) SetMax(max int) { r.max.Store(int64(max)) }
+
+// Max returns the capacity.
+func (r *Registry) Max() int { return int(r.max.Load()) }
+
+// Register adds p under p.Nick. On success welcome is queued to p before p becomes
+// visible to any other sender, so it is the first line p receives. On Duplicate the
+// current owner is returned.
+func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if owner, ok := r.byNick[p.Nick]; ok {
+		if r.checking[p.Nick] {
+			return Checking, owner
+		}
+		return Duplicate, owner
+	}
+	if int64(len(r.byNick)) >= r.max.Load() {
+		return Full, nil
+	}
+	if !p.Send(welcome) {
+		return Gone, nil
+	}
+	r.byNick[p.Nick] = p
+	if p.Maker() {
+		r.makers++
+	}
+	r.snap.Store(nil)
+	return Registered, nil
+}
+
+// BeginCheck marks owner's nick as being probed for a newcomer. It returns false if the
+// owner is no longer registered or a check is already running.
+func (r *Registry) BeginCheck(owner *peer.Peer) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byNick[owner.Nick] != owner || r.checking[owner.Nick] {
+		return false
+	}
+	r.checking[owner.Nick] = true
+	return true
+}
+
+// EndCheck clears the mark set by BeginCheck.
+func (r *Registry) EndCheck(nick string) {
+	r.mu.Lock()
+	delete(r.checking, nick)
+	r.mu.Unlock()
+}
+
+// Remove unregisters p if it is the current owner of its nick, and reports whether it was.
+func (r *Registry) Remove(p *peer.Peer) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byNick[p.Nick] != p {
+		return false
+	}
+	delete(r.byNick, p.Nick)
+	if p.Maker() {
+		r.makers--
+	}
+	r.snap.Store(nil)
+	return true
+}
+
+// Lookup returns the peer owning nick.
+func (r *Registry) Lookup(nick string) *peer.Peer {
+	r.mu.RLock()
+	p := r.byNick[nick]
+	r.mu.RUnlock()
+	return p
+}
+
+// Snapshot returns every registered peer. The slice is shared and must not be modified;
+// it stays valid (if stale) after later changes.
+func (r *Registry) Snapshot() []*peer.Peer {
+	if s := r.snap.Load(); s != nil {
+		return *s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.snap.Load(); s != nil {
+		return *s
+	}
+	s := make([]*peer.Peer, 0, len(r.byNick))
+	for _, p := range r.byNick {
+		s = append(s, p)
+	}
+	// Stable order (by connection id = arrival order) keeps peerlists and tests readable.
+	sort.Slice(s, func(i, j int) bool { return s[i].ID < s[j].ID })
+	r.snap.Store(&s)
+	return s
+}
+
+// Counts returns the number of registered peers, makers and takers.
+func (r *Registry) Counts() (total, makers, takers int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byNick), r.makers, len(r.byNick) - r.makers
+}

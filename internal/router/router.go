@@ -1,0 +1,208 @@
+// Package router moves messages between registered peers (PROTOCOL.md §6): pubmsg
+// fan-out, privmsg forwarding with the sender's location, GETPEERLIST replies and ";D"
+// notices. Message bodies are relayed opaquely: the "line" string token is copied byte
+// for byte and no command is ever whitelisted.
+//
+// Broadcasts encode once and hand the same immutable []byte to every recipient's
+// non-blocking queue; no lock is held while doing so.
+package router
+
+import (
+	"sync/atomic"
+
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/registry"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+// Self is the directory's own identity as shown to peers.
+type Self struct {
+	Nick     string
+	Location string // own "onion:port" / "host:port"; "" while unknown
+	// Precomputed peerlist entries; nil while Location is unknown.
+	entryPlain, entryFeatures []byte
+}
+
+// directoryFeatures are the features the directory advertises, sorted.
+var directoryFeatures = []string{"peerlist_features", "ping"}
+
+// Router relays between the peers of a registry.
+type Router struct {
+	reg  *registry.Registry
+	ctr  *stats.Counters
+	self atomic.Pointer[Self]
+}
+
+// New returns a router for reg, speaking as the directory nick at location ("" if unknown).
+func New(reg *registry.Registry, ctr *stats.Counters, nick, location string) *Router {
+	r := &Router{reg: reg, ctr: ctr}
+	r.SetSelf(nick, location)
+	return r
+}
+
+// SetSelf changes the directory's advertised identity (e.g. once its onion is published).
+func (r *Router) SetSelf(nick, location string) {
+	s := &Self{Nick: nick, Location: location}
+	if location != "" {
+		s.entryPlain = wire.AppendEntry(nil, nick, location, false, nil)
+		s.entryFeatures = wire.AppendEntry(nil, nick, location, false, directoryFeatures)
+	}
+	r.self.Store(s)
+}
+
+// Self returns the directory's identity.
+func (r *Router) Self() *Self { return r.self.Load() }
+
+// Pubmsg fans a pubmsg from p out to every other registered peer. raw is the "line"
+// token as received; the caller has checked that it reads "<p.Nick>!PUBLIC!…".
+// It returns the number of recipients that queued it.
+func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
+	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePubmsg, raw)
+	if wire.ContentLen(line) > wire.MaxLine {
+		r.ctr.Drop(stats.DropOversizeOut)
+		return 0
+	}
+	n := 0
+	for _, q := range r.reg.Snapshot() {
+		if q != p && q.Send(line) {
+			n++
+		}
+	}
+	r.ctr.Relayed.Add(uint64(n))
+	return n
+}
+
+// Privmsg forwards a privmsg from p to the peer owning nick to, followed by a peerlist
+// telling the recipient where the sender can be reached. raw is the "line" token as
+// received; the caller has checked the sender field.
+func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) stats.DropReason {
+	self := r.Self()
+	if to == self.Nick {
+		return stats.DropToDirectory
+	}
+	q := r.reg.Lookup(to)
+	if q == nil {
+		return stats.DropUnknownRecipient
+	}
+	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePrivmsg, raw)
+	if wire.ContentLen(line) > wire.MaxLine {
+		return stats.DropOversizeOut
+	}
+	if !q.Send(line) {
+		return stats.DropRecipientGone
+	}
+	r.ctr.Relayed.Add(1)
+	if pl := r.locationPeerlist(self, p, q); pl != nil {
+		q.Send(pl)
+	}
+	return stats.DropNone
+}
+
+// locationPeerlist is the 789 sent to recipient after a privmsg from sender: the sender's
+// entry if it serves an onion, then the directory's own entry if known; ";F:" only for a
+// recipient that advertised peerlist_features. Nil when there is nothing to say.
+func (r *Router) locationPeerlist(self *Self, sender, recipient *peer.Peer) []byte {
+	withF := recipient.Features.PeerlistFeatures
+	var content []byte
+	if sender.Maker() {
+		if withF {
+			content = append(content, sender.EntryFeatures...)
+		} else {
+			content = append(content, sender.EntryPlain...)
+		}
+	}
+	if self.entryPlain != nil {
+		if len(content) > 0 {
+			content = append(content, ',')
+		}
+		if withF {
+			content = append(content, self.entryFeatures...)
+		} else {
+			content = append(content, self.entryPlain...)
+		}
+	}
+	if content == nil {
+		return nil
+	}
+	return wire.AppendEnvelope(nil, wire.TypePeerlist, string(content))
+}
+
+// envelopeOverhead bounds the bytes an envelope adds around its line: {"type":789,"line":""}.
+const envelopeOverhead = 32
+
+// GetPeerlist answers a 791 from p: the directory's own entry (if known) and every maker,
+// with ";F:" suffixes when p advertised peerlist_features, split over as many 789 lines
+// as needed to keep each within wire.MaxLine. At least one line is always sent (possibly
+// with an empty list). It returns the number of lines queued.
+func (r *Router) GetPeerlist(p *peer.Peer) int {
+	self := r.Self()
+	withF := p.Features.PeerlistFeatures
+	const limit = wire.MaxLine - envelopeOverhead
+	var lines [][]byte
+	content := make([]byte, 0, 1024)
+	add := func(entry []byte) {
+		if len(content) > 0 && len(content)+1+len(entry) > limit {
+			lines = append(lines, wire.AppendEnvelope(nil, wire.TypePeerlist, string(content)))
+			content = content[:0]
+		}
+		if len(content) > 0 {
+			content = append(content, ',')
+		}
+		content = append(content, entry...)
+	}
+	if self.entryPlain != nil {
+		if withF {
+			add(self.entryFeatures)
+		} else {
+			add(self.entryPlain)
+		}
+	}
+	for _, q := range r.reg.Snapshot() {
+		if !q.Maker() {
+			continue
+		}
+		if withF {
+			add(q.EntryFeatures)
+		} else {
+			add(q.EntryPlain)
+		}
+	}
+	lines = append(lines, wire.AppendEnvelope(nil, wire.TypePeerlist, string(content)))
+	n := 0
+	for _, l := range lines {
+		if p.Send(l) {
+			n++
+		}
+	}
+	return n
+}
+
+// Left tells every registered peer that p has left: "nick;location;D", followed by the
+// directory's own entry when known (the reference directory's shape). p must already be
+// removed from the registry.
+func (r *Router) Left(p *peer.Peer) int {
+	self := r.Self()
+	content := append([]byte(nil), p.EntryLeft...)
+	if self.entryPlain != nil {
+		content = append(content, ',')
+		content = append(content, self.entryPlain...)
+	}
+	line := wire.AppendEnvelope(nil, wire.TypePeerlist, string(content))
+	n := 0
+	for _, q := range r.reg.Snapshot() {
+		if q != p && q.Send(line) {
+			n++
+		}
+	}
+	return n
+}
+
+// ProbeLine is the legacy liveness probe for makers that do not answer pings: a pubmsg
+// "<directory nick>!PUBLIC!orderbook", to which a reference maker replies with privmsgs.
+func (r *Router) ProbeLine() []byte {
+	return wire.AppendEnvelope(nil, wire.TypePubmsg, r.Self().Nick+"!"+wire.Public+"!orderbook")
+}
+
+// PingLine is the 798 ping.
+var PingLine = wire.AppendEnvelope(nil, wire.TypePing, "")

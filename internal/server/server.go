@@ -1,0 +1,582 @@
+// Package server is the composition root of the directory node: it is handed connections
+// (Accept) or a listener (Serve), runs each connection's handshake under a deadline, then
+// its read loop, and wires the registry, router and heartbeat together. It owns no flags
+// and reads no environment: it is configured with a config.Config.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/liveness"
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/registry"
+	"github.com/jm-directory/jm-directory-server/internal/router"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+// Version is the server version shown in the motd and logs.
+var Version = "0.1.0-dev"
+
+// Server is one directory node serving one network.
+type Server struct {
+	cfg     config.Config
+	log     *slog.Logger
+	nick    string
+	reg     *registry.Registry
+	rt      *router.Router
+	sweeper *liveness.Sweeper
+	ctr     stats.Counters
+	started time.Time
+
+	dir atomic.Pointer[dirLines] // current 795 lines
+
+	nextID  atomic.Uint64
+	pending atomic.Int64 // connections that have not finished the handshake
+
+	mu      sync.Mutex              // guards conns and closing
+	conns   map[*peer.Peer]struct{} // every open connection
+	closing bool
+	wg      sync.WaitGroup // connection goroutines and the heartbeat
+
+	listening atomic.Bool
+}
+
+// dirLines caches the directory side of the handshake.
+type dirLines struct {
+	dir    handshake.Directory
+	accept []byte // encoded 795 accepted:true
+}
+
+// New builds a server from a validated configuration and the directory's identity.
+func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Location != "" {
+		if _, err := jm.ParseLocation(cfg.Location, true); err != nil {
+			return nil, fmt.Errorf("location %q: %w", cfg.Location, err)
+		}
+	}
+	s := &Server{
+		cfg:     cfg,
+		log:     log,
+		nick:    id.Nick,
+		reg:     registry.New(cfg.MaxPeers),
+		started: time.Now(),
+		conns:   map[*peer.Peer]struct{}{},
+	}
+	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
+	s.sweeper = liveness.New(s.reg, s.rt, liveness.Settings{
+		Sweep:     cfg.HeartbeatSweepInterval,
+		Idle:      cfg.HeartbeatIdleThreshold,
+		HardEvict: cfg.HeartbeatHardEvict,
+		PongWait:  cfg.HeartbeatPongWait,
+	}, log)
+	s.setDirectory(cfg.Location)
+	return s, nil
+}
+
+// Nick is the directory's own nick.
+func (s *Server) Nick() string { return s.nick }
+
+// Location is the directory's advertised location-string ("" while unknown).
+func (s *Server) Location() string { return s.rt.Self().Location }
+
+// Counters exposes the server's counters.
+func (s *Server) Counters() *stats.Counters { return &s.ctr }
+
+// MOTD is the full message of the day: the operator's text and a version line.
+func (s *Server) MOTD() string {
+	return s.cfg.MOTD + "\njm-directory-server version: " + Version
+}
+
+// SetLocation changes the directory's advertised location-string.
+func (s *Server) SetLocation(loc string) {
+	s.rt.SetSelf(s.nick, loc)
+	s.setDirectory(loc)
+}
+
+func (s *Server) setDirectory(loc string) {
+	d := handshake.Directory{Nick: s.nick, Network: s.cfg.Network, Location: loc, MOTD: s.MOTD()}
+	s.dir.Store(&dirLines{dir: d, accept: wire.AppendEnvelope(nil, wire.TypeDNHandshake, d.Accept())})
+}
+
+// Serve accepts connections from ln until ctx ends, then stops: it closes the listener
+// and every connection and waits for their goroutines. It returns nil after a shutdown
+// requested through ctx.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.AdvertiseListener(ln.Addr())
+	s.listening.Store(true)
+	defer s.listening.Store(false)
+	hbCtx, stopHB := context.WithCancel(ctx)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.sweeper.Run(hbCtx)
+	}()
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var err error
+	for {
+		var c net.Conn
+		c, err = ln.Accept()
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			break
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.Accept(c)
+		}()
+	}
+	stopHB()
+	s.shutdown()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// AdvertiseListener derives the advertised location-string from the listen address on
+// regtest (plain TCP) when none is configured. Serve calls it; calling it earlier lets the
+// caller log the address clients should use.
+func (s *Server) AdvertiseListener(a net.Addr) {
+	if s.cfg.Location == "" && s.cfg.Network == "regtest" && s.Location() == "" {
+		s.SetLocation(localLocation(a))
+	}
+}
+
+// localLocation is the regtest location-string for a plain-TCP listener.
+func localLocation(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	host := ta.IP.String()
+	if ta.IP.IsUnspecified() || !ta.IP.IsLoopback() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, fmt.Sprint(ta.Port))
+}
+
+// shutdown closes every connection and waits (at most a few seconds) for the goroutines.
+func (s *Server) shutdown() {
+	s.mu.Lock()
+	s.closing = true
+	all := make([]*peer.Peer, 0, len(s.conns))
+	for p := range s.conns {
+		all = append(all, p)
+	}
+	s.mu.Unlock()
+	for _, p := range all {
+		p.Close(stats.CloseShutdown)
+	}
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(4 * time.Second):
+		s.log.Warn("shutdown: connections still closing")
+	}
+}
+
+// Listening reports whether Serve is accepting connections.
+func (s *Server) Listening() bool { return s.listening.Load() }
+
+func (s *Server) track(p *peer.Peer) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.conns[p] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(p *peer.Peer) {
+	s.mu.Lock()
+	delete(s.conns, p)
+	s.mu.Unlock()
+}
+
+// Accept serves one connection until it ends. It blocks; callers run it in a goroutine.
+func (s *Server) Accept(conn net.Conn) {
+	id := s.nextID.Add(1)
+	log := s.log.With("conn", id)
+	p := peer.New(id, conn, peer.Limits{QueueBytes: s.cfg.OutboundQueueBytes, WriteTimeout: s.cfg.WriteTimeout}, &s.ctr, log)
+	if !s.track(p) {
+		conn.Close()
+		return
+	}
+	defer s.untrack(p)
+	if n := s.pending.Add(1); n > int64(s.cfg.MaxPendingHandshakes) {
+		s.pending.Add(-1)
+		p.Close(stats.ClosePendingCap)
+		s.ctr.Close(stats.ClosePendingCap)
+		log.Debug("closed", "reason", stats.ClosePendingCap.String())
+		return
+	}
+	lr, ok := s.handshake(p)
+	s.pending.Add(-1)
+	if !ok {
+		s.ctr.Close(p.Reason())
+		log.Debug("closed before handshake", "reason", p.Reason().String())
+		return
+	}
+	s.ctr.Accepted.Add(1)
+	log.Info("peer joined", "role", p.Role())
+	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
+	s.readLoop(p, lr)
+	s.leave(p)
+}
+
+// closeReason maps a read error to a close reason, unless the peer was already closed
+// with one (evicted, cut as a slow consumer, shutdown…).
+func closeReason(p *peer.Peer, err error, handshaking bool) stats.CloseReason {
+	if r := p.Reason(); r != stats.CloseNone {
+		return r
+	}
+	switch {
+	case errors.Is(err, wire.ErrLineTooLong):
+		return stats.CloseLineTooLong
+	case errors.Is(err, net.ErrClosed):
+		return stats.CloseReadError
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return stats.CloseClientGone
+	}
+	var ne net.Error
+	if handshaking && errors.As(err, &ne) && ne.Timeout() {
+		return stats.CloseHandshakeTimeout
+	}
+	return stats.CloseReadError
+}
+
+// handshake reads and answers the first line. On success the peer is registered and its
+// line reader (which may already hold later lines) is returned.
+func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
+	conn := p.Conn()
+	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
+	lr := wire.NewLineReader(conn, s.cfg.MaxLineLength)
+	line, err := lr.ReadLine()
+	if err != nil {
+		p.Close(closeReason(p, err, true))
+		return nil, false
+	}
+	env, err := wire.Decode(line)
+	if err != nil {
+		p.Log.Debug("malformed handshake line", "err", err)
+		p.Close(stats.CloseMalformed)
+		return nil, false
+	}
+	if env.Type != wire.TypeHandshake {
+		p.Close(stats.CloseNotHandshake)
+		return nil, false
+	}
+	hello, rej := handshake.Parse(env.Line, handshake.Policy{
+		Network: s.cfg.Network, AllowLocal: s.cfg.Network == "regtest",
+	})
+	if rej != nil {
+		s.rejectHandshake(p, rej)
+		return nil, false
+	}
+	p.SetHello(hello)
+	p.Touch(time.Now())
+	for attempt := 0; ; attempt++ {
+		res, owner := s.reg.Register(p, s.dir.Load().accept)
+		switch res {
+		case registry.Registered:
+			_ = conn.SetReadDeadline(time.Time{})
+			return lr, true
+		case registry.Gone:
+			return nil, false
+		case registry.Full:
+			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeCapacity,
+				Detail: fmt.Sprintf("maximum peers reached (%d)", s.reg.Max())})
+			return nil, false
+		case registry.Checking:
+			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
+				Detail: "nick already registered (owner being checked)"})
+			return nil, false
+		case registry.Duplicate:
+			if attempt > 0 || s.ownerAlive(owner) {
+				s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
+					Detail: "nick already registered by a live peer"})
+				return nil, false
+			}
+		}
+	}
+}
+
+// ownerAlive checks whether the current owner of a nick a newcomer claims is alive: it
+// pings a ping-capable owner, sends a non-ping maker the legacy orderbook probe (which
+// reference makers answer), and writes the same harmless probe to a non-ping taker. Any
+// line from the owner within NickCheckTimeout proves it alive. A ping-capable peer or a
+// maker that stays silent is cut and its nick freed; a non-ping taker cannot answer, so
+// it keeps the nick unless its connection fails meanwhile (see docs/protocol-choices.md).
+func (s *Server) ownerAlive(owner *peer.Peer) bool {
+	if !s.reg.BeginCheck(owner) {
+		return s.reg.Lookup(owner.Nick) != nil
+	}
+	defer s.reg.EndCheck(owner.Nick)
+	answered := owner.AwaitAnswer()
+	if owner.Features.Ping {
+		owner.Send(router.PingLine)
+	} else {
+		owner.Send(s.rt.ProbeLine())
+	}
+	timer := time.NewTimer(s.cfg.NickCheckTimeout)
+	defer timer.Stop()
+	select {
+	case <-answered:
+		return true
+	case <-owner.Done():
+	case <-timer.C:
+		if !owner.Features.Ping && !owner.Maker() {
+			return true
+		}
+		owner.Log.Info("nick owner did not answer; replacing it")
+		owner.Close(stats.CloseReplaced)
+	}
+	// Wait until the old owner is unregistered and its departure announced.
+	select {
+	case <-owner.Left():
+	case <-time.After(5 * time.Second):
+	}
+	return false
+}
+
+// rejectHandshake answers accepted:false with the reason in the motd, then closes
+// gracefully: half-close, drain briefly, close — so that unread client bytes cannot
+// turn the close into a reset that destroys the answer.
+func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
+	p.Log.Info("handshake rejected", "reason", rej.Code.String())
+	line := wire.AppendEnvelope(nil, wire.TypeDNHandshake, s.dir.Load().dir.Reject(rej))
+	conn := p.Conn()
+	if err := p.WriteNow(line); err == nil {
+		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+			_ = cw.CloseWrite()
+			_ = conn.SetReadDeadline(time.Now().Add(2 * time.Second))
+			buf := make([]byte, 512)
+			for total := 0; total < 1<<16; {
+				n, err := conn.Read(buf)
+				total += n
+				if err != nil {
+					break
+				}
+			}
+		}
+	}
+	p.Close(stats.CloseRejected)
+}
+
+// connLimits is the per-connection abuse accounting; only the reader goroutine uses it.
+type connLimits struct {
+	msgs       *rate.Limiter
+	getPeers   *rate.Limiter // created on first use
+	orderbooks *rate.Limiter // created on first use
+	violations int
+	spoofs     int
+}
+
+// violation counts a rate-limit violation and reports whether the peer must be cut.
+func (s *Server) violation(l *connLimits) bool {
+	l.violations++
+	s.ctr.RateViolate.Add(1)
+	return s.cfg.RateLimitDisconnectThreshold > 0 && l.violations >= s.cfg.RateLimitDisconnectThreshold
+}
+
+func perMinute(n int) *rate.Limiter {
+	return rate.NewLimiter(rate.Limit(float64(n)/60), n)
+}
+
+// readLoop handles every line of a handshaked peer until the connection ends.
+func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
+	lim := connLimits{msgs: rate.NewLimiter(rate.Limit(s.cfg.MessageRateLimit), s.cfg.MessageBurstLimit)}
+	for {
+		line, err := lr.ReadLine()
+		if err != nil {
+			p.Close(closeReason(p, err, false))
+			return
+		}
+		now := time.Now()
+		p.Touch(now)
+		p.Answered()
+		env, err := wire.Decode(line)
+		if err != nil {
+			p.Log.Debug("malformed line", "err", err)
+			p.Close(stats.CloseMalformed)
+			return
+		}
+		s.ctr.Received.Add(1)
+		if !lim.msgs.AllowN(now, 1) {
+			s.ctr.Drop(stats.DropRateLimited)
+			if s.violation(&lim) {
+				p.Close(stats.CloseRateLimit)
+				return
+			}
+			continue
+		}
+		if !s.handle(p, &env, &lim, now) {
+			return
+		}
+	}
+}
+
+// handle acts on one message; it returns false when the peer has been closed.
+func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now time.Time) bool {
+	switch env.Type {
+	case wire.TypePubmsg, wire.TypePrivmsg:
+		from, to, rest, ok := wire.SplitJM(env.Line)
+		if !ok || (env.Type == wire.TypePubmsg && to != wire.Public) {
+			s.ctr.Drop(stats.DropMalformedJM)
+			return true
+		}
+		if from != p.Nick {
+			s.ctr.Drop(stats.DropSpoofed)
+			lim.spoofs++
+			if lim.spoofs >= s.cfg.SpoofDisconnectThreshold {
+				p.Close(stats.CloseSpoofing)
+				return false
+			}
+			return true
+		}
+		if env.Type == wire.TypePrivmsg {
+			if r := s.rt.Privmsg(p, to, env.RawLine()); r != stats.DropNone {
+				s.ctr.Drop(r)
+			}
+			return true
+		}
+		if wire.FirstCommand(rest) == "orderbook" {
+			if lim.orderbooks == nil {
+				lim.orderbooks = perMinute(s.cfg.OrderbookPerMinute)
+			}
+			if !lim.orderbooks.AllowN(now, 1) {
+				s.ctr.Drop(stats.DropOrderbookCap)
+				if s.violation(lim) {
+					p.Close(stats.CloseRateLimit)
+					return false
+				}
+				return true
+			}
+		}
+		s.rt.Pubmsg(p, env.RawLine())
+	case wire.TypeGetPeerlist:
+		if lim.getPeers == nil {
+			lim.getPeers = perMinute(s.cfg.GetPeerlistPerMinute)
+		}
+		if !lim.getPeers.AllowN(now, 1) {
+			s.ctr.Drop(stats.DropGetPeerlistCap)
+			if s.violation(lim) {
+				p.Close(stats.CloseRateLimit)
+				return false
+			}
+			return true
+		}
+		s.rt.GetPeerlist(p)
+	case wire.TypePong:
+		p.Pong()
+	case wire.TypeDisconnect:
+		p.Close(stats.ClosePeerRequested)
+		return false
+	default:
+		// Late handshakes, client pings (answering would mean sending 799), local-only
+		// types, nick-auth messages this directory does not offer, unknown types.
+		s.ctr.Drop(stats.DropIgnoredType)
+	}
+	return true
+}
+
+// leave unregisters a closed peer and tells everyone else it has gone.
+func (s *Server) leave(p *peer.Peer) {
+	defer p.MarkLeft()
+	reason := p.Reason()
+	s.ctr.Close(reason)
+	if !s.reg.Remove(p) {
+		return
+	}
+	s.mu.Lock()
+	closing := s.closing
+	s.mu.Unlock()
+	if !closing {
+		s.rt.Left(p)
+	}
+	p.Log.Info("peer left", "role", p.Role(), "reason", reason.String())
+}
+
+// Status is a point-in-time view of the server.
+type Status struct {
+	Network  string
+	Nick     string
+	Location string
+	Uptime   time.Duration
+	Peers    int // handshaked peers
+	Makers   int // serving an onion ("active")
+	Takers   int // NOT-SERVING-ONION ("passive")
+	Pending  int // connections still handshaking
+	MaxPeers int
+	Closes   map[string]uint64
+	Drops    map[string]uint64
+	Relayed  uint64
+	Received uint64
+	// Nick lists, sorted; filled only when asked for.
+	MakerNicks, TakerNicks []string
+}
+
+// Status returns the current status; nick lists only when withNicks is set.
+func (s *Server) Status(withNicks bool) Status {
+	total, makers, takers := s.reg.Counts()
+	st := Status{
+		Network: s.cfg.Network, Nick: s.nick, Location: s.Location(),
+		Uptime: time.Since(s.started), Peers: total, Makers: makers, Takers: takers,
+		Pending: int(s.pending.Load()), MaxPeers: s.reg.Max(),
+		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(),
+		Relayed: s.ctr.Relayed.Load(), Received: s.ctr.Received.Load(),
+	}
+	if withNicks {
+		for _, p := range s.reg.Snapshot() {
+			if p.Maker() {
+				st.MakerNicks = append(st.MakerNicks, p.Nick)
+			} else {
+				st.TakerNicks = append(st.TakerNicks, p.Nick)
+			}
+		}
+		sort.Strings(st.MakerNicks)
+		sort.Strings(st.TakerNicks)
+	}
+	return st
+}
+
+// LogStatus writes the status to the log (SIGUSR1): counts at INFO, nick lists at DEBUG.
+func (s *Server) LogStatus(ctx context.Context) {
+	debug := s.log.Enabled(ctx, slog.LevelDebug)
+	st := s.Status(debug)
+	s.log.Info("status",
+		"network", st.Network,
+		"uptime", st.Uptime.Round(time.Second).String(),
+		"connected", st.Peers, "max_peers", st.MaxPeers,
+		"passive", st.Takers, "active", st.Makers,
+		"handshaking", st.Pending,
+		"received", st.Received, "relayed", st.Relayed)
+	if debug {
+		s.log.Debug("status nicks", "active", st.MakerNicks, "passive", st.TakerNicks)
+	}
+}
