@@ -1,0 +1,606 @@
+package conformance
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+func TestHandshakeAccepted(t *testing.T) {
+	tg := directory(t)
+	for name, spec := range map[string]peerSpec{"ref maker": refMaker, "ref taker": refTaker, "ng taker": ngTaker} {
+		t.Run(name, func(t *testing.T) {
+			c := tg.join(t, spec)
+			hs := c.dn
+			checks := map[string]any{
+				"app-name": "joinmarket", "directory": true, "accepted": true,
+				"proto-ver-min": float64(5), "proto-ver-max": float64(5), "network": tg.network,
+			}
+			for k, want := range checks {
+				if hs[k] != want {
+					t.Errorf("795 %s = %v, want %v", k, hs[k], want)
+				}
+			}
+			if !jm.ValidNick(c.dnNick()) {
+				t.Errorf("directory nick %q is not a JoinMarket nick", c.dnNick())
+			}
+			f, ok := hs["features"].(map[string]any)
+			if !ok || f["ping"] != true || f["peerlist_features"] != true {
+				t.Errorf("features = %v", hs["features"])
+			}
+			if motd, _ := hs["motd"].(string); !strings.Contains(strings.ToLower(motd), "version") {
+				t.Errorf("motd %q has no version line", motd)
+			}
+			if loc := c.dnLocation(); loc != "" {
+				if _, err := jm.ParseLocation(loc, tg.network == "regtest"); err != nil {
+					t.Errorf("location-string %q: %v", loc, err)
+				}
+			}
+		})
+	}
+}
+
+func TestHandshakeRejected(t *testing.T) {
+	tg := directory(t)
+	other := "mainnet"
+	if tg.network == "mainnet" {
+		other = "signet"
+	}
+	onion := newOnion(t) + ":5222"
+	cases := map[string]string{
+		"wrong network": handshakeLine(newNick(t), wire.NotServing, other, 5, false, nil),
+		"wrong version": handshakeLine(newNick(t), wire.NotServing, tg.network, 4, false, nil),
+		"directory":     handshakeLine(newNick(t), onion, tg.network, 5, true, nil),
+		"bad nick":      handshakeLine("J5notbase58!!!!!", wire.NotServing, tg.network, 5, false, nil),
+		"short nick":    handshakeLine("J5abc", wire.NotServing, tg.network, 5, false, nil),
+		"bad location":  handshakeLine(newNick(t), "nowhere", tg.network, 5, false, nil),
+		"wrong app": strings.Replace(handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil),
+			`"joinmarket"`, `"bitcoinmarket"`, 1),
+		"not json": "hello",
+	}
+	for name, line := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := tg.dial(t)
+			c.send(wire.TypeHandshake, line)
+			hs := c.recvDN()
+			if hs["accepted"] != false {
+				t.Fatalf("accepted = %v", hs["accepted"])
+			}
+			if motd, _ := hs["motd"].(string); !strings.HasPrefix(motd, "Rejected: ") {
+				t.Errorf("motd %q does not give the reason", motd)
+			}
+			if extra := c.expectClosed(); len(extra) > 0 {
+				t.Errorf("lines after rejection: %v", extra)
+			}
+		})
+	}
+}
+
+func TestBeforeHandshake(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.HandshakeTimeout = 300 * time.Millisecond })
+	cases := map[string]string{
+		"pubmsg first":   `{"type": 687, "line": "J5a!PUBLIC!orderbook"}` + "\r\n",
+		"not json":       "GET / HTTP/1.0\r\n",
+		"empty line":     "\r\n",
+		"type as string": `{"type": "793", "line": "{}"}` + "\r\n",
+		"silence":        "",
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := tg.dial(t)
+			if raw != "" {
+				c.sendRaw(raw)
+			}
+			if got := c.expectClosed(); len(got) > 0 {
+				t.Fatalf("directory answered %v", got)
+			}
+		})
+	}
+}
+
+// TestPubmsgFanout: a pubmsg reaches every other peer byte for byte, and not its sender.
+func TestPubmsgFanout(t *testing.T) {
+	tg := directory(t)
+	m1, m2, tk := tg.join(t, refMaker), tg.join(t, ngMaker), tg.join(t, refTaker)
+	offer := "sw0reloffer 0 27300 1000000000 0 0.0002"
+	m1.pubmsg(offer)
+	// Unknown commands pass too: the directory never whitelists.
+	m1.pubmsg("futurecmd <with> & \"quotes\" é")
+	for _, c := range []*client{m2, tk} {
+		c.expectLine(wire.TypePubmsg, m1.nick+"!PUBLIC!"+offer)
+		c.expectLine(wire.TypePubmsg, m1.nick+"!PUBLIC!futurecmd <with> & \"quotes\" é")
+	}
+	if echo := m1.sync(tk); len(echo) > 0 {
+		t.Fatalf("sender received its own pubmsg: %v", echo)
+	}
+}
+
+// TestSpoofedSender: a pubmsg or privmsg whose "from" is not the connection's nick is
+// dropped; repeated spoofing closes the connection.
+func TestSpoofedSender(t *testing.T) {
+	tg := directory(t)
+	a, b, w := tg.join(t, refMaker), tg.join(t, refTaker), tg.join(t, refTaker)
+	a.send(wire.TypePubmsg, b.nick+"!PUBLIC!sw0reloffer 0 1 2 0 0.1")
+	if got := w.sync(b); len(got) > 0 {
+		t.Fatalf("spoofed pubmsg relayed: %v", got)
+	}
+	a.send(wire.TypePrivmsg, b.nick+"!"+w.nick+"!fill 0 1 pub sig")
+	a.send(wire.TypePrivmsg, b.nick+"!"+w.nick+"!fill 0 1 pub sig")
+	a.expectClosed()
+	w.expectLine(wire.TypePeerlist, a.leftNotice(w.dnLocation(), w.dnNick()))
+}
+
+// TestPrivmsgLocationPeerlist: a privmsg is forwarded byte for byte and followed by the
+// sender's location, with ";F:" only for recipients that advertised peerlist_features.
+func TestPrivmsgLocationPeerlist(t *testing.T) {
+	tg := directory(t)
+	refM, ngM := tg.join(t, refMaker), tg.join(t, ngMaker)
+	refT, ngT := tg.join(t, refTaker), tg.join(t, ngTaker)
+	body := "sw0reloffer 0 27300 4000000 0 0.00002 032e5e37acc15778839c3cb6533585f2af6e682f2c3d8410d4d24ac078a9059d9e MEQCIH7vK11+bP7CzW85xn4ZtMY3KpphE6wzAkmFksUnROBXAiBbM42Y7hcmw1ppMtxI6zgJbisnKhu4XyB5I7OAJT832w=="
+	cases := []struct {
+		name     string
+		from, to *client
+	}{
+		{"ref maker to ref taker", refM, refT},
+		{"ng maker to ref taker", ngM, refT},
+		{"ng maker to ng taker", ngM, ngT},
+		{"ref maker to ng taker", refM, ngT},
+		{"ref taker to ref maker", refT, refM},
+		{"ng taker to ng maker", ngT, ngM},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.from.privmsg(c.to, body)
+			c.to.expectLine(wire.TypePrivmsg, c.from.nick+"!"+c.to.nick+"!"+body)
+			var entries []string
+			if c.from.location != wire.NotServing {
+				entries = append(entries, c.from.entry(c.to.features["peerlist_features"]))
+			}
+			if e := c.to.dnEntry(); e != "" {
+				entries = append(entries, e)
+			}
+			if len(entries) == 0 {
+				return
+			}
+			c.to.expectLine(wire.TypePeerlist, strings.Join(entries, ","))
+		})
+	}
+	// A privmsg to an unknown nick or to the directory goes nowhere and costs nothing.
+	refT.send(wire.TypePrivmsg, refT.nick+"!"+newNick(t)+"!fill 1 2 3")
+	refM.send(wire.TypePrivmsg, refM.nick+"!"+refM.dnNick()+"!sw0reloffer 0 1 2 0 0.1 pub sig")
+	if got := refM.sync(ngT); len(got) > 0 {
+		t.Fatalf("unexpected lines %v", got)
+	}
+}
+
+// TestGetPeerlist: makers only, ";F:" for capable requesters, chunked under 40 000 bytes,
+// always at least one reply.
+func TestGetPeerlist(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.GetPeerlistPerMinute = 2; c.RateLimitDisconnectThreshold = 0 })
+	req := tg.join(t, ngTaker)
+	plain := tg.join(t, refTaker)
+
+	// Only takers: the reply holds at most the directory's own entry.
+	req.send(wire.TypeGetPeerlist, "")
+	if got := req.expect(wire.TypePeerlist).Line; got != req.dnEntry() {
+		t.Fatalf("peerlist with no makers = %q, want %q", got, req.dnEntry())
+	}
+
+	const makers = 420 // ~105 bytes per entry with features: more than one 40 000-byte line
+	want := map[string]bool{}
+	var ms []*client
+	for i := 0; i < makers; i++ {
+		m := tg.join(t, ngMaker)
+		ms = append(ms, m)
+		want[m.entry(true)] = true
+	}
+	req.send(wire.TypeGetPeerlist, "")
+	lines := 0
+	seen := map[string]bool{}
+	for len(seen) < makers+1 {
+		env := req.expect(wire.TypePeerlist)
+		lines++
+		for _, e := range strings.Split(env.Line, ",") {
+			if seen[e] {
+				t.Fatalf("entry listed twice: %s", e)
+			}
+			seen[e] = true
+			if e != req.dnEntry() && !want[e] {
+				t.Fatalf("unexpected entry %q (takers must not be listed)", e)
+			}
+		}
+	}
+	if lines < 2 {
+		t.Fatalf("%d makers fit in %d line(s): chunking not exercised", makers, lines)
+	}
+	// A requester without peerlist_features gets plain entries.
+	plain.send(wire.TypeGetPeerlist, "")
+	env := plain.expect(wire.TypePeerlist)
+	if strings.Contains(env.Line, ";F:") {
+		t.Fatalf("F: sent to a requester without peerlist_features: %.200s", env.Line)
+	}
+	plain.sync(ms[0]) // the other chunks
+	// Over the per-connection cap, requests are dropped.
+	req.send(wire.TypeGetPeerlist, "")
+	req.send(wire.TypeGetPeerlist, "")
+	if got := req.sync(ms[1]); len(got) != 0 {
+		t.Fatalf("getpeerlist over the cap answered: %d lines", len(got))
+	}
+}
+
+// TestDisconnectNotices: everyone hears ";D" when a maker or a taker leaves.
+func TestDisconnectNotices(t *testing.T) {
+	tg := directory(t)
+	m, tk, w := tg.join(t, refMaker), tg.join(t, refTaker), tg.join(t, ngTaker)
+	m.conn.Close()
+	w.expectLine(wire.TypePeerlist, m.leftNotice(w.dnLocation(), w.dnNick()))
+	tk.expectLine(wire.TypePeerlist, m.leftNotice(tk.dnLocation(), tk.dnNick()))
+	tk.conn.Close()
+	w.expectLine(wire.TypePeerlist, tk.leftNotice(w.dnLocation(), w.dnNick()))
+}
+
+// TestDuplicateNick: a live owner keeps its nick; a dead one is replaced promptly.
+func TestDuplicateNick(t *testing.T) {
+	fresh := func(t *testing.T) *target {
+		return tuned(t, func(c *config.Config) { c.NickCheckTimeout = 500 * time.Millisecond })
+	}
+	t.Run("live ping owner keeps nick", func(t *testing.T) {
+		tg := fresh(t)
+		owner := tg.join(t, ngMaker)
+		done := make(chan struct{})
+		go func() { // answer the directory's ping
+			defer close(done)
+			if raw, err := owner.br.ReadString('\n'); err == nil && strings.HasPrefix(raw, `{"type":798,`) {
+				_, _ = owner.conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n"))
+			}
+		}()
+		dup := tg.dial(t)
+		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, owner.features))
+		<-done
+		if hs := dup.recvDN(); hs["accepted"] != false || !strings.Contains(fmt.Sprint(hs["motd"]), "duplicate") {
+			t.Fatalf("duplicate accepted: %v", hs)
+		}
+		dup.expectClosed()
+		w := tg.join(t, refTaker)
+		w.pubmsg("orderbook")
+		owner.expectLine(wire.TypePubmsg, w.nick+"!PUBLIC!orderbook")
+	})
+	t.Run("live legacy maker answers the probe", func(t *testing.T) {
+		tg := fresh(t)
+		owner := tg.join(t, refMaker)
+		done := make(chan struct{})
+		go func() { // a reference maker answers !orderbook with its offers by privmsg
+			defer close(done)
+			raw, err := owner.br.ReadString('\n')
+			env, derr := wire.Decode([]byte(strings.TrimSuffix(raw, "\r\n")))
+			if err == nil && derr == nil && env.Type == wire.TypePubmsg && strings.HasSuffix(env.Line, "!PUBLIC!orderbook") {
+				from, _, _, _ := wire.SplitJM(env.Line)
+				line := fmt.Sprintf(`{"type": 685, "line": "%s!%s!sw0reloffer 0 1 2 0 0.1 pub sig"}`+"\r\n", owner.nick, from)
+				_, _ = owner.conn.Write([]byte(line))
+			}
+		}()
+		dup := tg.dial(t)
+		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, nil))
+		<-done
+		if hs := dup.recvDN(); hs["accepted"] != false {
+			t.Fatalf("duplicate accepted: %v", hs)
+		}
+	})
+	for name, spec := range map[string]peerSpec{"dead ping owner": ngTaker, "dead legacy maker": refMaker} {
+		t.Run(name, func(t *testing.T) {
+			tg := fresh(t)
+			witness := tg.join(t, refTaker)
+			owner := tg.join(t, spec) // never reads nor answers again
+			start := time.Now()
+			s := spec
+			s.nick, s.location = owner.nick, owner.location
+			again := tg.join(t, s)
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("reclaim took %v", d)
+			}
+			witness.expectLine(wire.TypePeerlist, owner.leftNotice(witness.dnLocation(), witness.dnNick()))
+			owner.expectClosed()
+			again.pubmsg("orderbook")
+			witness.expectLine(wire.TypePubmsg, again.nick+"!PUBLIC!orderbook")
+		})
+	}
+	t.Run("legacy taker owner with open stream keeps nick", func(t *testing.T) {
+		tg := fresh(t)
+		owner := tg.join(t, refTaker)
+		dup := tg.dial(t)
+		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, nil))
+		if hs := dup.recvDN(); hs["accepted"] != false {
+			t.Fatalf("duplicate accepted: %v", hs)
+		}
+		w := tg.join(t, refMaker)
+		w.pubmsg("sw0reloffer 0 1 2 0 0.1")
+		// The owner received the probe (harmless for a taker), then the offer.
+		for {
+			env := owner.recv()
+			if env.Type == wire.TypePubmsg && strings.HasPrefix(env.Line, w.nick) {
+				break
+			}
+		}
+	})
+}
+
+// TestHeartbeat: ping-capable peers get 798 and are cut if they do not answer; legacy
+// makers get the orderbook probe; legacy takers are never evicted for being idle.
+func TestHeartbeat(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) {
+		c.HeartbeatSweepInterval = 100 * time.Millisecond
+		c.HeartbeatIdleThreshold = 300 * time.Millisecond
+		c.HeartbeatPongWait = 300 * time.Millisecond
+		c.HeartbeatHardEvict = 900 * time.Millisecond
+	})
+	witness := tg.join(t, refTaker)
+	answers := tg.join(t, ngTaker)
+	silent := tg.join(t, ngMaker)
+	legacy := tg.join(t, refMaker)
+	idleTaker := tg.join(t, refTaker)
+
+	// The answering peer is pinged repeatedly and stays (departure notices may interleave).
+	pings := make(chan int, 100)
+	go func() { // plain I/O: t.Fatal is not allowed off the test goroutine
+		n := 0
+		for {
+			raw, err := answers.br.ReadString('\n')
+			if err != nil {
+				close(pings)
+				return
+			}
+			if strings.HasPrefix(raw, `{"type":798,`) {
+				n++
+				pings <- n
+				if _, err := answers.conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n")); err != nil {
+					close(pings)
+					return
+				}
+			}
+		}
+	}()
+	for i := 1; i <= 3; i++ {
+		if n, ok := <-pings; !ok || n != i {
+			t.Fatalf("answering peer: ping %d missing (connection closed: %v)", i, !ok)
+		}
+	}
+	// The silent one is pinged and cut.
+	silent.expectLine(wire.TypePing, "")
+	silent.expectClosed()
+	// The legacy maker is probed with <dn>!PUBLIC!orderbook and, silent, evicted at hard-evict.
+	legacy.expectLine(wire.TypePubmsg, legacy.dnNick()+"!PUBLIC!orderbook")
+	legacy.expectClosed()
+	// Meanwhile the idle legacy taker heard only the departures, never a probe.
+	got := map[string]bool{}
+	for len(got) < 2 {
+		env := idleTaker.expect(wire.TypePeerlist)
+		got[env.Line] = true
+	}
+	if !got[silent.leftNotice(idleTaker.dnLocation(), idleTaker.dnNick())] || !got[legacy.leftNotice(idleTaker.dnLocation(), idleTaker.dnNick())] {
+		t.Fatalf("departure notices: %v", got)
+	}
+	idleTaker.expectQuiet(1200 * time.Millisecond) // well past hard-evict
+	idleTaker.pubmsg("orderbook")
+	for {
+		env := witness.recv()
+		if env.Type == wire.TypePubmsg {
+			if env.Line != idleTaker.nick+"!PUBLIC!orderbook" {
+				t.Fatalf("witness got %q", env.Line)
+			}
+			break
+		}
+	}
+}
+
+// TestRateLimit: over the token bucket, lines are dropped and counted; past the
+// violation threshold the sender is cut; others are unaffected.
+func TestRateLimit(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) {
+		c.MessageRateLimit = 1
+		c.MessageBurstLimit = 5
+		c.RateLimitDisconnectThreshold = 10
+	})
+	flood, rx := tg.join(t, refMaker), tg.join(t, refTaker)
+	for i := 0; i < 40; i++ { // the directory may cut us before the last write
+		_, _ = fmt.Fprintf(flood.conn, `{"type": 687, "line": "%s!PUBLIC!cancel %d"}`+"\r\n", flood.nick, i)
+	}
+	flood.expectClosed()
+	n := 0
+	for {
+		env := rx.recv()
+		if env.Type == wire.TypePeerlist {
+			if env.Line != flood.leftNotice(rx.dnLocation(), rx.dnNick()) {
+				t.Fatalf("unexpected peerlist %q", env.Line)
+			}
+			break
+		}
+		n++
+	}
+	if n < 5 || n > 7 {
+		t.Fatalf("relayed %d of 40 lines with burst 5 at 1/s", n)
+	}
+	if got := tg.srv.Counters().RateViolate.Load(); got < 10 {
+		t.Fatalf("violations counted: %d", got)
+	}
+}
+
+// TestOrderbookCap: !orderbook requests beyond the per-connection cap are dropped.
+func TestOrderbookCap(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.OrderbookPerMinute = 2 })
+	tk, m := tg.join(t, refTaker), tg.join(t, refMaker)
+	for i := 0; i < 4; i++ {
+		tk.pubmsg("orderbook")
+	}
+	got := m.sync(tk)
+	if len(got) != 2 {
+		t.Fatalf("%d orderbook requests relayed, want 2", len(got))
+	}
+}
+
+func TestMaxPeers(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.MaxPeers = 2 })
+	a := tg.join(t, refMaker)
+	tg.join(t, refTaker)
+	c := tg.dial(t)
+	c.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
+	hs := c.recvDN()
+	if hs["accepted"] != false || !strings.Contains(fmt.Sprint(hs["motd"]), "capacity") {
+		t.Fatalf("over capacity: %v", hs)
+	}
+	c.expectClosed()
+	a.conn.Close()
+	// A slot is free again once a peer leaves.
+	deadline := time.Now().Add(recvTimeout)
+	for {
+		c := tg.dial(t)
+		c.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
+		if c.recvDN()["accepted"] == true {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("slot never freed")
+		}
+	}
+}
+
+func TestPendingHandshakeCap(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 2 })
+	a, b := tg.dial(t), tg.dial(t) // handshaking, silent
+	a.sendRaw("{")                 // make sure both are accepted and counted
+	b.sendRaw("{")
+	deadline := time.Now().Add(recvTimeout)
+	for {
+		c := tg.dial(t)
+		c.sendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))) + "}\r\n")
+		_, err := c.next(recvTimeout)
+		if err == errClosed {
+			break // refused: the cap holds
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("third pending handshake was served")
+		}
+	}
+}
+
+// TestBadLinesAfterHandshake: every kind of malformed input closes that connection, and
+// the others are told it left.
+func TestBadLinesAfterHandshake(t *testing.T) {
+	tg := directory(t)
+	w := tg.join(t, refTaker)
+	cases := map[string]string{
+		"oversize":         `{"type": 687, "line": "` + strings.Repeat("x", wire.MaxLine) + `"}` + "\r\n",
+		"endless":          strings.Repeat("y", wire.MaxLine+10),
+		"not json":         "hello\r\n",
+		"empty line":       "\r\n",
+		"type string":      `{"type": "687", "line": "a!PUBLIC!b"}` + "\r\n",
+		"type float":       `{"type": 687.0, "line": "a!PUBLIC!b"}` + "\r\n",
+		"line not string":  `{"type": 687, "line": 5}` + "\r\n",
+		"lone surrogate":   `{"type": 687, "line": "\ud800"}` + "\r\n",
+		"deep nesting":     `{"type": 687, "line": "", "x": ` + strings.Repeat("[", 50) + strings.Repeat("]", 50) + "}\r\n",
+		"peer disconnect":  `{"type": 801, "line": ""}` + "\r\n",
+		"invalid utf8":     "{\"type\": 687, \"line\": \"\xff\"}\r\n",
+		"missing line key": `{"type": 687}` + "\r\n",
+	}
+	for name, raw := range cases {
+		t.Run(name, func(t *testing.T) {
+			c := tg.join(t, refMaker)
+			c.sendRaw(raw)
+			c.expectClosed()
+			w.expectLine(wire.TypePeerlist, c.leftNotice(w.dnLocation(), w.dnNick()))
+		})
+	}
+	// A line of exactly 40 000 bytes is fine and relayed intact.
+	a := tg.join(t, refMaker)
+	prefix := a.nick + "!PUBLIC!x "
+	body := strings.Repeat("z", wire.MaxLine-len(`{"type": 687, "line": ""}`)-len(prefix))
+	a.sendRaw(`{"type": 687, "line": "` + prefix + body + `"}` + "\r\n")
+	w.expectLine(wire.TypePubmsg, prefix+body)
+}
+
+// TestIgnoredTypes: types the directory does not act on are ignored, never echoed.
+func TestIgnoredTypes(t *testing.T) {
+	tg := directory(t)
+	c, w := tg.join(t, ngTaker), tg.join(t, refMaker)
+	for _, typ := range []int{785, 787, 797, 798, 803, 805, 807, 999, wire.TypeHandshake, wire.TypeDNHandshake, wire.TypePeerlist} {
+		c.send(typ, "hello")
+	}
+	c.send(wire.TypePubmsg, "no separator")
+	c.send(wire.TypePubmsg, c.nick+"!NOTPUBLIC!x")
+	if got := c.sync(w); len(got) > 0 {
+		t.Fatalf("answered ignored types: %v", got)
+	}
+	if got := w.sync(c); len(got) > 0 {
+		t.Fatalf("relayed malformed text: %v", got)
+	}
+}
+
+// TestSlowConsumerIsolation: a peer that stops reading is cut with a ;D notice and delays
+// nobody else.
+func TestSlowConsumerIsolation(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) {
+		// Room for the whole burst (a slow test reader must not count as slow); the peer
+		// that stops reading is cut by the write deadline.
+		c.OutboundQueueBytes = 1 << 20
+		c.WriteTimeout = time.Second
+		c.MessageRateLimit = 1e6
+		c.MessageBurstLimit = 1e6
+	})
+	pub := tg.join(t, refMaker)
+	fast := tg.join(t, refTaker)
+	slow := tg.joinWith(t, smallRcvBuf, refTaker) // never reads again
+	// More than the kernel can buffer for the stalled socket (tcp_wmem max is 4 MiB by default).
+	const n = 20000
+	body := strings.Repeat("o", 300)
+	// The publisher sends in chunks and waits until the fast reader has them all, so the
+	// fast reader (slowed by the race detector) never falls far behind; the stalled one
+	// falls behind by everything.
+	const chunk = 500
+	progress := make(chan int, n/chunk+1)
+	go func() { // plain writes: t.Fatal is not allowed off the test goroutine
+		for i := 0; i < n; i++ {
+			if i > 0 && i%chunk == 0 {
+				if _, ok := <-progress; !ok {
+					return
+				}
+			}
+			line := fmt.Sprintf(`{"type": 687, "line": "%s!PUBLIC!sw0reloffer %d %s"}`+"\r\n", pub.nick, i, body)
+			if _, err := pub.conn.Write([]byte(line)); err != nil {
+				return
+			}
+		}
+	}()
+	defer close(progress)
+	slowGone := slow.leftNotice(fast.dnLocation(), fast.dnNick())
+	got, sawSlowCut := 0, false
+	for got < n || !sawSlowCut {
+		env, err := fast.next(recvTimeout)
+		if err != nil {
+			t.Fatalf("fast reader: %v after %d lines (slow cut: %v; closes %v; drops %v)", err, got, sawSlowCut,
+				tg.srv.Counters().CloseCounts(), tg.srv.Counters().DropCounts())
+		}
+		switch {
+		case env.Type == wire.TypePeerlist && env.Line == slowGone:
+			sawSlowCut = true
+		case env.Type == wire.TypePubmsg:
+			want := fmt.Sprintf("%s!PUBLIC!sw0reloffer %d %s", pub.nick, got, body)
+			if env.Line != want {
+				t.Fatalf("line %d out of order or altered: %.60s", got, env.Line)
+			}
+			got++
+			if got%chunk == 0 {
+				progress <- got
+			}
+		default:
+			t.Fatalf("unexpected %d %q", env.Type, env.Line)
+		}
+	}
+	if r := tg.srv.Counters().Closes(stats.CloseSlowConsumer); r != 1 {
+		t.Fatalf("slow-consumer closes = %d", r)
+	}
+}

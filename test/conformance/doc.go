@@ -1,0 +1,10 @@
+// Package conformance is a black-box test suite for JoinMarket directory nodes. It dials
+// a directory over TCP — by default a fresh in-process server per test; with
+// JM_DIRECTORY_ADDR=host:port (and JM_DIRECTORY_NETWORK, default regtest) any running
+// directory, whose tests needing custom settings are then skipped — and checks every rule
+// of PROTOCOL.md that a reference or joinmarket-ng client depends on, including a replay
+// of the reference-wire fixtures.
+//
+//	go test ./test/conformance/
+//	JM_DIRECTORY_ADDR=127.0.0.1:5222 go test ./test/conformance/
+package conformance
