@@ -60,6 +60,9 @@ func (s *Sweeper) Sweep(now time.Time) Result {
 	var res Result
 	var probe []byte
 	for _, p := range s.reg.Snapshot() {
+		if p.Closed() { // already cut; its reader is unregistering it
+			continue
+		}
 		if sent, ok := p.PingPending(); ok {
 			if now.Sub(sent) >= set.PongWait {
 				s.evict(p, stats.ClosePongTimeout)
@@ -93,7 +96,7 @@ func (s *Sweeper) ExpirePongs(now time.Time) int {
 	wait := s.Settings().PongWait
 	n := 0
 	for _, p := range s.reg.Snapshot() {
-		if sent, ok := p.PingPending(); ok && now.Sub(sent) >= wait {
+		if sent, ok := p.PingPending(); ok && !p.Closed() && now.Sub(sent) >= wait {
 			s.evict(p, stats.ClosePongTimeout)
 			n++
 		}

@@ -242,6 +242,16 @@ func (p *Peer) MarkLeft() { close(p.left) }
 // Left is closed once the peer has been unregistered and its departure announced.
 func (p *Peer) Left() <-chan struct{} { return p.left }
 
+// Closed reports whether the peer has been closed.
+func (p *Peer) Closed() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Done is closed when the peer is closed.
 func (p *Peer) Done() <-chan struct{} { return p.done }
 

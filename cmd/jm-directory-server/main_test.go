@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildServer compiles the command once per test binary.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "jm-directory-server")
+	cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, ".")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// logLines streams the server's stderr lines into a channel.
+func logLines(r io.Reader) <-chan string {
+	ch := make(chan string, 100)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			ch <- sc.Text()
+		}
+		close(ch)
+	}()
+	return ch
+}
+
+func waitLog(t *testing.T, ch <-chan string, re *regexp.Regexp) []string {
+	t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l, ok := <-ch:
+			if !ok {
+				t.Fatalf("log ended before %v", re)
+			}
+			if m := re.FindStringSubmatch(l); m != nil {
+				return m
+			}
+		case <-timeout:
+			t.Fatalf("no log line matching %v", re)
+		}
+	}
+}
+
+// TestLifecycle runs the real binary with no configuration but an empty home and a free
+// port: it must announce its address and directory_nodes entry, dump status on SIGUSR1 and
+// exit 0 within 5 s of SIGTERM with a peer connected.
+func TestLifecycle(t *testing.T) {
+	bin := buildServer(t)
+	home := t.TempDir()
+	cmd := exec.Command(bin)
+	cmd.Dir = home
+	cmd.Env = []string{"HOME=" + home, "PORT=0", "PATH=" + os.Getenv("PATH")}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	logs := logLines(stderr)
+
+	m := waitLog(t, logs, regexp.MustCompile(`msg="jm-directory-server listening" addr=(\S+) network=regtest nick=(J5\w{14}) directory_nodes=(\S+)`))
+	addr, entry := m[1], m[3]
+	if entry != addr {
+		t.Errorf("directory_nodes entry %q, want the listen address %q", entry, addr)
+	}
+	if _, err := os.Stat(filepath.Join(home, ".joinmarket-ng", "directory-nick.key")); err != nil {
+		t.Errorf("key not created in the default data dir: %v", err)
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	hs := `{"app-name": "joinmarket", "directory": false, "location-string": "NOT-SERVING-ONION", "proto-ver": 5, "features": {}, "nick": "J55uwMUczBgZV44z", "network": "regtest"}`
+	fmt.Fprintf(conn, `{"type": 793, "line": %q}`+"\r\n", hs)
+	reply, err := bufio.NewReader(conn).ReadString('\n')
+	if err != nil || !strings.Contains(reply, `\"accepted\":true`) {
+		t.Fatalf("handshake: %v %q", err, reply)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	st := waitLog(t, logs, regexp.MustCompile(`msg=status network=regtest .*connected=(\d+) .*passive=(\d+) active=(\d+)`))
+	if st[1] != "1" || st[2] != "1" || st[3] != "0" {
+		t.Errorf("status counts connected=%s passive=%s active=%s, want 1 1 0", st[1], st[2], st[3])
+	}
+
+	start := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range logs { // drain so the process never blocks on stderr
+		}
+		done <- cmd.Wait()
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit: %v", err)
+		}
+		if d := time.Since(start); d > 5*time.Second {
+			t.Fatalf("shutdown took %v", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no exit after SIGTERM")
+	}
+}
+
+// TestInvalidConfig: one clear line naming the key and accepted values, non-zero exit.
+func TestInvalidConfig(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("MAX_PEERS", "lots")
+	var out, errOut strings.Builder
+	code := run(nil, &out, &errOut)
+	if code == 0 {
+		t.Fatal("exit 0 on invalid configuration")
+	}
+	msg := strings.TrimSpace(errOut.String())
+	if strings.Count(msg, "\n") != 0 || !strings.Contains(msg, "MAX_PEERS") || !strings.Contains(msg, "accepted values") {
+		t.Fatalf("error message %q", msg)
+	}
+}
+
+// TestCheckConfig prints the effective configuration and exits 0.
+func TestCheckConfig(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	t.Setenv("NETWORK", "signet")
+	var out, errOut strings.Builder
+	if code := run([]string{"--check-config", "--port", "6000"}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	for _, want := range []string{`network = "signet"  (environment)`, `port = 6000  (flag)`, "configuration OK"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
