@@ -203,3 +203,26 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+func BenchmarkDecodePrivmsg(b *testing.B) {
+	line := []byte(`{"type": 685, "line": "J59EiPRQrQkXMk5d!J5ADox6oD453KSSf!sw0reloffer 0 27300 4000000 0 0.00002 032e5e37acc15778839c3cb6533585f2af6e682f2c3d8410d4d24ac078a9059d9e MEQCIH7vK11+bP7CzW85xn4ZtMY3KpphE6wzAkmFksUnROBXAiBbM42Y7hcmw1ppMtxI6zgJbisnKhu4XyB5I7OAJT832w=="}`)
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendRelay(b *testing.B) {
+	env, err := Decode([]byte(`{"type": 687, "line": "J59EiPRQrQkXMk5d!PUBLIC!sw0reloffer 0 27300 4000000 0 0.00002"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	buf := make([]byte, 0, 256)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendRelay(buf[:0], env.Type, env.RawLine())
+	}
+}
