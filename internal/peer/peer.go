@@ -53,7 +53,7 @@ type Peer struct {
 	mu      sync.Mutex // guards the fields below
 	queue   [][]byte   // lines waiting for the writer
 	spare   [][]byte   // recycled queue backing array
-	queued  int        // bytes in queue
+	queued  int        // bytes queued or being written, not yet on the wire
 	writing bool       // a writer goroutine is running
 	closed  bool
 	reason  stats.CloseReason
@@ -170,15 +170,19 @@ func (p *Peer) Send(line []byte) bool {
 	return true
 }
 
-// QueuedBytes is the number of bytes waiting to be written.
+// QueuedBytes is the number of bytes accepted for the peer and not yet written.
 func (p *Peer) QueuedBytes() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.queued
 }
 
-// writeLoop drains the queue with vectored writes, each under the write deadline, and
-// exits when the queue is empty so an idle peer holds no writer goroutine.
+// writeChunk bounds the bytes written under one deadline, so the write deadline means "no
+// progress for WriteTimeout", not "a whole burst within WriteTimeout".
+const writeChunk = 64 << 10
+
+// writeLoop drains the queue with vectored writes and exits when the queue is empty, so an
+// idle peer holds no writer goroutine.
 func (p *Peer) writeLoop() {
 	for {
 		p.mu.Lock()
@@ -189,12 +193,9 @@ func (p *Peer) writeLoop() {
 		}
 		batch := p.queue
 		p.queue, p.spare = p.spare[:0], nil
-		p.queued = 0
 		p.mu.Unlock()
 
-		_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
-		bufs := net.Buffers(batch)
-		_, err := bufs.WriteTo(p.conn)
+		err := p.writeBatch(batch)
 		clear(batch)
 		p.mu.Lock()
 		if p.spare == nil {
@@ -210,6 +211,30 @@ func (p *Peer) writeLoop() {
 			return
 		}
 	}
+}
+
+// writeBatch writes lines in chunks of about writeChunk bytes, each under a fresh write
+// deadline. Bytes count against the queue cap until they are written.
+func (p *Peer) writeBatch(batch [][]byte) error {
+	for len(batch) > 0 {
+		n, size := 0, 0
+		for n < len(batch) && (n == 0 || size+len(batch[n]) <= writeChunk) {
+			size += len(batch[n])
+			n++
+		}
+		_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
+		bufs := net.Buffers(batch[:n])
+		if _, err := bufs.WriteTo(p.conn); err != nil {
+			return err
+		}
+		p.mu.Lock()
+		if !p.closed {
+			p.queued -= size
+		}
+		p.mu.Unlock()
+		batch = batch[n:]
+	}
+	return nil
 }
 
 // WriteNow writes one line directly, bypassing the queue. It is only for the handshake

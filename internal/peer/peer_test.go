@@ -1,0 +1,641 @@
+package peer_test
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+const (
+	onion = "4xds6aoarwrib7aa3xsnvjcoy3w2jfburxaxl3jxk7qdquf7fmnn2nad.onion"
+	nick  = "J59xfsUewpdmrbuM"
+	// watchdog bounds waits on real goroutines outside synctest bubbles; it is never
+	// reached when the code works.
+	watchdog = 5 * time.Second
+)
+
+var roomy = peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Hour}
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// newPeer wraps the server end of a net.Pipe; the client end is returned for the test to
+// read from. Both ends are closed at cleanup.
+func newPeer(t *testing.T, lim peer.Limits) (*peer.Peer, net.Conn, *stats.Counters) {
+	t.Helper()
+	srv, cli := net.Pipe()
+	ctr := new(stats.Counters)
+	p := peer.New(7, srv, lim, ctr, discard())
+	t.Cleanup(func() {
+		p.Close(stats.CloseShutdown)
+		cli.Close()
+	})
+	return p, cli, ctr
+}
+
+func line(s string) []byte { return []byte(s + "\r\n") }
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}
+
+func waitClosed(t *testing.T, ch <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(watchdog):
+		t.Fatalf("%s not closed after %v", what, watchdog)
+	}
+}
+
+// readLines reads n CRLF-terminated lines from c under a deadline.
+func readLines(t *testing.T, c net.Conn, n int) []string {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(watchdog))
+	r := bufio.NewReaderSize(c, 64<<10)
+	out := make([]string, 0, n)
+	for len(out) < n {
+		s, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("after %d lines: %v", len(out), err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func TestSendDeliversInOrder(t *testing.T) {
+	p, cli, _ := newPeer(t, roomy)
+	var want []string
+	for i := range 50 {
+		want = append(want, fmt.Sprintf(`{"type":687,"line":"J5x!PUBLIC!n %d"}`+"\r\n", i))
+	}
+	// Nobody reads while sending: Send must return anyway.
+	sent := make(chan bool, 1)
+	go func() {
+		ok := true
+		for _, l := range want {
+			ok = p.Send([]byte(l)) && ok
+		}
+		sent <- ok
+	}()
+	select {
+	case ok := <-sent:
+		if !ok {
+			t.Fatal("Send = false")
+		}
+	case <-time.After(watchdog):
+		t.Fatal("Send blocked while nobody was reading")
+	}
+	got := readLines(t, cli, len(want))
+	for i := range want {
+		if got[i] != want[i] {
+			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
+		}
+	}
+	if p.Reason() != stats.CloseNone || isClosed(p.Done()) {
+		t.Errorf("peer closed: %v", p.Reason())
+	}
+	// An idle peer accepts more later (a new writer is started on demand).
+	if !p.Send(line("again")) {
+		t.Fatal("Send after idle = false")
+	}
+	if got := readLines(t, cli, 1); got[0] != "again\r\n" {
+		t.Fatalf("got %q", got[0])
+	}
+}
+
+func TestSendConcurrentSendersKeepPerSenderOrder(t *testing.T) {
+	p, cli, _ := newPeer(t, roomy)
+	const senders, per = 8, 100
+	var wg sync.WaitGroup
+	for g := range senders {
+		wg.Go(func() {
+			for i := range per {
+				if !p.Send(line(fmt.Sprintf("%d %d", g, i))) {
+					t.Errorf("Send(%d,%d) = false", g, i)
+				}
+			}
+		})
+	}
+	got := readLines(t, cli, senders*per)
+	wg.Wait()
+	next := make([]int, senders)
+	for _, l := range got {
+		var g, i int
+		if _, err := fmt.Sscanf(l, "%d %d\r\n", &g, &i); err != nil {
+			t.Fatalf("garbled line %q: %v", l, err)
+		}
+		if i != next[g] {
+			t.Fatalf("sender %d: got line %d, want %d", g, i, next[g])
+		}
+		next[g]++
+	}
+}
+
+func TestSendNeverBlocks(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		p := peer.New(1, srv, roomy, new(stats.Counters), discard())
+		defer p.Close(stats.CloseShutdown)
+
+		// Nobody reads: the writer goroutine blocks on the unbuffered pipe, Send does not.
+		const n = 200
+		var queued int
+		for i := range n {
+			l := line(fmt.Sprintf("line %03d", i))
+			if !p.Send(l) {
+				t.Fatalf("Send %d = false", i)
+			}
+			if i == 0 {
+				synctest.Wait() // the writer has taken line 0 and is blocked writing it
+			}
+			queued += len(l) // bytes being written still count until they are written
+		}
+		if q := p.QueuedBytes(); q != queued {
+			t.Errorf("QueuedBytes = %d, want %d", q, queued)
+		}
+		if isClosed(p.Done()) {
+			t.Fatalf("peer closed: %v", p.Reason())
+		}
+		// Everything arrives once the client reads.
+		r := bufio.NewReader(cli)
+		for i := range n {
+			s, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("line %03d\r\n", i); s != want {
+				t.Fatalf("got %q, want %q", s, want)
+			}
+		}
+		synctest.Wait() // the writer has finished its last write
+		if q := p.QueuedBytes(); q != 0 {
+			t.Errorf("QueuedBytes after everything was read = %d", q)
+		}
+	})
+}
+
+func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		p := peer.New(1, srv, peer.Limits{QueueBytes: 120, WriteTimeout: time.Hour}, new(stats.Counters), discard())
+		defer p.Close(stats.CloseShutdown)
+
+		l := line(strings.Repeat("x", 38)) // 40 bytes
+		if !p.Send(l) {
+			t.Fatal("first Send = false")
+		}
+		synctest.Wait() // the writer holds the first line, blocked on the pipe
+		// The line being written counts; up to exactly the cap is fine.
+		for i := range 2 {
+			if !p.Send(l) {
+				t.Fatalf("Send %d = false with %d bytes queued", i+2, p.QueuedBytes())
+			}
+		}
+		if q := p.QueuedBytes(); q != 120 {
+			t.Fatalf("QueuedBytes = %d, want 120", q)
+		}
+		if isClosed(p.Done()) {
+			t.Fatal("closed before overflow")
+		}
+		if p.Send(l) { // 160 > 120
+			t.Fatal("overflowing Send = true")
+		}
+		if !isClosed(p.Done()) {
+			t.Fatal("Done not closed after overflow")
+		}
+		if r := p.Reason(); r != stats.CloseSlowConsumer {
+			t.Fatalf("Reason = %v, want %v", r, stats.CloseSlowConsumer)
+		}
+		if p.Send(line("more")) {
+			t.Error("Send after close = true")
+		}
+		if q := p.QueuedBytes(); q != 0 {
+			t.Errorf("QueuedBytes after close = %d", q)
+		}
+		synctest.Wait() // the writer saw the closed pipe and exited
+		if r := p.Reason(); r != stats.CloseSlowConsumer {
+			t.Errorf("Reason after writer exit = %v, want %v", r, stats.CloseSlowConsumer)
+		}
+		// The client sees the connection end.
+		if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
+			t.Errorf("client Read = %v, want EOF", err)
+		}
+	})
+}
+
+func TestQueueOverflowSingleLine(t *testing.T) {
+	p, _, ctr := newPeer(t, peer.Limits{QueueBytes: 10, WriteTimeout: time.Hour})
+	if p.Send(line("0123456789")) { // 12 bytes > 10
+		t.Fatal("Send = true")
+	}
+	if !isClosed(p.Done()) || p.Reason() != stats.CloseSlowConsumer {
+		t.Fatalf("Done closed %v, Reason %v", isClosed(p.Done()), p.Reason())
+	}
+	if ctr.Drops(stats.DropOversizeOut) != 0 {
+		t.Error("overflow counted as oversize drop")
+	}
+}
+
+func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: 50 * time.Millisecond}, new(stats.Counters), discard())
+		defer p.Close(stats.CloseShutdown)
+
+		start := time.Now()
+		if !p.Send(line("hello")) {
+			t.Fatal("Send = false")
+		}
+		<-p.Done() // nobody reads: the deadline fires
+		if d := time.Since(start); d != 50*time.Millisecond {
+			t.Errorf("closed after %v, want 50ms", d)
+		}
+		if r := p.Reason(); r != stats.CloseSlowConsumer {
+			t.Fatalf("Reason = %v, want %v", r, stats.CloseSlowConsumer)
+		}
+		if p.Send(line("late")) {
+			t.Error("Send after close = true")
+		}
+	})
+}
+
+// The deadline applies to each write, not to the connection's lifetime: a reader that
+// takes 40ms per line survives many lines with a 50ms timeout.
+func TestWriteTimeoutIsPerWrite(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: 50 * time.Millisecond}, new(stats.Counters), discard())
+		defer p.Close(stats.CloseShutdown)
+
+		r := bufio.NewReader(cli)
+		for i := range 10 {
+			want := fmt.Sprintf("line %d\r\n", i)
+			if !p.Send([]byte(want)) {
+				t.Fatalf("Send %d = false (reason %v)", i, p.Reason())
+			}
+			time.Sleep(40 * time.Millisecond) // fake time inside the bubble
+			got, err := r.ReadString('\n')
+			if err != nil || got != want {
+				t.Fatalf("read %q, %v; want %q", got, err, want)
+			}
+		}
+		synctest.Wait()
+		if isClosed(p.Done()) {
+			t.Fatalf("peer closed: %v", p.Reason())
+		}
+	})
+}
+
+func TestWriteErrorCloses(t *testing.T) {
+	p, cli, _ := newPeer(t, roomy)
+	cli.Close()
+	if !p.Send(line("into the void")) {
+		t.Fatal("Send = false")
+	}
+	waitClosed(t, p.Done(), "Done")
+	if r := p.Reason(); r != stats.CloseWriteError {
+		t.Fatalf("Reason = %v, want %v", r, stats.CloseWriteError)
+	}
+}
+
+func TestSendOversize(t *testing.T) {
+	tests := []struct {
+		name string
+		line []byte
+		ok   bool
+	}{
+		{"40000 + CRLF", append(bytes.Repeat([]byte("a"), wire.MaxLine), "\r\n"...), true},
+		{"40000 without terminator", bytes.Repeat([]byte("b"), wire.MaxLine), true},
+		{"40001 + CRLF", append(bytes.Repeat([]byte("c"), wire.MaxLine+1), "\r\n"...), false},
+		{"40001 without terminator", bytes.Repeat([]byte("d"), wire.MaxLine+1), false},
+		{"40000 + LF (a bare LF is content)", append(bytes.Repeat([]byte("e"), wire.MaxLine), '\n'), false}, // LF alone is content
+		{"1 MB", bytes.Repeat([]byte("f"), 1<<20), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, cli, ctr := newPeer(t, peer.Limits{QueueBytes: 4 << 20, WriteTimeout: time.Hour})
+			if got := p.Send(tc.line); got != tc.ok {
+				t.Fatalf("Send = %v, want %v", got, tc.ok)
+			}
+			var wantDrops uint64
+			if !tc.ok {
+				wantDrops = 1
+			}
+			if d := ctr.Drops(stats.DropOversizeOut); d != wantDrops {
+				t.Errorf("DropOversizeOut = %d, want %d", d, wantDrops)
+			}
+			if isClosed(p.Done()) || p.Reason() != stats.CloseNone {
+				t.Fatalf("peer closed: %v", p.Reason())
+			}
+			// The peer stays usable and the refused line never reaches the client.
+			if !p.Send(line("next")) {
+				t.Fatal("Send after oversize = false")
+			}
+			want := "next\r\n"
+			if tc.ok {
+				want = string(tc.line) + want
+			}
+			got := make([]byte, len(want))
+			_ = cli.SetReadDeadline(time.Now().Add(watchdog))
+			if _, err := io.ReadFull(cli, got); err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != want {
+				t.Fatalf("client got %d bytes %q…, want %d bytes", len(got), got[:min(len(got), 20)], len(want))
+			}
+		})
+	}
+}
+
+func TestCloseIdempotentFirstReasonWins(t *testing.T) {
+	p, cli, _ := newPeer(t, roomy)
+	if p.Reason() != stats.CloseNone || isClosed(p.Done()) {
+		t.Fatal("new peer is closed")
+	}
+	p.Close(stats.CloseClientGone)
+	p.Close(stats.CloseReadError)
+	p.Close(stats.CloseShutdown)
+	if r := p.Reason(); r != stats.CloseClientGone {
+		t.Fatalf("Reason = %v, want %v", r, stats.CloseClientGone)
+	}
+	if !isClosed(p.Done()) {
+		t.Fatal("Done not closed")
+	}
+	if p.Send(line("x")) {
+		t.Error("Send after Close = true")
+	}
+	if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("client Read = %v, want EOF (connection closed)", err)
+	}
+	if isClosed(p.Left()) {
+		t.Error("Close closed Left")
+	}
+}
+
+func TestCloseConcurrent(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	reasons := []stats.CloseReason{stats.CloseClientGone, stats.CloseReadError, stats.ClosePongTimeout, stats.CloseReplaced}
+	var wg sync.WaitGroup
+	for i := range 32 {
+		wg.Go(func() {
+			p.Send(line("x"))
+			p.Close(reasons[i%len(reasons)])
+		})
+	}
+	wg.Wait()
+	got := p.Reason()
+	found := false
+	for _, r := range reasons {
+		found = found || r == got
+	}
+	if !found {
+		t.Fatalf("Reason = %v, want one of %v", got, reasons)
+	}
+}
+
+// A Close while the writer is blocked keeps its reason: the write error it causes does
+// not overwrite it.
+func TestCloseDuringWriteKeepsReason(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		srv, cli := net.Pipe()
+		defer cli.Close()
+		p := peer.New(1, srv, roomy, new(stats.Counters), discard())
+		p.Send(line("stuck"))
+		p.Send(line("queued"))
+		synctest.Wait()
+		p.Close(stats.CloseReplaced)
+		synctest.Wait() // writer exits
+		if r := p.Reason(); r != stats.CloseReplaced {
+			t.Fatalf("Reason = %v, want %v", r, stats.CloseReplaced)
+		}
+		if q := p.QueuedBytes(); q != 0 {
+			t.Errorf("QueuedBytes = %d after close", q)
+		}
+	})
+}
+
+func TestWriteNow(t *testing.T) {
+	t.Run("delivers", func(t *testing.T) {
+		p, cli, _ := newPeer(t, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: watchdog})
+		errc := make(chan error, 1)
+		go func() { errc <- p.WriteNow(line("795")) }()
+		if got := readLines(t, cli, 1); got[0] != "795\r\n" {
+			t.Fatalf("got %q", got[0])
+		}
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("deadline", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			srv, cli := net.Pipe()
+			defer cli.Close()
+			p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Second}, new(stats.Counters), discard())
+			defer p.Close(stats.CloseShutdown)
+			start := time.Now()
+			err := p.WriteNow(line("795"))
+			if !errors.Is(err, os.ErrDeadlineExceeded) {
+				t.Fatalf("WriteNow = %v, want deadline exceeded", err)
+			}
+			if d := time.Since(start); d != time.Second {
+				t.Errorf("returned after %v, want 1s", d)
+			}
+		})
+	})
+}
+
+func TestSetHello(t *testing.T) {
+	tests := []struct {
+		name              string
+		hello             handshake.Hello
+		plain, feat, left string
+		maker             bool
+		role              string
+	}{
+		{
+			name: "maker with features",
+			hello: handshake.Hello{Nick: nick, Location: jm.Location{Host: onion, Port: 5222},
+				Features: handshake.Features{Ping: true, PeerlistFeatures: true, True: []string{"peerlist_features", "ping"}}},
+			plain: nick + ";" + onion + ":5222",
+			feat:  nick + ";" + onion + ":5222;F:peerlist_features+ping",
+			left:  nick + ";" + onion + ":5222;D",
+			maker: true, role: "maker",
+		},
+		{
+			name:  "taker without features",
+			hello: handshake.Hello{Nick: "J55uwMUczBgZV44z"},
+			plain: "J55uwMUczBgZV44z;NOT-SERVING-ONION",
+			feat:  "J55uwMUczBgZV44z;NOT-SERVING-ONION",
+			left:  "J55uwMUczBgZV44z;NOT-SERVING-ONION;D",
+			maker: false, role: "taker",
+		},
+		{
+			name: "local maker, one feature",
+			hello: handshake.Hello{Nick: "J58w4tpYN3zRBwC9", Location: jm.Location{Host: "127.0.0.1", Port: 27103},
+				Features: handshake.Features{True: []string{"nick_auth"}}},
+			plain: "J58w4tpYN3zRBwC9;127.0.0.1:27103",
+			feat:  "J58w4tpYN3zRBwC9;127.0.0.1:27103;F:nick_auth",
+			left:  "J58w4tpYN3zRBwC9;127.0.0.1:27103;D",
+			maker: true, role: "maker",
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p, _, _ := newPeer(t, roomy)
+			if p.Role() != "taker" || p.Maker() {
+				t.Errorf("before SetHello: Role %q, Maker %v", p.Role(), p.Maker())
+			}
+			p.SetHello(tc.hello)
+			if p.Nick != tc.hello.Nick || p.Location != tc.hello.Location {
+				t.Errorf("identity = %q %+v", p.Nick, p.Location)
+			}
+			if p.Features.Ping != tc.hello.Features.Ping || p.Features.PeerlistFeatures != tc.hello.Features.PeerlistFeatures {
+				t.Errorf("Features = %+v", p.Features)
+			}
+			for _, c := range []struct{ name, got, want string }{
+				{"EntryPlain", string(p.EntryPlain), tc.plain},
+				{"EntryFeatures", string(p.EntryFeatures), tc.feat},
+				{"EntryLeft", string(p.EntryLeft), tc.left},
+			} {
+				if c.got != c.want {
+					t.Errorf("%s = %q, want %q", c.name, c.got, c.want)
+				}
+			}
+			if p.Maker() != tc.maker || p.Role() != tc.role {
+				t.Errorf("Maker %v Role %q, want %v %q", p.Maker(), p.Role(), tc.maker, tc.role)
+			}
+		})
+	}
+}
+
+func TestIDAndConn(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	if p.ID != 7 {
+		t.Errorf("ID = %d", p.ID)
+	}
+	if p.Conn() == nil {
+		t.Error("Conn() = nil")
+	}
+}
+
+func TestTouchLastSeen(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	if got := p.LastSeen(); got.UnixNano() != 0 {
+		t.Errorf("LastSeen of a new peer = %v, want the Unix epoch", got)
+	}
+	t1 := time.Date(2025, 3, 1, 12, 0, 0, 123456789, time.UTC)
+	p.Touch(t1)
+	if got := p.LastSeen(); !got.Equal(t1) {
+		t.Errorf("LastSeen = %v, want %v", got, t1)
+	}
+	t2 := t1.Add(time.Minute)
+	p.Touch(t2)
+	if got := p.LastSeen(); !got.Equal(t2) {
+		t.Errorf("LastSeen = %v, want %v", got, t2)
+	}
+}
+
+func TestPing(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	if _, ok := p.PingPending(); ok {
+		t.Fatal("new peer has a ping pending")
+	}
+	t1 := time.Date(2025, 3, 1, 12, 0, 0, 5, time.UTC)
+	p.MarkPing(t1)
+	at, ok := p.PingPending()
+	if !ok || !at.Equal(t1) {
+		t.Fatalf("PingPending = %v, %v; want %v, true", at, ok, t1)
+	}
+	p.Pong()
+	if _, ok := p.PingPending(); ok {
+		t.Fatal("ping still pending after Pong")
+	}
+	p.Pong() // no ping pending: harmless
+	if _, ok := p.PingPending(); ok {
+		t.Fatal("ping pending after a second Pong")
+	}
+}
+
+func TestAwaitAnswer(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	p.Answered() // nobody waiting: no-op
+
+	a := p.AwaitAnswer()
+	if isClosed(a) {
+		t.Fatal("fresh AwaitAnswer channel is already closed (an earlier Answered leaked)")
+	}
+	if b := p.AwaitAnswer(); b != a {
+		t.Error("a second waiter got another channel; both must wake on the same answer")
+	}
+	p.Answered()
+	if !isClosed(a) {
+		t.Fatal("Answered did not close the channel")
+	}
+	p.Answered() // a second answer must not close twice (would panic)
+
+	c := p.AwaitAnswer()
+	if c == a {
+		t.Fatal("AwaitAnswer after an answer returned the old, closed channel")
+	}
+	if isClosed(c) {
+		t.Fatal("new AwaitAnswer channel already closed")
+	}
+	p.Pong() // a pong is an answer too
+	if !isClosed(c) {
+		t.Fatal("Pong did not close the channel")
+	}
+}
+
+func TestAwaitAnswerConcurrent(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	for range 100 {
+		ch := p.AwaitAnswer()
+		var wg sync.WaitGroup
+		for range 4 {
+			wg.Go(p.Answered)
+		}
+		wg.Wait()
+		waitClosed(t, ch, "AwaitAnswer channel")
+	}
+}
+
+func TestMarkLeft(t *testing.T) {
+	p, _, _ := newPeer(t, roomy)
+	if isClosed(p.Left()) {
+		t.Fatal("Left closed on a new peer")
+	}
+	p.Close(stats.CloseClientGone)
+	if isClosed(p.Left()) {
+		t.Fatal("Left closed by Close")
+	}
+	p.MarkLeft()
+	if !isClosed(p.Left()) {
+		t.Fatal("Left not closed by MarkLeft")
+	}
+}
