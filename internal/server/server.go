@@ -390,27 +390,38 @@ func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 
 // connLimits is the per-connection abuse accounting; only the reader goroutine uses it.
 type connLimits struct {
-	msgs       *rate.Limiter
-	getPeers   *rate.Limiter // created on first use
-	orderbooks *rate.Limiter // created on first use
+	msgs       *rate.Limiter // buckets are created on first use
+	getPeers   *rate.Limiter
+	orderbooks *rate.Limiter
 	violations int
 	spoofs     int
 }
 
-// violation counts a rate-limit violation and reports whether the peer must be cut.
-func (s *Server) violation(l *connLimits) bool {
-	l.violations++
+// admit takes a token from *bucket (made on first use with rate r and burst b) and
+// reports whether the message may proceed. A refused message is dropped and counted with
+// reason, and is a violation: past the configured number the peer is cut.
+func (s *Server) admit(p *peer.Peer, lim *connLimits, bucket **rate.Limiter, r rate.Limit, b int, reason stats.DropReason, now time.Time) bool {
+	if *bucket == nil {
+		*bucket = rate.NewLimiter(r, b)
+	}
+	if (*bucket).AllowN(now, 1) {
+		return true
+	}
+	s.ctr.Drop(reason)
 	s.ctr.RateViolate.Add(1)
-	return s.cfg.RateLimitDisconnectThreshold > 0 && l.violations >= s.cfg.RateLimitDisconnectThreshold
+	lim.violations++
+	if th := s.cfg.RateLimitDisconnectThreshold; th > 0 && lim.violations >= th {
+		p.Close(stats.CloseRateLimit)
+	}
+	return false
 }
 
-func perMinute(n int) *rate.Limiter {
-	return rate.NewLimiter(rate.Limit(float64(n)/60), n)
-}
+// perMinute is the rate of n events per minute.
+func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
 
 // readLoop handles every line of a handshaked peer until the connection ends.
 func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
-	lim := connLimits{msgs: rate.NewLimiter(rate.Limit(s.cfg.MessageRateLimit), s.cfg.MessageBurstLimit)}
+	var lim connLimits
 	for {
 		line, err := lr.ReadLine()
 		if err != nil {
@@ -427,10 +438,8 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
 			return
 		}
 		s.ctr.Received.Add(1)
-		if !lim.msgs.AllowN(now, 1) {
-			s.ctr.Drop(stats.DropRateLimited)
-			if s.violation(&lim) {
-				p.Close(stats.CloseRateLimit)
+		if !s.admit(p, &lim, &lim.msgs, rate.Limit(s.cfg.MessageRateLimit), s.cfg.MessageBurstLimit, stats.DropRateLimited, now) {
+			if p.Closed() {
 				return
 			}
 			continue
@@ -466,30 +475,16 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 			return true
 		}
 		if wire.FirstCommand(rest) == "orderbook" {
-			if lim.orderbooks == nil {
-				lim.orderbooks = perMinute(s.cfg.OrderbookPerMinute)
-			}
-			if !lim.orderbooks.AllowN(now, 1) {
-				s.ctr.Drop(stats.DropOrderbookCap)
-				if s.violation(lim) {
-					p.Close(stats.CloseRateLimit)
-					return false
-				}
-				return true
+			n := s.cfg.OrderbookPerMinute
+			if !s.admit(p, lim, &lim.orderbooks, perMinute(n), n, stats.DropOrderbookCap, now) {
+				return !p.Closed()
 			}
 		}
 		s.rt.Pubmsg(p, env.RawLine())
 	case wire.TypeGetPeerlist:
-		if lim.getPeers == nil {
-			lim.getPeers = perMinute(s.cfg.GetPeerlistPerMinute)
-		}
-		if !lim.getPeers.AllowN(now, 1) {
-			s.ctr.Drop(stats.DropGetPeerlistCap)
-			if s.violation(lim) {
-				p.Close(stats.CloseRateLimit)
-				return false
-			}
-			return true
+		n := s.cfg.GetPeerlistPerMinute
+		if !s.admit(p, lim, &lim.getPeers, perMinute(n), n, stats.DropGetPeerlistCap, now) {
+			return !p.Closed()
 		}
 		s.rt.GetPeerlist(p)
 	case wire.TypePong:
