@@ -250,8 +250,15 @@ func TestDuplicateNick(t *testing.T) {
 	fresh := func(t *testing.T) *target {
 		return tuned(t, func(c *config.Config) { c.NickCheckTimeout = 500 * time.Millisecond })
 	}
+	// Live owners answer at once, so these also run against an external directory.
+	live := func(t *testing.T) *target {
+		if tg, ok := externalTarget(); ok {
+			return tg
+		}
+		return fresh(t)
+	}
 	t.Run("live ping owner keeps nick", func(t *testing.T) {
-		tg := fresh(t)
+		tg := live(t)
 		owner := tg.join(t, ngMaker)
 		done := make(chan struct{})
 		go func() { // answer the directory's ping
@@ -272,7 +279,7 @@ func TestDuplicateNick(t *testing.T) {
 		owner.expectLine(wire.TypePubmsg, w.nick+"!PUBLIC!orderbook")
 	})
 	t.Run("live legacy maker answers the probe", func(t *testing.T) {
-		tg := fresh(t)
+		tg := live(t)
 		owner := tg.join(t, refMaker)
 		done := make(chan struct{})
 		go func() { // a reference maker answers !orderbook with its offers by privmsg
