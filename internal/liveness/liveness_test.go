@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
+	"github.com/jm-directory/jm-directory-server/internal/peertest"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -31,16 +32,16 @@ type kind struct {
 }
 
 var (
-	pingTaker  = kind{"ping taker", notServing, []string{"ping", "peerlist_features"}}
-	pingMaker  = kind{"ping maker", makerLoc, []string{"ping"}}
-	plainMaker = kind{"plain maker", makerLoc, nil}
-	plainTaker = kind{"plain taker", notServing, []string{"peerlist_features"}}
+	pingTaker  = kind{"ping taker", peertest.NotServing, []string{"ping", "peerlist_features"}}
+	pingMaker  = kind{"ping maker", peertest.MakerLoc, []string{"ping"}}
+	plainMaker = kind{"plain maker", peertest.MakerLoc, nil}
+	plainTaker = kind{"plain taker", peertest.NotServing, []string{"peerlist_features"}}
 )
 
-func (h *harness) addKind(nick string, k kind, lastSeen time.Time) *client {
+func (h *harness) addKind(nick string, k kind, lastSeen time.Time) *peertest.Client {
 	h.t.Helper()
-	c := h.add(nick, k.loc, k.feats...)
-	c.p.Touch(lastSeen)
+	c := h.Add(nick, k.loc, k.feats...)
+	c.P.Touch(lastSeen)
 	return c
 }
 
@@ -48,7 +49,7 @@ func TestProtocolLines(t *testing.T) {
 	if string(router.PingLine) != ping {
 		t.Errorf("PingLine = %q, want %q", router.PingLine, ping)
 	}
-	rt := router.New(nil, &stats.Counters{}, nickDN, dnLoc)
+	rt := router.New(nil, &stats.Counters{}, peertest.NickDN, peertest.DNLoc)
 	if string(rt.ProbeLine()) != probe {
 		t.Errorf("ProbeLine = %q, want %q", rt.ProbeLine(), probe)
 	}
@@ -83,18 +84,18 @@ func TestSweepOnePeer(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s idle %v", tc.kind.name, tc.idle), func(t *testing.T) {
-			bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
+			bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
 				now := t0.Add(tc.idle)
-				c := h.addKind(nickMaker, tc.kind, t0)
+				c := h.addKind(peertest.NickMaker, tc.kind, t0)
 				if got := h.sw.Sweep(now); got != tc.wantResult {
 					t.Errorf("Sweep = %+v, want %+v", got, tc.wantResult)
 				}
-				equalLines(t, "peer", c.recv(), tc.want)
-				sent, pending := c.p.PingPending()
+				peertest.EqualLines(t, "peer", c.Recv(), tc.want)
+				sent, pending := c.P.PingPending()
 				if pending != tc.wantPending || (pending && !sent.Equal(now)) {
 					t.Errorf("PingPending = %v, %v; want pending %v at %v", sent, pending, tc.wantPending, now)
 				}
-				if got := c.p.Reason(); got != tc.wantReason {
+				if got := c.P.Reason(); got != tc.wantReason {
 					t.Errorf("Reason = %v, want %v", got, tc.wantReason)
 				}
 			})
@@ -105,13 +106,13 @@ func TestSweepOnePeer(t *testing.T) {
 func TestSweepPingUnanswered(t *testing.T) {
 	for _, k := range []kind{pingTaker, pingMaker} {
 		t.Run(k.name, func(t *testing.T) {
-			bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-				c := h.addKind(nickTaker, k, t0)
+			bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
+				c := h.addKind(peertest.NickTaker, k, t0)
 
 				if r := h.sw.Sweep(t0.Add(sec(600))); r != (liveness.Result{Pinged: 1}) {
 					t.Fatalf("first sweep = %+v", r)
 				}
-				equalLines(t, "after first sweep", c.recv(), []string{ping})
+				peertest.EqualLines(t, "after first sweep", c.Recv(), []string{ping})
 
 				// Before the pong wait: no second ping, no eviction, pending time unchanged.
 				for _, at := range []int{601, 615, 629} {
@@ -119,36 +120,36 @@ func TestSweepPingUnanswered(t *testing.T) {
 						t.Errorf("sweep at +%ds = %+v, want nothing", at, r)
 					}
 				}
-				equalLines(t, "before pong wait", c.recv(), nil)
-				if sent, ok := c.p.PingPending(); !ok || !sent.Equal(t0.Add(sec(600))) {
+				peertest.EqualLines(t, "before pong wait", c.Recv(), nil)
+				if sent, ok := c.P.PingPending(); !ok || !sent.Equal(t0.Add(sec(600))) {
 					t.Errorf("PingPending = %v, %v", sent, ok)
 				}
-				if r := c.p.Reason(); r != stats.CloseNone {
+				if r := c.P.Reason(); r != stats.CloseNone {
 					t.Fatalf("closed early: %v", r)
 				}
 
 				if r := h.sw.Sweep(t0.Add(sec(630))); r != (liveness.Result{Evicted: 1}) {
 					t.Errorf("sweep at pong wait = %+v, want one eviction", r)
 				}
-				if r := c.p.Reason(); r != stats.ClosePongTimeout {
+				if r := c.P.Reason(); r != stats.ClosePongTimeout {
 					t.Errorf("Reason = %v, want %v", r, stats.ClosePongTimeout)
 				}
-				equalLines(t, "after eviction", c.recv(), nil)
+				peertest.EqualLines(t, "after eviction", c.Recv(), nil)
 			})
 		})
 	}
 }
 
 func TestSweepPingAnswered(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		c := h.addKind(nickTaker, pingTaker, t0)
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
+		c := h.addKind(peertest.NickTaker, pingTaker, t0)
 		h.sw.Sweep(t0.Add(sec(600)))
-		equalLines(t, "first sweep", c.recv(), []string{ping})
+		peertest.EqualLines(t, "first sweep", c.Recv(), []string{ping})
 
 		// The 799 arrives: the reader refreshes last-seen and clears the ping.
-		c.p.Touch(t0.Add(sec(605)))
-		c.p.Pong()
-		if _, ok := c.p.PingPending(); ok {
+		c.P.Touch(t0.Add(sec(605)))
+		c.P.Pong()
+		if _, ok := c.P.PingPending(); ok {
 			t.Fatal("Pong did not clear the pending ping")
 		}
 		for _, at := range []int{630, 660, 1204} {
@@ -156,30 +157,30 @@ func TestSweepPingAnswered(t *testing.T) {
 				t.Errorf("sweep at +%ds = %+v, want nothing", at, r)
 			}
 		}
-		if r := c.p.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != stats.CloseNone {
 			t.Fatalf("answered peer closed: %v", r)
 		}
-		equalLines(t, "after pong", c.recv(), nil)
+		peertest.EqualLines(t, "after pong", c.Recv(), nil)
 
 		// Idle again for the idle threshold: pinged again.
 		if r := h.sw.Sweep(t0.Add(sec(1205))); r != (liveness.Result{Pinged: 1}) {
 			t.Errorf("sweep at +1205s = %+v, want a ping", r)
 		}
-		equalLines(t, "second ping", c.recv(), []string{ping})
+		peertest.EqualLines(t, "second ping", c.Recv(), []string{ping})
 	})
 }
 
 // Only a 799 clears a pending ping; other traffic refreshes last-seen but does not.
 func TestSweepTrafficWithoutPong(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		c := h.addKind(nickTaker, pingTaker, t0)
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
+		c := h.addKind(peertest.NickTaker, pingTaker, t0)
 		h.sw.Sweep(t0.Add(sec(600)))
-		c.p.Touch(t0.Add(sec(610)))
-		c.p.Answered()
+		c.P.Touch(t0.Add(sec(610)))
+		c.P.Answered()
 		if r := h.sw.Sweep(t0.Add(sec(630))); r != (liveness.Result{Evicted: 1}) {
 			t.Errorf("Sweep = %+v, want one eviction", r)
 		}
-		if r := c.p.Reason(); r != stats.ClosePongTimeout {
+		if r := c.P.Reason(); r != stats.ClosePongTimeout {
 			t.Errorf("Reason = %v, want %v", r, stats.ClosePongTimeout)
 		}
 	})
@@ -187,8 +188,8 @@ func TestSweepTrafficWithoutPong(t *testing.T) {
 
 // A maker without ping is probed at every sweep while idle and cut at hard-evict.
 func TestSweepProbesUntilHardEvict(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		c := h.addKind(nickMaker, plainMaker, t0)
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
+		c := h.addKind(peertest.NickMaker, plainMaker, t0)
 		var want []string
 		for at := 60; at < 1500; at += 60 {
 			r := h.sw.Sweep(t0.Add(sec(at)))
@@ -201,27 +202,27 @@ func TestSweepProbesUntilHardEvict(t *testing.T) {
 				t.Errorf("sweep at +%ds = %+v, want %+v", at, r, wantR)
 			}
 		}
-		equalLines(t, "maker", c.recv(), want)
+		peertest.EqualLines(t, "maker", c.Recv(), want)
 		if len(want) != 15 {
 			t.Fatalf("test bug: %d probes", len(want))
 		}
-		if r := c.p.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != stats.CloseNone {
 			t.Fatalf("closed before hard-evict: %v", r)
 		}
 		if r := h.sw.Sweep(t0.Add(sec(1500))); r != (liveness.Result{Evicted: 1}) {
 			t.Errorf("sweep at hard-evict = %+v", r)
 		}
-		if r := c.p.Reason(); r != stats.CloseHardEvict {
+		if r := c.P.Reason(); r != stats.CloseHardEvict {
 			t.Errorf("Reason = %v, want %v", r, stats.CloseHardEvict)
 		}
-		equalLines(t, "maker at hard-evict", c.recv(), nil)
+		peertest.EqualLines(t, "maker at hard-evict", c.Recv(), nil)
 	})
 }
 
 // A taker without ping cannot be probed and is never cut for idleness.
 func TestSweepNeverEvictsPlainTaker(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		c := h.addKind(nickTaker, plainTaker, t0)
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
+		c := h.addKind(peertest.NickTaker, plainTaker, t0)
 		for at := 60; at <= 48*3600; at += 60 {
 			if r := h.sw.Sweep(t0.Add(sec(at))); r != (liveness.Result{}) {
 				t.Fatalf("sweep at +%ds = %+v, want nothing", at, r)
@@ -230,15 +231,15 @@ func TestSweepNeverEvictsPlainTaker(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(48 * time.Hour)); n != 0 {
 			t.Errorf("ExpirePongs = %d", n)
 		}
-		if r := c.p.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != stats.CloseNone {
 			t.Errorf("Reason = %v, want open", r)
 		}
-		equalLines(t, "taker", c.recv(), nil)
+		peertest.EqualLines(t, "taker", c.Recv(), nil)
 	})
 }
 
 func TestSweepMixed(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
 		now := t0.Add(time.Hour)
 		fresh := h.addKind("J59xfsUewpdmrbuM", pingTaker, now.Add(-sec(10)))
 		pinged := h.addKind("J58w4tpYN3zRBwC9", pingTaker, now.Add(-sec(700)))
@@ -251,25 +252,25 @@ func TestSweepMixed(t *testing.T) {
 		if r := h.sw.Sweep(now); r != want {
 			t.Errorf("Sweep = %+v, want %+v", r, want)
 		}
-		equalLines(t, "fresh", fresh.recv(), nil)
-		equalLines(t, "pinged", pinged.recv(), []string{ping})
-		equalLines(t, "probedA", probedA.recv(), []string{probe})
-		equalLines(t, "probedB", probedB.recv(), []string{probe})
-		equalLines(t, "stale", stale.recv(), nil)
-		equalLines(t, "taker", taker.recv(), nil)
-		for _, c := range []*client{fresh, pinged, probedA, probedB, taker} {
-			if r := c.p.Reason(); r != stats.CloseNone {
-				t.Errorf("%s closed: %v", c.p.Nick, r)
+		peertest.EqualLines(t, "fresh", fresh.Recv(), nil)
+		peertest.EqualLines(t, "pinged", pinged.Recv(), []string{ping})
+		peertest.EqualLines(t, "probedA", probedA.Recv(), []string{probe})
+		peertest.EqualLines(t, "probedB", probedB.Recv(), []string{probe})
+		peertest.EqualLines(t, "stale", stale.Recv(), nil)
+		peertest.EqualLines(t, "taker", taker.Recv(), nil)
+		for _, c := range []*peertest.Client{fresh, pinged, probedA, probedB, taker} {
+			if r := c.P.Reason(); r != stats.CloseNone {
+				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
-		if r := stale.p.Reason(); r != stats.CloseHardEvict {
+		if r := stale.P.Reason(); r != stats.CloseHardEvict {
 			t.Errorf("stale: Reason = %v, want %v", r, stats.CloseHardEvict)
 		}
 	})
 }
 
 func TestExpirePongs(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
 		a := h.addKind("J59xfsUewpdmrbuM", pingTaker, t0.Add(-sec(600)))
 		b := h.addKind("J58w4tpYN3zRBwC9", pingMaker, t0.Add(-sec(590)))
 		quiet := h.addKind("J55uwMUczBgZV44z", pingTaker, t0)
@@ -279,8 +280,8 @@ func TestExpirePongs(t *testing.T) {
 		if r := h.sw.Sweep(t0); r != (liveness.Result{Pinged: 2, Probed: 1}) {
 			t.Fatalf("Sweep(t0) = %+v", r)
 		}
-		answered.p.Touch(t0.Add(sec(1)))
-		answered.p.Pong()
+		answered.P.Touch(t0.Add(sec(1)))
+		answered.P.Pong()
 		if r := h.sw.Sweep(t0.Add(sec(10))); r != (liveness.Result{Pinged: 1, Probed: 1}) {
 			t.Fatalf("Sweep(t0+10s) = %+v", r)
 		}
@@ -291,13 +292,13 @@ func TestExpirePongs(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(sec(30))); n != 1 {
 			t.Errorf("ExpirePongs(+30s) = %d, want 1", n)
 		}
-		if r := a.p.Reason(); r != stats.ClosePongTimeout {
+		if r := a.P.Reason(); r != stats.ClosePongTimeout {
 			t.Errorf("a: Reason = %v, want %v", r, stats.ClosePongTimeout)
 		}
-		if r := b.p.Reason(); r != stats.CloseNone {
+		if r := b.P.Reason(); r != stats.CloseNone {
 			t.Errorf("b closed before its pong wait: %v", r)
 		}
-		h.reg.Remove(a.p) // as the server does once the peer is closed
+		h.Reg.Remove(a.P) // as the server does once the peer is closed
 
 		if n := h.sw.ExpirePongs(t0.Add(sec(39))); n != 0 {
 			t.Errorf("ExpirePongs(+39s) = %d, want 0", n)
@@ -305,28 +306,28 @@ func TestExpirePongs(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(sec(40))); n != 1 {
 			t.Errorf("ExpirePongs(+40s) = %d, want 1", n)
 		}
-		if r := b.p.Reason(); r != stats.ClosePongTimeout {
+		if r := b.P.Reason(); r != stats.ClosePongTimeout {
 			t.Errorf("b: Reason = %v, want %v", r, stats.ClosePongTimeout)
 		}
-		h.reg.Remove(b.p)
+		h.Reg.Remove(b.P)
 
 		if n := h.sw.ExpirePongs(t0.Add(time.Hour)); n != 0 {
 			t.Errorf("ExpirePongs(+1h) = %d, want 0", n)
 		}
-		for _, c := range []*client{quiet, answered, maker} {
-			if r := c.p.Reason(); r != stats.CloseNone {
-				t.Errorf("%s closed: %v", c.p.Nick, r)
+		for _, c := range []*peertest.Client{quiet, answered, maker} {
+			if r := c.P.Reason(); r != stats.CloseNone {
+				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
 	})
 }
 
 func TestSetSettings(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
+	bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *harness) {
 		if got := h.sw.Settings(); got != settings {
 			t.Fatalf("Settings = %+v, want %+v", got, settings)
 		}
-		c := h.addKind(nickTaker, pingTaker, t0)
+		c := h.addKind(peertest.NickTaker, pingTaker, t0)
 		if r := h.sw.Sweep(t0.Add(sec(100))); r != (liveness.Result{}) {
 			t.Fatalf("Sweep = %+v", r)
 		}
@@ -338,7 +339,7 @@ func TestSetSettings(t *testing.T) {
 		if r := h.sw.Sweep(t0.Add(sec(100))); r != (liveness.Result{Pinged: 1}) {
 			t.Errorf("Sweep with new settings = %+v, want a ping", r)
 		}
-		equalLines(t, "peer", c.recv(), []string{ping})
+		peertest.EqualLines(t, "peer", c.Recv(), []string{ping})
 		if n := h.sw.ExpirePongs(t0.Add(sec(105))); n != 1 {
 			t.Errorf("ExpirePongs = %d, want 1", n)
 		}
@@ -348,8 +349,8 @@ func TestSetSettings(t *testing.T) {
 // TestRun drives the heartbeat loop with the default settings in virtual time.
 func TestRun(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, nickDN, dnLoc)
-		defer h.close()
+		h := newHarness(t, peertest.NickDN, peertest.DNLoc)
+		defer h.Close()
 		start := time.Now()
 
 		silent := h.addKind("J59xfsUewpdmrbuM", pingTaker, start)
@@ -361,26 +362,26 @@ func TestRun(t *testing.T) {
 		var pongs atomic.Int32
 		var other atomic.Int32
 		go func() {
-			for l := range responsive.lines {
+			for l := range responsive.Lines() {
 				if l != ping {
 					other.Add(1)
 					continue
 				}
 				pongs.Add(1)
-				responsive.p.Touch(time.Now())
-				responsive.p.Pong()
+				responsive.P.Touch(time.Now())
+				responsive.P.Pong()
 			}
 		}()
 		// maker answers every probe with a line (a privmsg to the directory nick).
 		var probes atomic.Int32
 		go func() {
-			for l := range maker.lines {
+			for l := range maker.Lines() {
 				if l != probe {
 					other.Add(1)
 					continue
 				}
 				probes.Add(1)
-				maker.p.Touch(time.Now())
+				maker.P.Touch(time.Now())
 			}
 		}()
 
@@ -398,8 +399,8 @@ func TestRun(t *testing.T) {
 		}
 
 		advance(sec(600) - 1)
-		equalLines(t, "silent before 600s", silent.recv(), nil)
-		if _, ok := silent.p.PingPending(); ok {
+		peertest.EqualLines(t, "silent before 600s", silent.Recv(), nil)
+		if _, ok := silent.P.PingPending(); ok {
 			t.Fatal("silent pinged before 600s idle")
 		}
 		if n := pongs.Load(); n != 0 {
@@ -407,8 +408,8 @@ func TestRun(t *testing.T) {
 		}
 
 		advance(sec(600)) // the 10th sweep
-		equalLines(t, "silent at 600s", silent.recv(), []string{ping})
-		if sent, ok := silent.p.PingPending(); !ok || !sent.Equal(start.Add(sec(600))) {
+		peertest.EqualLines(t, "silent at 600s", silent.Recv(), []string{ping})
+		if sent, ok := silent.P.PingPending(); !ok || !sent.Equal(start.Add(sec(600))) {
 			t.Errorf("silent: PingPending = %v, %v; want sent at +600s", sent, ok)
 		}
 		if n := pongs.Load(); n != 1 {
@@ -419,20 +420,20 @@ func TestRun(t *testing.T) {
 		}
 
 		advance(sec(630) - 1)
-		if r := silent.p.Reason(); r != stats.CloseNone {
+		if r := silent.P.Reason(); r != stats.CloseNone {
 			t.Fatalf("silent closed before the pong wait: %v", r)
 		}
 		advance(sec(630))
-		if r := silent.p.Reason(); r != stats.ClosePongTimeout {
+		if r := silent.P.Reason(); r != stats.ClosePongTimeout {
 			t.Fatalf("silent at 630s: Reason = %v, want %v", r, stats.ClosePongTimeout)
 		}
-		h.reg.Remove(silent.p) // as the server does
+		h.Reg.Remove(silent.P) // as the server does
 
 		// Far beyond hard-evict, the answering peers and the plain taker are still there.
 		advance(sec(3000))
-		for _, c := range []*client{responsive, maker, taker} {
-			if r := c.p.Reason(); r != stats.CloseNone {
-				t.Errorf("%s closed: %v", c.p.Nick, r)
+		for _, c := range []*peertest.Client{responsive, maker, taker} {
+			if r := c.P.Reason(); r != stats.CloseNone {
+				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
 		// Pinged / probed every 600 s of silence: at 600, 1200, …, 3000.
@@ -445,7 +446,7 @@ func TestRun(t *testing.T) {
 		if n := other.Load(); n != 0 {
 			t.Errorf("%d unexpected lines", n)
 		}
-		equalLines(t, "taker", taker.recv(), nil)
+		peertest.EqualLines(t, "taker", taker.Recv(), nil)
 
 		cancel()
 		<-done
@@ -456,10 +457,10 @@ func TestRun(t *testing.T) {
 // is outstanding.
 func TestRunStops(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		h := newHarness(t, nickDN, dnLoc)
-		defer h.close()
+		h := newHarness(t, peertest.NickDN, peertest.DNLoc)
+		defer h.Close()
 		start := time.Now()
-		c := h.addKind(nickTaker, pingTaker, start.Add(-sec(600)))
+		c := h.addKind(peertest.NickTaker, pingTaker, start.Add(-sec(600)))
 
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan struct{})
@@ -469,7 +470,7 @@ func TestRunStops(t *testing.T) {
 		}()
 		time.Sleep(sec(60)) // first sweep
 		synctest.Wait()
-		equalLines(t, "peer", c.recv(), []string{ping})
+		peertest.EqualLines(t, "peer", c.Recv(), []string{ping})
 		cancel()
 		synctest.Wait()
 		select {
@@ -477,7 +478,7 @@ func TestRunStops(t *testing.T) {
 		default:
 			t.Fatal("Run did not return after cancel")
 		}
-		if r := c.p.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != stats.CloseNone {
 			t.Errorf("Reason = %v, want open", r)
 		}
 	})

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jm-directory/jm-directory-server/internal/peertest"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -49,19 +50,19 @@ func TestPubmsgFanOut(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-				sender := h.add(nickMaker, makerLoc, "ping")
-				taker := h.add(nickTaker, notServing)
-				maker := h.add(nickOther, onionA+":5223", "peerlist_features")
+			peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+				sender := h.Add(peertest.NickMaker, peertest.MakerLoc, "ping")
+				taker := h.Add(peertest.NickTaker, peertest.NotServing)
+				maker := h.Add(peertest.NickOther, peertest.OnionA+":5223", "peerlist_features")
 				raw := rawToken(t, tc.in)
 
-				if n := h.rt.Pubmsg(sender.p, raw); n != 2 {
+				if n := h.Rt.Pubmsg(sender.P, raw); n != 2 {
 					t.Errorf("Pubmsg returned %d, want 2", n)
 				}
-				equalLines(t, "taker", taker.recv(), []string{tc.want})
-				equalLines(t, "maker", maker.recv(), []string{tc.want})
-				equalLines(t, "sender", sender.recv(), nil)
-				if got := h.ctr.Relayed.Load(); got != 2 {
+				peertest.EqualLines(t, "taker", taker.Recv(), []string{tc.want})
+				peertest.EqualLines(t, "maker", maker.Recv(), []string{tc.want})
+				peertest.EqualLines(t, "sender", sender.Recv(), nil)
+				if got := h.Ctr.Relayed.Load(); got != 2 {
 					t.Errorf("Relayed = %d, want 2", got)
 				}
 			})
@@ -70,27 +71,27 @@ func TestPubmsgFanOut(t *testing.T) {
 }
 
 func TestPubmsgCountsOnlyQueuedRecipients(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		sender := h.add(nickMaker, makerLoc)
-		live := h.add(nickTaker, notServing)
-		gone := h.add(nickOther, notServing)
-		gone.p.Close(stats.CloseClientGone) // closed but not yet unregistered
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		sender := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		live := h.Add(peertest.NickTaker, peertest.NotServing)
+		gone := h.Add(peertest.NickOther, peertest.NotServing)
+		gone.P.Close(stats.CloseClientGone) // closed but not yet unregistered
 		raw := `"J59xfsUewpdmrbuM!PUBLIC!orderbook"`
-		if n := h.rt.Pubmsg(sender.p, []byte(raw)); n != 1 {
+		if n := h.Rt.Pubmsg(sender.P, []byte(raw)); n != 1 {
 			t.Errorf("Pubmsg returned %d, want 1", n)
 		}
-		equalLines(t, "live peer", live.recv(), []string{relay(687, raw)})
-		equalLines(t, "closed peer", gone.recv(), nil)
+		peertest.EqualLines(t, "live peer", live.Recv(), []string{relay(687, raw)})
+		peertest.EqualLines(t, "closed peer", gone.Recv(), nil)
 	})
 }
 
 func TestPubmsgAlone(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		sender := h.add(nickMaker, makerLoc)
-		if n := h.rt.Pubmsg(sender.p, []byte(`"J59xfsUewpdmrbuM!PUBLIC!orderbook"`)); n != 0 {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		sender := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		if n := h.Rt.Pubmsg(sender.P, []byte(`"J59xfsUewpdmrbuM!PUBLIC!orderbook"`)); n != 0 {
 			t.Errorf("Pubmsg returned %d, want 0", n)
 		}
-		equalLines(t, "sender", sender.recv(), nil)
+		peertest.EqualLines(t, "sender", sender.Recv(), nil)
 	})
 }
 
@@ -114,17 +115,17 @@ func TestPubmsgSizeLimit(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.content), func(t *testing.T) {
-			bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-				sender := h.add(nickMaker, makerLoc)
-				a := h.add(nickTaker, notServing)
-				b := h.add(nickOther, notServing)
+			peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+				sender := h.Add(peertest.NickMaker, peertest.MakerLoc)
+				a := h.Add(peertest.NickTaker, peertest.NotServing)
+				b := h.Add(peertest.NickOther, peertest.NotServing)
 				raw := rawOfContent("J59xfsUewpdmrbuM!PUBLIC!", tc.content)
 				want := relay(687, raw)
 				if len(want) != tc.content+2 {
 					t.Fatalf("test bug: relay is %d bytes, want %d", len(want), tc.content+2)
 				}
 
-				n := h.rt.Pubmsg(sender.p, []byte(raw))
+				n := h.Rt.Pubmsg(sender.P, []byte(raw))
 				var wantLines []string
 				wantN, wantDrops := 0, uint64(1)
 				if tc.delivered {
@@ -133,14 +134,14 @@ func TestPubmsgSizeLimit(t *testing.T) {
 				if n != wantN {
 					t.Errorf("Pubmsg returned %d, want %d", n, wantN)
 				}
-				equalLines(t, "peer a", a.recv(), wantLines)
-				equalLines(t, "peer b", b.recv(), wantLines)
-				equalLines(t, "sender", sender.recv(), nil)
+				peertest.EqualLines(t, "peer a", a.Recv(), wantLines)
+				peertest.EqualLines(t, "peer b", b.Recv(), wantLines)
+				peertest.EqualLines(t, "sender", sender.Recv(), nil)
 				// Counted once per message, not once per recipient.
-				if got := h.ctr.Drops(stats.DropOversizeOut); got != wantDrops {
+				if got := h.Ctr.Drops(stats.DropOversizeOut); got != wantDrops {
 					t.Errorf("DropOversizeOut = %d, want %d", got, wantDrops)
 				}
-				if got := h.ctr.Relayed.Load(); got != uint64(wantN) {
+				if got := h.Ctr.Relayed.Load(); got != uint64(wantN) {
 					t.Errorf("Relayed = %d, want %d", got, wantN)
 				}
 			})
@@ -150,12 +151,12 @@ func TestPubmsgSizeLimit(t *testing.T) {
 
 func TestPrivmsgPeerlist(t *testing.T) {
 	const (
-		sender    = nickMaker
-		recipient = nickTaker
+		sender    = peertest.NickMaker
+		recipient = peertest.NickTaker
 		allFeats  = ";F:neutrino_compat+peerlist_features+ping"
 	)
-	senderM := sender + ";" + makerLoc
-	dn := nickDN + ";" + dnLoc
+	senderM := sender + ";" + peertest.MakerLoc
+	dn := peertest.NickDN + ";" + peertest.DNLoc
 	dnF := dn + ";F:peerlist_features+ping"
 	maker3 := []string{"ping", "neutrino_compat", "peerlist_features"}
 
@@ -167,36 +168,36 @@ func TestPrivmsgPeerlist(t *testing.T) {
 		rcptFeats   []string
 		wantList    string // "" = no 789 at all
 	}{
-		{"maker to legacy recipient", dnLoc, makerLoc, maker3, nil, senderM + "," + dn},
-		{"maker to F recipient", dnLoc, makerLoc, maker3, []string{"peerlist_features"}, senderM + allFeats + "," + dnF},
-		{"maker to ping-only recipient", dnLoc, makerLoc, maker3, []string{"ping", "neutrino_compat"}, senderM + "," + dn},
-		{"featureless maker to F recipient", dnLoc, makerLoc, nil, []string{"peerlist_features"}, senderM + "," + dnF},
-		{"maker, directory location unknown", "", makerLoc, maker3, nil, senderM},
-		{"maker to F recipient, directory location unknown", "", makerLoc, maker3, []string{"peerlist_features", "ping"}, senderM + allFeats},
-		{"taker to legacy recipient", dnLoc, notServing, nil, nil, dn},
-		{"taker with features to F recipient", dnLoc, notServing, maker3, []string{"peerlist_features"}, dnF},
-		{"taker, directory location unknown", "", notServing, maker3, nil, ""},
-		{"taker to F recipient, directory location unknown", "", notServing, nil, []string{"peerlist_features"}, ""},
+		{"maker to legacy recipient", peertest.DNLoc, peertest.MakerLoc, maker3, nil, senderM + "," + dn},
+		{"maker to F recipient", peertest.DNLoc, peertest.MakerLoc, maker3, []string{"peerlist_features"}, senderM + allFeats + "," + dnF},
+		{"maker to ping-only recipient", peertest.DNLoc, peertest.MakerLoc, maker3, []string{"ping", "neutrino_compat"}, senderM + "," + dn},
+		{"featureless maker to F recipient", peertest.DNLoc, peertest.MakerLoc, nil, []string{"peerlist_features"}, senderM + "," + dnF},
+		{"maker, directory location unknown", "", peertest.MakerLoc, maker3, nil, senderM},
+		{"maker to F recipient, directory location unknown", "", peertest.MakerLoc, maker3, []string{"peerlist_features", "ping"}, senderM + allFeats},
+		{"taker to legacy recipient", peertest.DNLoc, peertest.NotServing, nil, nil, dn},
+		{"taker with features to F recipient", peertest.DNLoc, peertest.NotServing, maker3, []string{"peerlist_features"}, dnF},
+		{"taker, directory location unknown", "", peertest.NotServing, maker3, nil, ""},
+		{"taker to F recipient, directory location unknown", "", peertest.NotServing, nil, []string{"peerlist_features"}, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, tc.dnLocation, func(t *testing.T, h *harness) {
-				s := h.add(sender, tc.senderLoc, tc.senderFeats...)
-				r := h.add(recipient, notServing, tc.rcptFeats...)
-				bystander := h.add(nickOther, onionA+":5223", "peerlist_features", "ping")
+			peertest.Bubble(t, peertest.NickDN, tc.dnLocation, func(t *testing.T, h *peertest.Harness) {
+				s := h.Add(sender, tc.senderLoc, tc.senderFeats...)
+				r := h.Add(recipient, peertest.NotServing, tc.rcptFeats...)
+				bystander := h.Add(peertest.NickOther, peertest.OnionA+":5223", "peerlist_features", "ping")
 				raw := `"` + sender + "!" + recipient + `!fill 0 1000000 caf\u00e9 <>& sig=="`
 
-				if got := h.rt.Privmsg(s.p, recipient, []byte(raw)); got != stats.DropNone {
+				if got := h.Rt.Privmsg(s.P, recipient, []byte(raw)); got != stats.DropNone {
 					t.Fatalf("Privmsg = %v, want DropNone", got)
 				}
 				want := []string{relay(685, raw)}
 				if tc.wantList != "" {
-					want = append(want, peerlist(tc.wantList))
+					want = append(want, peertest.Peerlist(tc.wantList))
 				}
-				equalLines(t, "recipient", r.recv(), want)
-				equalLines(t, "sender", s.recv(), nil)
-				equalLines(t, "bystander", bystander.recv(), nil)
-				if got := h.ctr.Relayed.Load(); got != 1 {
+				peertest.EqualLines(t, "recipient", r.Recv(), want)
+				peertest.EqualLines(t, "sender", s.Recv(), nil)
+				peertest.EqualLines(t, "bystander", bystander.Recv(), nil)
+				if got := h.Ctr.Relayed.Load(); got != 1 {
 					t.Errorf("Relayed = %d, want 1", got)
 				}
 			})
@@ -239,17 +240,17 @@ func TestPrivmsgProtocolExample(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, dn, dnLoc, func(t *testing.T, h *harness) {
-				m := h.add(maker, makerLoc, tc.makerFeats...)
-				tk := h.add(taker, notServing, tc.takerFeats...)
-				if got := h.rt.Privmsg(m.p, taker, rawToken(t, offerIn)); got != stats.DropNone {
+			peertest.Bubble(t, dn, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+				m := h.Add(maker, peertest.MakerLoc, tc.makerFeats...)
+				tk := h.Add(taker, peertest.NotServing, tc.takerFeats...)
+				if got := h.Rt.Privmsg(m.P, taker, rawToken(t, offerIn)); got != stats.DropNone {
 					t.Fatalf("offer: Privmsg = %v", got)
 				}
-				if got := h.rt.Privmsg(tk.p, maker, rawToken(t, fillIn)); got != stats.DropNone {
+				if got := h.Rt.Privmsg(tk.P, maker, rawToken(t, fillIn)); got != stats.DropNone {
 					t.Fatalf("fill: Privmsg = %v", got)
 				}
-				equalLines(t, "taker", tk.recv(), tc.wantTaker)
-				equalLines(t, "maker", m.recv(), tc.wantMaker)
+				peertest.EqualLines(t, "taker", tk.Recv(), tc.wantTaker)
+				peertest.EqualLines(t, "maker", m.Recv(), tc.wantMaker)
 			})
 		})
 	}
@@ -264,39 +265,39 @@ func TestPrivmsgDropped(t *testing.T) {
 		closeRcpt  bool
 		want       stats.DropReason
 	}{
-		{name: "unknown nick", dnLocation: dnLoc, to: "J5ADox6oD453KSSf", want: stats.DropUnknownRecipient},
-		{name: "empty nick", dnLocation: dnLoc, to: "", want: stats.DropUnknownRecipient},
-		{name: "nick differs in case", dnLocation: dnLoc, to: strings.ToLower(nickTaker), want: stats.DropUnknownRecipient},
-		{name: "directory nick", dnLocation: dnLoc, to: nickDN, want: stats.DropToDirectory},
-		{name: "directory nick, location unknown", dnLocation: "", to: nickDN, want: stats.DropToDirectory},
-		{name: "relay too long", dnLocation: dnLoc, to: nickTaker, raw: rawOfContent(nickMaker+"!"+nickTaker+"!", wire.MaxLine+1), want: stats.DropOversizeOut},
-		{name: "recipient closing", dnLocation: dnLoc, to: nickTaker, closeRcpt: true, want: stats.DropRecipientGone},
+		{name: "unknown nick", dnLocation: peertest.DNLoc, to: "J5ADox6oD453KSSf", want: stats.DropUnknownRecipient},
+		{name: "empty nick", dnLocation: peertest.DNLoc, to: "", want: stats.DropUnknownRecipient},
+		{name: "nick differs in case", dnLocation: peertest.DNLoc, to: strings.ToLower(peertest.NickTaker), want: stats.DropUnknownRecipient},
+		{name: "directory nick", dnLocation: peertest.DNLoc, to: peertest.NickDN, want: stats.DropToDirectory},
+		{name: "directory nick, location unknown", dnLocation: "", to: peertest.NickDN, want: stats.DropToDirectory},
+		{name: "relay too long", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine+1), want: stats.DropOversizeOut},
+		{name: "recipient closing", dnLocation: peertest.DNLoc, to: peertest.NickTaker, closeRcpt: true, want: stats.DropRecipientGone},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, tc.dnLocation, func(t *testing.T, h *harness) {
-				s := h.add(nickMaker, makerLoc, "peerlist_features")
-				r := h.add(nickTaker, notServing, "peerlist_features")
-				other := h.add(nickOther, onionA+":5223")
+			peertest.Bubble(t, peertest.NickDN, tc.dnLocation, func(t *testing.T, h *peertest.Harness) {
+				s := h.Add(peertest.NickMaker, peertest.MakerLoc, "peerlist_features")
+				r := h.Add(peertest.NickTaker, peertest.NotServing, "peerlist_features")
+				other := h.Add(peertest.NickOther, peertest.OnionA+":5223")
 				if tc.closeRcpt {
-					r.p.Close(stats.CloseSlowConsumer)
+					r.P.Close(stats.CloseSlowConsumer)
 				}
 				raw := tc.raw
 				if raw == "" {
-					raw = `"` + nickMaker + "!" + tc.to + `!hello"`
+					raw = `"` + peertest.NickMaker + "!" + tc.to + `!hello"`
 				}
-				if got := h.rt.Privmsg(s.p, tc.to, []byte(raw)); got != tc.want {
+				if got := h.Rt.Privmsg(s.P, tc.to, []byte(raw)); got != tc.want {
 					t.Errorf("Privmsg = %v, want %v", got, tc.want)
 				}
-				equalLines(t, "recipient", r.recv(), nil)
-				equalLines(t, "sender", s.recv(), nil)
-				equalLines(t, "other", other.recv(), nil)
-				if got := h.ctr.Relayed.Load(); got != 0 {
+				peertest.EqualLines(t, "recipient", r.Recv(), nil)
+				peertest.EqualLines(t, "sender", s.Recv(), nil)
+				peertest.EqualLines(t, "other", other.Recv(), nil)
+				if got := h.Ctr.Relayed.Load(); got != 0 {
 					t.Errorf("Relayed = %d, want 0", got)
 				}
 				// The reason is returned for the caller to count; the router must not
 				// count it as well.
-				if got := h.ctr.DropCounts(); len(got) != 0 {
+				if got := h.Ctr.DropCounts(); len(got) != 0 {
 					t.Errorf("drop counters = %v, want none", got)
 				}
 			})
@@ -305,26 +306,26 @@ func TestPrivmsgDropped(t *testing.T) {
 }
 
 func TestPrivmsgLongestRelay(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		s := h.add(nickMaker, makerLoc)
-		r := h.add(nickTaker, notServing)
-		raw := rawOfContent(nickMaker+"!"+nickTaker+"!", wire.MaxLine)
-		if got := h.rt.Privmsg(s.p, nickTaker, []byte(raw)); got != stats.DropNone {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		s := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		r := h.Add(peertest.NickTaker, peertest.NotServing)
+		raw := rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine)
+		if got := h.Rt.Privmsg(s.P, peertest.NickTaker, []byte(raw)); got != stats.DropNone {
 			t.Fatalf("Privmsg = %v, want DropNone", got)
 		}
-		want := []string{relay(685, raw), peerlist(nickMaker + ";" + makerLoc + "," + nickDN + ";" + dnLoc)}
+		want := []string{relay(685, raw), peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc + "," + peertest.NickDN + ";" + peertest.DNLoc)}
 		if len(want[0]) != wire.MaxLine+2 {
 			t.Fatalf("test bug: relay is %d bytes", len(want[0]))
 		}
-		equalLines(t, "recipient", r.recv(), want)
+		peertest.EqualLines(t, "recipient", r.Recv(), want)
 	})
 }
 
 func TestGetPeerlist(t *testing.T) {
 	const requester = "J554XN9CktYtikWE"
-	a := nickMaker + ";" + makerLoc
-	b := nickOther + ";" + onionA + ":5223"
-	dn := nickDN + ";" + dnLoc
+	a := peertest.NickMaker + ";" + peertest.MakerLoc
+	b := peertest.NickOther + ";" + peertest.OnionA + ":5223"
+	dn := peertest.NickDN + ";" + peertest.DNLoc
 	dnF := dn + ";F:peerlist_features+ping"
 
 	cases := []struct {
@@ -333,25 +334,25 @@ func TestGetPeerlist(t *testing.T) {
 		reqFeats   []string
 		want       string
 	}{
-		{"legacy requester", dnLoc, nil, dn + "," + a + "," + b},
-		{"ping-only requester", dnLoc, []string{"ping"}, dn + "," + a + "," + b},
-		{"F requester", dnLoc, []string{"peerlist_features", "nick_auth"}, dnF + "," + a + ";F:neutrino_compat+ping," + b},
+		{"legacy requester", peertest.DNLoc, nil, dn + "," + a + "," + b},
+		{"ping-only requester", peertest.DNLoc, []string{"ping"}, dn + "," + a + "," + b},
+		{"F requester", peertest.DNLoc, []string{"peerlist_features", "nick_auth"}, dnF + "," + a + ";F:neutrino_compat+ping," + b},
 		{"legacy requester, directory location unknown", "", nil, a + "," + b},
 		{"F requester, directory location unknown", "", []string{"peerlist_features"}, a + ";F:neutrino_compat+ping," + b},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, tc.dnLocation, func(t *testing.T, h *harness) {
-				ma := h.add(nickMaker, makerLoc, "ping", "neutrino_compat")
-				tk := h.add(nickTaker, notServing, "peerlist_features", "ping")
-				mb := h.add(nickOther, onionA+":5223")
-				req := h.add(requester, notServing, tc.reqFeats...)
-				if n := h.rt.GetPeerlist(req.p); n != 1 {
+			peertest.Bubble(t, peertest.NickDN, tc.dnLocation, func(t *testing.T, h *peertest.Harness) {
+				ma := h.Add(peertest.NickMaker, peertest.MakerLoc, "ping", "neutrino_compat")
+				tk := h.Add(peertest.NickTaker, peertest.NotServing, "peerlist_features", "ping")
+				mb := h.Add(peertest.NickOther, peertest.OnionA+":5223")
+				req := h.Add(requester, peertest.NotServing, tc.reqFeats...)
+				if n := h.Rt.GetPeerlist(req.P); n != 1 {
 					t.Errorf("GetPeerlist returned %d, want 1", n)
 				}
-				equalLines(t, "requester", req.recv(), []string{peerlist(tc.want)})
-				for _, c := range []*client{ma, tk, mb} {
-					equalLines(t, c.p.Nick, c.recv(), nil)
+				peertest.EqualLines(t, "requester", req.Recv(), []string{peertest.Peerlist(tc.want)})
+				for _, c := range []*peertest.Client{ma, tk, mb} {
+					peertest.EqualLines(t, c.P.Nick, c.Recv(), nil)
 				}
 			})
 		})
@@ -367,20 +368,20 @@ func TestGetPeerlistNobodyListed(t *testing.T) {
 	}{
 		{"empty, directory location unknown", "", 0, ""},
 		{"only takers, directory location unknown", "", 2, ""},
-		{"empty, directory location known", dnLoc, 0, nickDN + ";" + dnLoc},
-		{"only takers, directory location known", dnLoc, 2, nickDN + ";" + dnLoc},
+		{"empty, directory location known", peertest.DNLoc, 0, peertest.NickDN + ";" + peertest.DNLoc},
+		{"only takers, directory location known", peertest.DNLoc, 2, peertest.NickDN + ";" + peertest.DNLoc},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, tc.dnLocation, func(t *testing.T, h *harness) {
-				for _, n := range []string{nickTaker, nickOther}[:tc.takers] {
-					h.add(n, notServing, "ping")
+			peertest.Bubble(t, peertest.NickDN, tc.dnLocation, func(t *testing.T, h *peertest.Harness) {
+				for _, n := range []string{peertest.NickTaker, peertest.NickOther}[:tc.takers] {
+					h.Add(n, peertest.NotServing, "ping")
 				}
-				req := h.add("J554XN9CktYtikWE", notServing)
-				if n := h.rt.GetPeerlist(req.p); n != 1 {
+				req := h.Add("J554XN9CktYtikWE", peertest.NotServing)
+				if n := h.Rt.GetPeerlist(req.P); n != 1 {
 					t.Errorf("GetPeerlist returned %d, want 1", n)
 				}
-				equalLines(t, "requester", req.recv(), []string{peerlist(tc.want)})
+				peertest.EqualLines(t, "requester", req.Recv(), []string{peertest.Peerlist(tc.want)})
 			})
 		})
 	}
@@ -388,10 +389,10 @@ func TestGetPeerlistNobodyListed(t *testing.T) {
 
 // The requester is not special: a maker asking is listed like any other maker.
 func TestGetPeerlistRequesterIsMaker(t *testing.T) {
-	bubble(t, nickDN, "", func(t *testing.T, h *harness) {
-		req := h.add(nickMaker, makerLoc)
-		h.rt.GetPeerlist(req.p)
-		equalLines(t, "requester", req.recv(), []string{peerlist(nickMaker + ";" + makerLoc)})
+	peertest.Bubble(t, peertest.NickDN, "", func(t *testing.T, h *peertest.Harness) {
+		req := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		h.Rt.GetPeerlist(req.P)
+		peertest.EqualLines(t, "requester", req.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc)})
 	})
 }
 
@@ -408,12 +409,12 @@ func TestGetPeerlistProtocolExample(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, "J58qZTosNQ6beAwN", dnLoc, func(t *testing.T, h *harness) {
-				h.add("J59EiPRQrQkXMk5d", makerLoc)
-				h.add("J5ADox6oD453KSSf", notServing)
-				req := h.add("J554XN9CktYtikWE", notServing, tc.reqFeats...)
-				h.rt.GetPeerlist(req.p)
-				equalLines(t, "requester", req.recv(), []string{tc.want})
+			peertest.Bubble(t, "J58qZTosNQ6beAwN", peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+				h.Add("J59EiPRQrQkXMk5d", peertest.MakerLoc)
+				h.Add("J5ADox6oD453KSSf", peertest.NotServing)
+				req := h.Add("J554XN9CktYtikWE", peertest.NotServing, tc.reqFeats...)
+				h.Rt.GetPeerlist(req.P)
+				peertest.EqualLines(t, "requester", req.Recv(), []string{tc.want})
 			})
 		})
 	}
@@ -437,42 +438,42 @@ func TestGetPeerlistSplitsLongLists(t *testing.T) {
 		feats = append(feats, fmt.Sprintf("some_rather_long_feature_name_%02d", k))
 	}
 	feats = append(feats, "neutrino_compat", "peerlist_features", "ping")
-	fsuffix := ";F:" + strings.Join(features(feats...).True, "+")
+	fsuffix := ";F:" + strings.Join(peertest.Features(feats...).True, "+")
 
 	for _, withF := range []bool{false, true} {
 		t.Run(fmt.Sprintf("peerlist_features=%v", withF), func(t *testing.T) {
-			bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
+			peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
 				var want []string
 				if withF {
-					want = append(want, nickDN+";"+dnLoc+";F:peerlist_features+ping")
+					want = append(want, peertest.NickDN+";"+peertest.DNLoc+";F:peerlist_features+ping")
 				} else {
-					want = append(want, nickDN+";"+dnLoc)
+					want = append(want, peertest.NickDN+";"+peertest.DNLoc)
 				}
 				for i := range makers {
-					onion := onionA
+					onion := peertest.OnionA
 					if i%2 == 1 {
-						onion = onionB
+						onion = peertest.OnionB
 					}
 					loc := fmt.Sprintf("%s:%d", onion, 10000+i)
 					nick := base58Nick(i + 1)
-					h.add(nick, loc, feats...)
+					h.Add(nick, loc, feats...)
 					if withF {
 						want = append(want, nick+";"+loc+fsuffix)
 					} else {
 						want = append(want, nick+";"+loc)
 					}
 					if i%50 == 0 { // takers are never listed
-						h.add(base58Nick(100000+i), notServing, feats...)
+						h.Add(base58Nick(100000+i), peertest.NotServing, feats...)
 					}
 				}
 				var reqFeats []string
 				if withF {
 					reqFeats = []string{"peerlist_features"}
 				}
-				req := h.add("J554XN9CktYtikWE", notServing, reqFeats...)
+				req := h.Add("J554XN9CktYtikWE", peertest.NotServing, reqFeats...)
 
-				n := h.rt.GetPeerlist(req.p)
-				lines := req.recv()
+				n := h.Rt.GetPeerlist(req.P)
+				lines := req.Recv()
 				if n != len(lines) {
 					t.Errorf("GetPeerlist returned %d, but %d lines arrived", n, len(lines))
 				}
@@ -518,27 +519,27 @@ func TestLeft(t *testing.T) {
 		loc        string
 		want       string
 	}{
-		{"maker", dnLoc, makerLoc, nickMaker + ";" + makerLoc + ";D," + nickDN + ";" + dnLoc},
-		{"taker", dnLoc, notServing, nickMaker + ";NOT-SERVING-ONION;D," + nickDN + ";" + dnLoc},
-		{"maker, directory location unknown", "", makerLoc, nickMaker + ";" + makerLoc + ";D"},
-		{"taker, directory location unknown", "", notServing, nickMaker + ";NOT-SERVING-ONION;D"},
+		{"maker", peertest.DNLoc, peertest.MakerLoc, peertest.NickMaker + ";" + peertest.MakerLoc + ";D," + peertest.NickDN + ";" + peertest.DNLoc},
+		{"taker", peertest.DNLoc, peertest.NotServing, peertest.NickMaker + ";NOT-SERVING-ONION;D," + peertest.NickDN + ";" + peertest.DNLoc},
+		{"maker, directory location unknown", "", peertest.MakerLoc, peertest.NickMaker + ";" + peertest.MakerLoc + ";D"},
+		{"taker, directory location unknown", "", peertest.NotServing, peertest.NickMaker + ";NOT-SERVING-ONION;D"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			bubble(t, nickDN, tc.dnLocation, func(t *testing.T, h *harness) {
-				gone := h.add(nickMaker, tc.loc, "peerlist_features", "ping")
-				legacy := h.add(nickTaker, notServing)
-				capable := h.add(nickOther, onionA+":5223", "peerlist_features", "ping")
-				if !h.reg.Remove(gone.p) {
+			peertest.Bubble(t, peertest.NickDN, tc.dnLocation, func(t *testing.T, h *peertest.Harness) {
+				gone := h.Add(peertest.NickMaker, tc.loc, "peerlist_features", "ping")
+				legacy := h.Add(peertest.NickTaker, peertest.NotServing)
+				capable := h.Add(peertest.NickOther, peertest.OnionA+":5223", "peerlist_features", "ping")
+				if !h.Reg.Remove(gone.P) {
 					t.Fatal("Remove failed")
 				}
-				if n := h.rt.Left(gone.p); n != 2 {
+				if n := h.Rt.Left(gone.P); n != 2 {
 					t.Errorf("Left returned %d, want 2", n)
 				}
 				// Same line for everybody: D and F are never combined.
-				equalLines(t, "legacy peer", legacy.recv(), []string{peerlist(tc.want)})
-				equalLines(t, "F-capable peer", capable.recv(), []string{peerlist(tc.want)})
-				equalLines(t, "leaver", gone.recv(), nil)
+				peertest.EqualLines(t, "legacy peer", legacy.Recv(), []string{peertest.Peerlist(tc.want)})
+				peertest.EqualLines(t, "F-capable peer", capable.Recv(), []string{peertest.Peerlist(tc.want)})
+				peertest.EqualLines(t, "leaver", gone.Recv(), nil)
 			})
 		})
 	}
@@ -546,28 +547,28 @@ func TestLeft(t *testing.T) {
 
 // TestLeftProtocolExample checks the joinmarket-rs line of §11.7.
 func TestLeftProtocolExample(t *testing.T) {
-	bubble(t, "J58qZTosNQ6beAwN", dnLoc, func(t *testing.T, h *harness) {
-		m := h.add("J59EiPRQrQkXMk5d", makerLoc)
-		tk := h.add("J5ADox6oD453KSSf", notServing)
-		h.reg.Remove(m.p)
-		h.rt.Left(m.p)
-		equalLines(t, "taker", tk.recv(), []string{`{"type":789,"line":"J59EiPRQrQkXMk5d;4xds6aoarwrib7aa3xsnvjcoy3w2jfburxaxl3jxk7qdquf7fmnn2nad.onion:5222;D,J58qZTosNQ6beAwN;uom3agl4xqbn64nruvktasjvzfmdmrovevpe4ivxnu65lqnqahtgc3yd.onion:5222"}` + "\r\n"})
+	peertest.Bubble(t, "J58qZTosNQ6beAwN", peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		m := h.Add("J59EiPRQrQkXMk5d", peertest.MakerLoc)
+		tk := h.Add("J5ADox6oD453KSSf", peertest.NotServing)
+		h.Reg.Remove(m.P)
+		h.Rt.Left(m.P)
+		peertest.EqualLines(t, "taker", tk.Recv(), []string{`{"type":789,"line":"J59EiPRQrQkXMk5d;4xds6aoarwrib7aa3xsnvjcoy3w2jfburxaxl3jxk7qdquf7fmnn2nad.onion:5222;D,J58qZTosNQ6beAwN;uom3agl4xqbn64nruvktasjvzfmdmrovevpe4ivxnu65lqnqahtgc3yd.onion:5222"}` + "\r\n"})
 	})
 }
 
 func TestLeftNobodyElse(t *testing.T) {
-	bubble(t, nickDN, dnLoc, func(t *testing.T, h *harness) {
-		gone := h.add(nickMaker, makerLoc)
-		h.reg.Remove(gone.p)
-		if n := h.rt.Left(gone.p); n != 0 {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		gone := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		h.Reg.Remove(gone.P)
+		if n := h.Rt.Left(gone.P); n != 0 {
 			t.Errorf("Left returned %d, want 0", n)
 		}
-		equalLines(t, "leaver", gone.recv(), nil)
+		peertest.EqualLines(t, "leaver", gone.Recv(), nil)
 	})
 }
 
 func TestProbeAndPingLines(t *testing.T) {
-	rt := router.New(nil, &stats.Counters{}, "J58qZTosNQ6beAwN", dnLoc)
+	rt := router.New(nil, &stats.Counters{}, "J58qZTosNQ6beAwN", peertest.DNLoc)
 	if got, want := string(rt.ProbeLine()), `{"type":687,"line":"J58qZTosNQ6beAwN!PUBLIC!orderbook"}`+"\r\n"; got != want {
 		t.Errorf("ProbeLine = %q, want %q", got, want)
 	}
@@ -575,55 +576,55 @@ func TestProbeAndPingLines(t *testing.T) {
 		t.Errorf("PingLine = %q, want %q", got, want)
 	}
 	// The probe does not depend on the location being known.
-	rt.SetSelf(nickDN, "")
+	rt.SetSelf(peertest.NickDN, "")
 	if got, want := string(rt.ProbeLine()), `{"type":687,"line":"J5CHzCDv77erayr2!PUBLIC!orderbook"}`+"\r\n"; got != want {
 		t.Errorf("ProbeLine after SetSelf = %q, want %q", got, want)
 	}
 }
 
 func TestSetSelf(t *testing.T) {
-	bubble(t, nickDN, "", func(t *testing.T, h *harness) {
+	peertest.Bubble(t, peertest.NickDN, "", func(t *testing.T, h *peertest.Harness) {
 		const newNick = "J58qZTosNQ6beAwN"
-		if s := h.rt.Self(); s.Nick != nickDN || s.Location != "" {
+		if s := h.Rt.Self(); s.Nick != peertest.NickDN || s.Location != "" {
 			t.Fatalf("Self = %q %q", s.Nick, s.Location)
 		}
-		maker := h.add(nickMaker, makerLoc)
-		req := h.add(nickTaker, notServing, "peerlist_features")
-		other := h.add(nickOther, notServing)
+		maker := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		req := h.Add(peertest.NickTaker, peertest.NotServing, "peerlist_features")
+		other := h.Add(peertest.NickOther, peertest.NotServing)
 
-		h.rt.GetPeerlist(req.p)
-		equalLines(t, "before: peerlist", req.recv(), []string{peerlist(nickMaker + ";" + makerLoc)})
+		h.Rt.GetPeerlist(req.P)
+		peertest.EqualLines(t, "before: peerlist", req.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc)})
 
-		h.rt.SetSelf(newNick, dnLoc)
-		if s := h.rt.Self(); s.Nick != newNick || s.Location != dnLoc {
+		h.Rt.SetSelf(newNick, peertest.DNLoc)
+		if s := h.Rt.Self(); s.Nick != newNick || s.Location != peertest.DNLoc {
 			t.Fatalf("Self = %q %q", s.Nick, s.Location)
 		}
-		h.rt.GetPeerlist(req.p)
-		equalLines(t, "after: peerlist", req.recv(), []string{peerlist(newNick + ";" + dnLoc + ";F:peerlist_features+ping," + nickMaker + ";" + makerLoc)})
+		h.Rt.GetPeerlist(req.P)
+		peertest.EqualLines(t, "after: peerlist", req.Recv(), []string{peertest.Peerlist(newNick + ";" + peertest.DNLoc + ";F:peerlist_features+ping," + peertest.NickMaker + ";" + peertest.MakerLoc)})
 
-		if got := h.rt.Privmsg(other.p, newNick, []byte(`"J55uwMUczBgZV44z!J58qZTosNQ6beAwN!hi"`)); got != stats.DropToDirectory {
+		if got := h.Rt.Privmsg(other.P, newNick, []byte(`"J55uwMUczBgZV44z!J58qZTosNQ6beAwN!hi"`)); got != stats.DropToDirectory {
 			t.Errorf("privmsg to new directory nick = %v, want DropToDirectory", got)
 		}
-		if got := h.rt.Privmsg(other.p, nickDN, []byte(`"J55uwMUczBgZV44z!J5CHzCDv77erayr2!hi"`)); got != stats.DropUnknownRecipient {
+		if got := h.Rt.Privmsg(other.P, peertest.NickDN, []byte(`"J55uwMUczBgZV44z!J5CHzCDv77erayr2!hi"`)); got != stats.DropUnknownRecipient {
 			t.Errorf("privmsg to old directory nick = %v, want DropUnknownRecipient", got)
 		}
-		if got := h.rt.Privmsg(other.p, nickMaker, []byte(`"J55uwMUczBgZV44z!J59xfsUewpdmrbuM!hi"`)); got != stats.DropNone {
+		if got := h.Rt.Privmsg(other.P, peertest.NickMaker, []byte(`"J55uwMUczBgZV44z!J59xfsUewpdmrbuM!hi"`)); got != stats.DropNone {
 			t.Errorf("privmsg to maker = %v", got)
 		}
-		equalLines(t, "maker", maker.recv(), []string{
+		peertest.EqualLines(t, "maker", maker.Recv(), []string{
 			relay(685, `"J55uwMUczBgZV44z!J59xfsUewpdmrbuM!hi"`),
-			peerlist(newNick + ";" + dnLoc),
+			peertest.Peerlist(newNick + ";" + peertest.DNLoc),
 		})
 
-		h.reg.Remove(other.p)
-		h.rt.Left(other.p)
-		want := []string{peerlist(nickOther + ";NOT-SERVING-ONION;D," + newNick + ";" + dnLoc)}
-		equalLines(t, "maker: left", maker.recv(), want)
-		equalLines(t, "requester: left", req.recv(), want)
+		h.Reg.Remove(other.P)
+		h.Rt.Left(other.P)
+		want := []string{peertest.Peerlist(peertest.NickOther + ";NOT-SERVING-ONION;D," + newNick + ";" + peertest.DNLoc)}
+		peertest.EqualLines(t, "maker: left", maker.Recv(), want)
+		peertest.EqualLines(t, "requester: left", req.Recv(), want)
 
 		// Forgetting the location removes the directory's entry again.
-		h.rt.SetSelf(newNick, "")
-		h.rt.GetPeerlist(req.p)
-		equalLines(t, "forgotten: peerlist", req.recv(), []string{peerlist(nickMaker + ";" + makerLoc)})
+		h.Rt.SetSelf(newNick, "")
+		h.Rt.GetPeerlist(req.P)
+		peertest.EqualLines(t, "forgotten: peerlist", req.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc)})
 	})
 }
