@@ -1,8 +1,10 @@
 // Command jm-directory-server runs a JoinMarket directory node: the relay that makers and
 // takers connect to in order to find each other, hear offers and pass private messages.
 //
-// With no configuration it serves regtest on 127.0.0.1:5222 over plain TCP. See README.md
-// for the settings (flags > environment > .env > config.toml > defaults).
+// With no configuration it serves regtest on 127.0.0.1:5222 over plain TCP, with its
+// operator endpoints on 127.0.0.1:8080. See README.md for the settings (flags >
+// environment > .env > config.toml > defaults) and the signals (SIGTERM/SIGINT stop,
+// SIGUSR1 dumps status, SIGHUP reloads).
 package main
 
 import (
@@ -13,12 +15,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
@@ -30,9 +36,8 @@ func main() {
 func run(args []string, stdout, stderr io.Writer) int {
 	wd, _ := os.Getwd()
 	home, _ := os.UserHomeDir()
-	cfg, err := config.Load(config.Options{
-		Args: args, Environ: os.Environ(), WorkDir: wd, HomeDir: home, Output: stderr,
-	})
+	opts := config.Options{Args: args, Environ: os.Environ(), WorkDir: wd, HomeDir: home, Output: stderr}
+	cfg, err := config.Load(opts)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
@@ -50,7 +55,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 
-	log := newLogger(cfg, stderr)
+	level := new(slog.LevelVar)
+	level.Set(cfg.SlogLevel())
+	log := newLogger(cfg.LogFormat, level, stderr)
 	id, created, err := jm.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		log.Error("cannot load the directory identity", "err", err)
@@ -69,22 +76,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen", "addr", cfg.ListenAddr(), "err", err)
 		return 1
 	}
+	op, err := ops.New(srv, ops.Options{
+		Addr: cfg.HealthAddr(), Token: cfg.OpsToken, DataDir: cfg.DataDir,
+		HideNicks: cfg.HideNicks, Pprof: cfg.Pprof,
+	}, log)
+	if err != nil {
+		log.Error("cannot set up the ops endpoints", "err", err)
+		return 1
+	}
+	opsLn, err := net.Listen("tcp", cfg.HealthAddr())
+	if err != nil {
+		log.Error("cannot listen for ops", "addr", cfg.HealthAddr(), "err", err)
+		return 1
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	defer signal.Stop(usr1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGHUP)
+	defer signal.Stop(sigs)
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-usr1:
-				srv.LogStatus(ctx)
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					reload(opts, srv, level, log)
+				} else {
+					srv.LogStatus(ctx)
+				}
 			}
 		}
 	}()
+
+	httpSrv := &http.Server{Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := httpSrv.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("ops listener stopped", "err", err)
+		}
+	}()
+	go op.Run(ctx, time.Second)
+	opsAttrs := []any{"addr", opsLn.Addr().String(), "token_required", op.TokenRequired()}
+	if op.TokenRequired() && cfg.OpsToken == "" {
+		opsAttrs = append(opsAttrs, "token_file", filepath.Join(cfg.DataDir, ops.TokenFile))
+	}
+	log.Info("ops endpoints listening", opsAttrs...)
 
 	srv.AdvertiseListener(ln.Addr())
 	entry := srv.Location()
@@ -95,7 +132,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"addr", ln.Addr().String(), "network", cfg.Network, "nick", srv.Nick(),
 		"directory_nodes", entry, "version", server.Version)
 
-	if err := srv.Serve(ctx, ln); err != nil {
+	err = srv.Serve(ctx, ln)
+	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_ = httpSrv.Shutdown(shutCtx)
+	if err != nil {
 		log.Error("server stopped", "err", err)
 		return 1
 	}
@@ -103,9 +144,33 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func newLogger(cfg config.Config, w io.Writer) *slog.Logger {
-	opts := &slog.HandlerOptions{Level: cfg.SlogLevel()}
-	if cfg.LogFormat == "json" {
+// reload re-reads every configuration source (SIGHUP) and applies what can change
+// without a restart; an invalid configuration is logged and changes nothing.
+func reload(opts config.Options, srv *server.Server, level *slog.LevelVar, log *slog.Logger) {
+	opts.Environ = os.Environ()
+	next, err := config.Load(opts)
+	if err != nil {
+		log.Error("reload: invalid configuration, nothing changed", "err", err)
+		return
+	}
+	changes, err := srv.Reload(next)
+	if err != nil {
+		log.Error("reload: invalid configuration, nothing changed", "err", err)
+		return
+	}
+	level.Set(next.SlogLevel())
+	if len(changes) == 0 {
+		log.Info("reload: no changes")
+		return
+	}
+	for _, c := range changes {
+		log.Info("reload: setting changed", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+}
+
+func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))

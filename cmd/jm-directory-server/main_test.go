@@ -66,7 +66,7 @@ func TestLifecycle(t *testing.T) {
 	home := t.TempDir()
 	cmd := exec.Command(bin)
 	cmd.Dir = home
-	cmd.Env = []string{"HOME=" + home, "PORT=0", "PATH=" + os.Getenv("PATH")}
+	cmd.Env = []string{"HOME=" + home, "PORT=0", "HEALTH_CHECK_PORT=0", "PATH=" + os.Getenv("PATH")}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,11 @@
 //	TOML   [directory_server] k
 //
 // Durations accept a number of seconds (30, 0.5) or a Go duration ("1m30s").
+// Booleans accept true/false, 1/0, yes/no, on/off in any case; a bare boolean
+// flag (--pprof) means true.
+//
+// Secret settings (ops_token) are never printed: Describe shows "(set)" or
+// "", error messages show "(redacted)" and Diff shows "(changed)".
 package config
 
 import (
@@ -75,6 +80,12 @@ type Config struct {
 	HeartbeatHardEvict     time.Duration // default 1500s, > 0, must be >= idle threshold
 	HeartbeatPongWait      time.Duration // default 30s, > 0
 
+	HealthCheckHost string // ops HTTP listener host, default "127.0.0.1"
+	HealthCheckPort int    // ops HTTP listener port, default 8080; 0 = OS-assigned; 0..65535
+	OpsToken        string // SECRET bearer token for the ops endpoints on a non-loopback address; "" = the server generates one into the data dir; else 16..256 printable ASCII, no spaces
+	HideNicks       bool   // status_hide_nicks: /status and the live page omit nick lists; default false
+	Pprof           bool   // serve /debug/pprof/ on the ops listener; default false
+
 	LogLevel  string // DEBUG | INFO | WARNING | ERROR, stored upper-case canonical; default INFO
 	LogFormat string // text | json, default text
 
@@ -133,6 +144,12 @@ func Default() Config {
 		HeartbeatHardEvict:     1500 * time.Second,
 		HeartbeatPongWait:      30 * time.Second,
 
+		HealthCheckHost: "127.0.0.1",
+		HealthCheckPort: 8080,
+		OpsToken:        "",
+		HideNicks:       false,
+		Pprof:           false,
+
 		LogLevel:  "INFO",
 		LogFormat: "text",
 	}
@@ -141,6 +158,36 @@ func Default() Config {
 // ListenAddr returns the address to listen on, "host:port".
 func (c Config) ListenAddr() string {
 	return net.JoinHostPort(c.Host, strconv.Itoa(c.Port))
+}
+
+// HealthAddr returns the address of the ops HTTP listener,
+// "health_check_host:health_check_port".
+func (c Config) HealthAddr() string {
+	return net.JoinHostPort(c.HealthCheckHost, strconv.Itoa(c.HealthCheckPort))
+}
+
+// Change is one setting whose value differs between two configurations.
+// Old and New are formatted as Describe does; for a secret setting both are
+// "(changed)".
+type Change struct{ Key, Old, New string }
+
+// Diff lists the settings whose values differ between before and after, in
+// table (and Describe) order. Where the values came from does not matter.
+// The result is nil when nothing differs.
+func Diff(before, after Config) []Change {
+	var out []Change
+	for _, s := range settingsTable() {
+		a, b := deref(s.field(&before)), deref(s.field(&after))
+		if formatValue(a) == formatValue(b) {
+			continue
+		}
+		ch := Change{Key: s.key, Old: s.display(a), New: s.display(b)}
+		if s.secret {
+			ch.Old, ch.New = redactedChanged, redactedChanged
+		}
+		out = append(out, ch)
+	}
+	return out
 }
 
 // SlogLevel maps LogLevel to a slog level. Aliases are understood in any
@@ -196,7 +243,7 @@ func (c Config) Describe() string {
 	}
 	for _, s := range settingsTable() {
 		v := deref(s.field(&c))
-		fmt.Fprintf(&b, "%s = %s  (%s)\n", s.key, formatValue(v), c.sourceOf(s.key, v))
+		fmt.Fprintf(&b, "%s = %s  (%s)\n", s.key, s.display(v), c.sourceOf(s.key, v))
 	}
 	if ign := c.IgnoredKeys(); len(ign) > 0 {
 		fmt.Fprintf(&b, "# ignored: %s\n", strings.Join(ign, ", "))
@@ -261,12 +308,44 @@ func (c Config) sourceOf(key string, v any) string {
 }
 
 // label renders `name=value (source)` for error messages, using the name and
-// value as the user wrote them when known.
+// value as the user wrote them when known. Secret values are redacted.
 func (c Config) label(key string, v any) string {
 	if o, ok := c.recorded(key, v); ok {
 		return fmt.Sprintf("%s=%s (%s)", o.name, o.shown, o.source)
 	}
-	return fmt.Sprintf("%s=%s", key, formatValue(v))
+	shown := formatValue(v)
+	if isSecret(key) {
+		shown = redactedValue
+	}
+	return fmt.Sprintf("%s=%s", key, shown)
+}
+
+// Redaction markers for secret settings.
+const (
+	redactedSet     = "(set)"      // Describe: a non-empty secret
+	redactedValue   = "(redacted)" // error messages: the value as written
+	redactedChanged = "(changed)"  // Diff: old and new value
+)
+
+// display renders v for Describe and Diff: formatValue, except that a
+// non-empty secret is shown as "(set)".
+func (s setting) display(v any) string {
+	if s.secret {
+		if str, _ := v.(string); str != "" {
+			return redactedSet
+		}
+	}
+	return formatValue(v)
+}
+
+// isSecret reports whether the setting with the given key is secret.
+func isSecret(key string) bool {
+	for _, s := range settingsTable() {
+		if s.key == key {
+			return s.secret
+		}
+	}
+	return false
 }
 
 // kind is the type of a setting's value.
@@ -277,6 +356,7 @@ const (
 	kindInt
 	kindFloat
 	kindDuration
+	kindBool
 )
 
 // String names the kind in usage text.
@@ -288,6 +368,8 @@ func (k kind) String() string {
 		return "number"
 	case kindDuration:
 		return "duration"
+	case kindBool:
+		return "bool"
 	}
 	return "string"
 }
@@ -308,6 +390,7 @@ type setting struct {
 	norm     func(string) string // for kindString: canonicalise text input
 	valid    func(any) bool      // nil = anything goes
 	field    func(*Config) any   // pointer to the Config field
+	secret   bool                // never print the value (Describe, errors, Diff)
 }
 
 const (
@@ -317,6 +400,7 @@ const (
 	sectionDS        = "directory_server"
 	nestedPrefix     = "DIRECTORY_SERVER__"
 	durationForms    = "seconds (30, 0.5) or Go durations (1m30s)"
+	boolAccepted     = "accepted values are true, false, 1, 0, yes, no, on, off (any case)"
 )
 
 // dsSetting builds a setting following the standard naming rule for key k
@@ -367,6 +451,17 @@ func settingsTable() []setting {
 		`accepted values are "" (derive at runtime) or host:port (e.g. xyz.onion:5222) with port 1..65535`, validLocation,
 		func(c *Config) any { return &c.Location })
 	location.norm = strings.TrimSpace
+
+	healthHost := dsSetting("health_check_host", kindString, "ops HTTP listener host (/status, live page, /debug/pprof/)",
+		"accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)", validHost,
+		func(c *Config) any { return &c.HealthCheckHost })
+	healthHost.norm = strings.TrimSpace
+
+	opsToken := dsSetting("ops_token", kindString,
+		`bearer token for the ops endpoints on a non-loopback address ("" = generate one into the data dir); secret`,
+		`accepted values are "" (generate one into the data dir) or 16..256 printable ASCII characters without spaces`, validOpsToken,
+		func(c *Config) any { return &c.OpsToken })
+	opsToken.secret = true
 
 	logLevel := dsSetting("log_level", kindString, "log level: DEBUG, INFO, WARNING or ERROR",
 		"accepted values are DEBUG, INFO, WARNING, ERROR (any case; aliases TRACE, WARN, SUCCESS, CRITICAL)", validLogLevel,
@@ -447,6 +542,18 @@ func settingsTable() []setting {
 			posDur, durIn(0, 0),
 			func(c *Config) any { return &c.HeartbeatPongWait }),
 
+		healthHost,
+		dsSetting("health_check_port", kindInt, "ops HTTP listener port (0 = OS-assigned)",
+			"accepted values are integers 0..65535", intIn(0, 65535),
+			func(c *Config) any { return &c.HealthCheckPort }),
+		opsToken,
+		dsSetting("status_hide_nicks", kindBool, "omit nick lists from /status and the live page",
+			boolAccepted, nil,
+			func(c *Config) any { return &c.HideNicks }),
+		dsSetting("pprof", kindBool, "serve /debug/pprof/ on the ops listener",
+			boolAccepted, nil,
+			func(c *Config) any { return &c.Pprof }),
+
 		logLevel,
 		logFormat,
 	}
@@ -463,6 +570,8 @@ func deref(p any) any {
 		return *p
 	case *time.Duration:
 		return *p
+	case *bool:
+		return *p
 	}
 	panic(fmt.Sprintf("config: unsupported field type %T", p))
 }
@@ -478,13 +587,16 @@ func assign(p, v any) {
 		*p = v.(float64)
 	case *time.Duration:
 		*p = v.(time.Duration)
+	case *bool:
+		*p = v.(bool)
 	default:
 		panic(fmt.Sprintf("config: unsupported field type %T", p))
 	}
 }
 
 // formatValue renders a value for Describe and error messages: strings
-// quoted, durations in seconds ("600s", "0.5s").
+// quoted, durations in seconds ("600s", "0.5s"), booleans true/false. It
+// does not redact secrets: see setting.display.
 func formatValue(v any) string {
 	switch v := v.(type) {
 	case string:
@@ -495,6 +607,8 @@ func formatValue(v any) string {
 		return strconv.FormatFloat(v, 'g', -1, 64)
 	case time.Duration:
 		return formatDuration(v)
+	case bool:
+		return strconv.FormatBool(v)
 	}
 	return fmt.Sprint(v)
 }
@@ -523,6 +637,18 @@ func canonicalLogLevel(s string) string {
 		return "ERROR"
 	}
 	return u
+}
+
+// parseBool accepts true/false, 1/0, yes/no, on/off in any case, with
+// surrounding spaces.
+func parseBool(raw string) (bool, bool) {
+	switch lowerTrim(raw) {
+	case "true", "1", "yes", "on":
+		return true, true
+	case "false", "0", "no", "off":
+		return false, true
+	}
+	return false, false
 }
 
 func intIn(lo, hi int) func(any) bool {
@@ -601,4 +727,22 @@ func validLocation(v any) bool {
 // line-delimited protocol message.
 func validMOTD(v any) bool {
 	return !strings.ContainsFunc(v.(string), unicode.IsControl)
+}
+
+// validOpsToken accepts "" (the server generates a token) or 16..256
+// printable ASCII characters other than space.
+func validOpsToken(v any) bool {
+	s := v.(string)
+	if s == "" {
+		return true
+	}
+	if len(s) < 16 || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }

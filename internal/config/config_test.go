@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -36,6 +37,12 @@ func TestDefault(t *testing.T) {
 		{"HeartbeatIdleThreshold", c.HeartbeatIdleThreshold, 600 * time.Second},
 		{"HeartbeatHardEvict", c.HeartbeatHardEvict, 1500 * time.Second},
 		{"HeartbeatPongWait", c.HeartbeatPongWait, 30 * time.Second},
+		{"HealthCheckHost", c.HealthCheckHost, "127.0.0.1"},
+		{"HealthCheckPort", c.HealthCheckPort, 8080},
+		{"OpsToken", c.OpsToken, ""},
+		{"HideNicks", c.HideNicks, false},
+		{"Pprof", c.Pprof, false},
+		{"HealthAddr", c.HealthAddr(), "127.0.0.1:8080"},
 		{"LogLevel", c.LogLevel, "INFO"},
 		{"LogFormat", c.LogFormat, "text"},
 		{"CheckConfig", c.CheckConfig, false},
@@ -98,6 +105,20 @@ func TestValidate(t *testing.T) {
 		{"pong 0", func(c *Config) { c.HeartbeatPongWait = 0 }, "heartbeat_pong_wait=0s: accepted values are durations > 0: seconds (30, 0.5) or Go durations (1m30s)"},
 		{"hard < idle", func(c *Config) { c.HeartbeatHardEvict = 100 * time.Second }, "heartbeat_hard_evict=100s: must be >= heartbeat_idle_threshold (600s)"},
 		{"hard == idle", func(c *Config) { c.HeartbeatHardEvict = c.HeartbeatIdleThreshold }, ""},
+		{"health host empty", func(c *Config) { c.HealthCheckHost = "" }, `health_check_host="": accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)`},
+		{"health host with port", func(c *Config) { c.HealthCheckHost = "0.0.0.0:8080" }, `health_check_host="0.0.0.0:8080": accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)`},
+		{"health host ipv6", func(c *Config) { c.HealthCheckHost = "::" }, ""},
+		{"health port 0", func(c *Config) { c.HealthCheckPort = 0 }, ""},
+		{"health port too big", func(c *Config) { c.HealthCheckPort = 65536 }, "health_check_port=65536: accepted values are integers 0..65535"},
+		{"health port negative", func(c *Config) { c.HealthCheckPort = -1 }, "health_check_port=-1: accepted values are integers 0..65535"},
+		{"ops token 16", func(c *Config) { c.OpsToken = strings.Repeat("a", 16) }, ""},
+		{"ops token 256", func(c *Config) { c.OpsToken = strings.Repeat("~", 256) }, ""},
+		{"ops token short", func(c *Config) { c.OpsToken = strings.Repeat("a", 15) }, opsTokenErr("ops_token=(redacted)")},
+		{"ops token long", func(c *Config) { c.OpsToken = strings.Repeat("a", 257) }, opsTokenErr("ops_token=(redacted)")},
+		{"ops token space", func(c *Config) { c.OpsToken = "secret token with spaces" }, opsTokenErr("ops_token=(redacted)")},
+		{"ops token non-ascii", func(c *Config) { c.OpsToken = "sécret-token-0123456" }, opsTokenErr("ops_token=(redacted)")},
+		{"ops token tab", func(c *Config) { c.OpsToken = "secret-token\t0123456" }, opsTokenErr("ops_token=(redacted)")},
+		{"bools", func(c *Config) { c.HideNicks, c.Pprof = true, true }, ""},
 		{"log level", func(c *Config) { c.LogLevel = "VERBOSE" }, `log_level="VERBOSE": accepted values are DEBUG, INFO, WARNING, ERROR (any case; aliases TRACE, WARN, SUCCESS, CRITICAL)`},
 		{"log format", func(c *Config) { c.LogFormat = "xml" }, `log_format="xml": accepted values are text, json`},
 	}
@@ -120,6 +141,11 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// opsTokenErr is the error for an invalid ops_token labelled lbl.
+func opsTokenErr(lbl string) string {
+	return lbl + `: accepted values are "" (generate one into the data dir) or 16..256 printable ASCII characters without spaces`
 }
 
 func TestSlogLevel(t *testing.T) {
@@ -160,6 +186,11 @@ func TestListenAddr(t *testing.T) {
 		if got := c.ListenAddr(); got != tt.want {
 			t.Errorf("ListenAddr(%q, %d) = %q, want %q", tt.host, tt.port, got, tt.want)
 		}
+		c = Default()
+		c.HealthCheckHost, c.HealthCheckPort = tt.host, tt.port
+		if got := c.HealthAddr(); got != tt.want {
+			t.Errorf("HealthAddr(%q, %d) = %q, want %q", tt.host, tt.port, got, tt.want)
+		}
 	}
 }
 
@@ -172,6 +203,11 @@ func TestDescribeWithoutLoad(t *testing.T) {
 		`network = "regtest"  (default)` + "\n",
 		"heartbeat_hard_evict = 1500s  (default)\n",
 		"message_rate_limit = 500  (default)\n",
+		`health_check_host = "127.0.0.1"  (default)` + "\n",
+		"health_check_port = 8080  (default)\n",
+		`ops_token = ""  (default)` + "\n",
+		"status_hide_nicks = false  (default)\n",
+		"pprof = false  (default)\n",
 	} {
 		if !strings.Contains(d, want) {
 			t.Errorf("Describe() lacks %q:\n%s", want, d)
@@ -209,6 +245,8 @@ func TestSettingsTableConsistent(t *testing.T) {
 			_, ok = p.(*float64)
 		case kindDuration:
 			_, ok = p.(*time.Duration)
+		case kindBool:
+			_, ok = p.(*bool)
 		}
 		if !ok {
 			t.Errorf("%s: field type %T does not match kind %v", s.key, p, s.kind)
@@ -216,5 +254,91 @@ func TestSettingsTableConsistent(t *testing.T) {
 	}
 	if settingsTable()[0].key != keyDataDir {
 		t.Errorf("data_dir must come first; Load resolves it before the rest")
+	}
+}
+
+func TestDescribeSecretInCode(t *testing.T) {
+	const token = "in-code-secret-0123456789"
+	c := Default()
+	c.OpsToken = token
+	c.Pprof = true
+	d := c.Describe()
+	if strings.Contains(d, token) || strings.Contains(d, "in-code-secret") {
+		t.Errorf("Describe() prints the ops token:\n%s", d)
+	}
+	for _, want := range []string{"ops_token = (set)  (set in code)\n", "pprof = true  (set in code)\n"} {
+		if !strings.Contains(d, want) {
+			t.Errorf("Describe() lacks %q:\n%s", want, d)
+		}
+	}
+	c.OpsToken = token + " x"
+	if err := c.Validate(); err == nil || strings.Contains(err.Error(), "in-code-secret") || err.Error() != opsTokenErr("ops_token=(redacted)") {
+		t.Errorf("Validate() = %v, want redacted ops_token error", err)
+	}
+}
+
+func TestDiff(t *testing.T) {
+	const tokA, tokB = "first-secret-token-aaaa", "second-secret-token-bbbb"
+	tests := []struct {
+		name   string
+		modify func(*Config)
+		want   []Change
+	}{
+		{"identical", func(*Config) {}, nil},
+		{"motd", func(c *Config) { c.MOTD = "new motd" },
+			[]Change{{"motd", `"JoinMarket directory node (Go)"`, `"new motd"`}}},
+		{"max_peers and heartbeat in table order", func(c *Config) {
+			c.HeartbeatIdleThreshold = 700 * time.Second
+			c.MaxPeers = 5
+			c.HeartbeatPongWait = 1500 * time.Millisecond
+		}, []Change{
+			{"max_peers", "10000", "5"},
+			{"heartbeat_idle_threshold", "600s", "700s"},
+			{"heartbeat_pong_wait", "30s", "1.5s"},
+		}},
+		{"health and bools", func(c *Config) {
+			c.HealthCheckPort = 0
+			c.HideNicks = true
+			c.Pprof = true
+		}, []Change{
+			{"health_check_port", "8080", "0"},
+			{"status_hide_nicks", "false", "true"},
+			{"pprof", "false", "true"},
+		}},
+		{"ops token set", func(c *Config) { c.OpsToken = tokA },
+			[]Change{{"ops_token", "(changed)", "(changed)"}}},
+		{"message rate", func(c *Config) { c.MessageRateLimit = 12.5 },
+			[]Change{{"message_rate_limit", "500", "12.5"}}},
+		{"not settings", func(c *Config) { c.CheckConfig, c.ShowVersion = true, true }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := Default()
+			after := Default()
+			tt.modify(&after)
+			got := Diff(before, after)
+			if len(got) != len(tt.want) {
+				t.Fatalf("Diff = %+v, want %+v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Errorf("Diff[%d] = %+v, want %+v", i, got[i], tt.want[i])
+				}
+			}
+		})
+	}
+	// Changing one token to another shows neither.
+	a, b := Default(), Default()
+	a.OpsToken, b.OpsToken = tokA, tokB
+	got := Diff(a, b)
+	if len(got) != 1 || got[0] != (Change{"ops_token", "(changed)", "(changed)"}) {
+		t.Errorf("Diff(token A, token B) = %+v", got)
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", []Change{{"ops_token", "(changed)", "(changed)"}}) ||
+		strings.Contains(fmt.Sprint(got), "secret") {
+		t.Errorf("Diff leaks the token: %+v", got)
+	}
+	if got := Diff(a, a); got != nil {
+		t.Errorf("Diff(a, a) = %+v, want nil", got)
 	}
 }

@@ -174,6 +174,9 @@ func (l *loader) apply(c *Config, s setting) error {
 		return nil
 	}
 	v, shown, ok := parseCandidate(s, cand)
+	if s.secret {
+		shown = redactedValue
+	}
 	if !ok {
 		return fmt.Errorf("%s=%s (%s): %s", cand.name, shown, cand.source, s.accepted)
 	}
@@ -305,9 +308,13 @@ func parseCandidate(s setting, cand candidate) (v any, shown string, ok bool) {
 	case string:
 		v, ok := parseText(s, t)
 		return v, strconv.Quote(t), ok
+	case bool:
+		return t, strconv.FormatBool(t), s.kind == kindBool
 	case int64:
 		shown = strconv.FormatInt(t, 10)
 		switch s.kind {
+		case kindBool:
+			return t == 1, shown, t == 0 || t == 1
 		case kindInt:
 			if int64(int(t)) != t {
 				return nil, shown, false
@@ -351,6 +358,8 @@ func parseText(s setting, raw string) (any, bool) {
 		return f, err == nil && !math.IsNaN(f) && !math.IsInf(f, 0)
 	case kindDuration:
 		return parseDurationText(raw)
+	case kindBool:
+		return parseBool(raw)
 	}
 	return nil, false
 }
@@ -457,7 +466,7 @@ func readDotEnv(path string) (*envLayer, error) {
 	}
 	m, err := godotenv.Parse(bytes.NewReader(data))
 	if err != nil {
-		return nil, fmt.Errorf(".env file %s: %s", path, oneLine(err))
+		return nil, fmt.Errorf(".env file %s: %s", path, dotEnvSyntaxError(err))
 	}
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -471,13 +480,32 @@ func readDotEnv(path string) (*envLayer, error) {
 	return newEnvLayer(SourceDotEnv, environ), nil
 }
 
+// dotEnvSyntaxError renders a godotenv parse error without the file text
+// godotenv quotes ("near ...", the unterminated value), which may hold
+// secrets such as ops_token.
+func dotEnvSyntaxError(err error) string {
+	msg := oneLine(err)
+	if i := strings.Index(msg, " near "); i >= 0 {
+		msg = msg[:i]
+	}
+	if strings.HasPrefix(msg, "unterminated quoted value") {
+		msg = "unterminated quoted value"
+	}
+	return msg
+}
+
 // textFlag is a flag.Value holding raw text, so that parsing and error
 // messages are the same for flags as for every other source.
 type textFlag struct {
-	set bool
-	val string
-	def string // shown as the default in usage
+	set    bool
+	val    string
+	def    string // shown as the default in usage
+	isBool bool   // a bare --name means --name=true
 }
+
+// IsBoolFlag tells the flag package that a boolean setting's flag may be
+// given without a value.
+func (f *textFlag) IsBoolFlag() bool { return f != nil && f.isBool }
 
 func (f *textFlag) String() string {
 	if f == nil {
@@ -506,14 +534,21 @@ func parseFlags(table []setting, args []string, out io.Writer) (*flagValues, err
 	fset.SetOutput(out)
 	def := Default()
 	for _, s := range table {
-		tf := &textFlag{}
+		tf := &textFlag{isBool: s.kind == kindBool}
 		if s.key != keyDataDir {
 			tf.def = strings.Trim(formatValue(deref(s.field(&def))), `"`)
+		}
+		if tf.isBool && tf.def == "false" {
+			tf.def = "" // like Go's own boolean flags: no "(default false)"
 		}
 		fv.text[s.key] = tf
 		env := slices.Clone(s.env)
 		slices.Reverse(env) // flat names first: easier to read
-		fset.Var(tf, s.flag, fmt.Sprintf("%s [`%s`] (env %s)", s.help, s.kind, strings.Join(env, ", ")))
+		kindName := "[`" + s.kind.String() + "`] "
+		if tf.isBool {
+			kindName = "" // usage shows "-pprof", not "-pprof bool": the value is optional
+		}
+		fset.Var(tf, s.flag, fmt.Sprintf("%s %s(env %s)", s.help, kindName, strings.Join(env, ", ")))
 	}
 	fset.BoolVar(&fv.logJSON, "log-json", false, "log in JSON (same as --log-format=json)")
 	fset.BoolVar(&fv.checkConfig, "check-config", false, "validate the configuration, print it and exit")
@@ -522,6 +557,7 @@ func parseFlags(table []setting, args []string, out io.Writer) (*flagValues, err
 		fmt.Fprintf(out, "Usage: %s [flags]\n\n", fset.Name())
 		fmt.Fprintln(out, "Precedence: flags > environment > .env > <data dir>/config.toml ([directory_server]) > defaults.")
 		fmt.Fprintln(out, "Durations are seconds (30, 0.5) or Go durations (1m30s). Flags take - or --.")
+		fmt.Fprintln(out, "Booleans are true/false, 1/0, yes/no, on/off; a bare boolean flag (--pprof) means true.")
 		fmt.Fprintln(out)
 		fset.PrintDefaults()
 	}

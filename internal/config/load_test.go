@@ -136,6 +136,36 @@ func TestPrecedence(t *testing.T) {
 			wants: [5]any{"JoinMarket directory node (Go)", "from toml", "from dotenv", "from env", "from flag"},
 		},
 		{
+			key: "health_check_host", flag: "--health-check-host", env: "HEALTH_CHECK_HOST",
+			vals:  layerVals{`"10.0.0.1"`, "10.0.0.2", " 10.0.0.3 ", "::1"},
+			get:   func(c Config) any { return c.HealthCheckHost },
+			wants: [5]any{"127.0.0.1", "10.0.0.1", "10.0.0.2", "10.0.0.3", "::1"},
+		},
+		{
+			key: "health_check_port", flag: "--health-check-port", env: "HEALTH_CHECK_PORT",
+			vals:  layerVals{"8001", "8002", "8003", "0"},
+			get:   func(c Config) any { return c.HealthCheckPort },
+			wants: [5]any{8080, 8001, 8002, 8003, 0},
+		},
+		{
+			key: "ops_token", flag: "--ops-token", env: "OPS_TOKEN",
+			vals:  layerVals{`"toml-token-0123456789"`, "dotenv-token-0123456789", "env-token-0123456789", "flag-token-0123456789"},
+			get:   func(c Config) any { return c.OpsToken },
+			wants: [5]any{"", "toml-token-0123456789", "dotenv-token-0123456789", "env-token-0123456789", "flag-token-0123456789"},
+		},
+		{
+			key: "status_hide_nicks", flag: "--status-hide-nicks", env: "STATUS_HIDE_NICKS",
+			vals:  layerVals{"true", "no", "ON", "0"},
+			get:   func(c Config) any { return c.HideNicks },
+			wants: [5]any{false, true, false, true, false},
+		},
+		{
+			key: "pprof", flag: "--pprof", env: "PPROF",
+			vals:  layerVals{`"yes"`, "False", "1", "false"},
+			get:   func(c Config) any { return c.Pprof },
+			wants: [5]any{false, true, false, true, false},
+		},
+		{
 			key: "log_level", flag: "--log-level", env: "LOG_LEVEL",
 			vals:  layerVals{`"warning"`, "error", "trace", "warn"},
 			get:   func(c Config) any { return c.LogLevel },
@@ -280,6 +310,16 @@ func TestJoinMarketEnvNames(t *testing.T) {
 		{"HEARTBEAT_IDLE_THRESHOLD=700", func(c Config) any { return c.HeartbeatIdleThreshold }, 700 * time.Second},
 		{"HEARTBEAT_HARD_EVICT=2000", func(c Config) any { return c.HeartbeatHardEvict }, 2000 * time.Second},
 		{"HEARTBEAT_PONG_WAIT=45", func(c Config) any { return c.HeartbeatPongWait }, 45 * time.Second},
+		{"HEALTH_CHECK_HOST=0.0.0.0", func(c Config) any { return c.HealthCheckHost }, "0.0.0.0"},
+		{"DIRECTORY_SERVER__HEALTH_CHECK_HOST=::", func(c Config) any { return c.HealthCheckHost }, "::"},
+		{"HEALTH_CHECK_PORT=9090", func(c Config) any { return c.HealthCheckPort }, 9090},
+		{"DIRECTORY_SERVER__HEALTH_CHECK_PORT=9091", func(c Config) any { return c.HealthCheckPort }, 9091},
+		{"OPS_TOKEN=flat-token-0123456789", func(c Config) any { return c.OpsToken }, "flat-token-0123456789"},
+		{"DIRECTORY_SERVER__OPS_TOKEN=nested-token-0123456789", func(c Config) any { return c.OpsToken }, "nested-token-0123456789"},
+		{"STATUS_HIDE_NICKS=true", func(c Config) any { return c.HideNicks }, true},
+		{"DIRECTORY_SERVER__STATUS_HIDE_NICKS=yes", func(c Config) any { return c.HideNicks }, true},
+		{"PPROF=on", func(c Config) any { return c.Pprof }, true},
+		{"directory_server__pprof=1", func(c Config) any { return c.Pprof }, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.env, func(t *testing.T) {
@@ -307,6 +347,9 @@ func TestNestedWins(t *testing.T) {
 		{"log level", []string{"LOG_LEVEL=ERROR", "LOGGING__LEVEL=DEBUG"}, func(c Config) any { return c.LogLevel }, "DEBUG"},
 		{"log level directory_server", []string{"LOGGING__LEVEL=DEBUG", "DIRECTORY_SERVER__LOG_LEVEL=WARNING"}, func(c Config) any { return c.LogLevel }, "WARNING"},
 		{"first of same name", []string{"PORT=1", "port=2"}, func(c Config) any { return c.Port }, 1},
+		{"health port", []string{"HEALTH_CHECK_PORT=1", "DIRECTORY_SERVER__HEALTH_CHECK_PORT=2"}, func(c Config) any { return c.HealthCheckPort }, 2},
+		{"pprof", []string{"DIRECTORY_SERVER__PPROF=false", "PPROF=true"}, func(c Config) any { return c.Pprof }, false},
+		{"ops token", []string{"OPS_TOKEN=flat-token-0123456789", "DIRECTORY_SERVER__OPS_TOKEN=nested-token-0123456789"}, func(c Config) any { return c.OpsToken }, "nested-token-0123456789"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,7 +409,7 @@ message_burst_limit = 500
 rate_limit_disconnect_threshold = 0
 broadcast_batch_size = 50
 health_check_host = "127.0.0.1"
-health_check_port = 8080
+health_check_port = 8081
 nick_auth_mode = "strict"
 motd = "JoinMarket NG Directory Server"
 heartbeat_sweep_interval = 60.0
@@ -404,7 +447,12 @@ func TestRealisticConfigTOML(t *testing.T) {
 		{"HeartbeatHardEvict", c.HeartbeatHardEvict, 1500 * time.Second},
 		{"HeartbeatPongWait", c.HeartbeatPongWait, 30 * time.Second},
 		{"LogLevel", c.LogLevel, "DEBUG"},
+		{"HealthCheckHost", c.HealthCheckHost, "127.0.0.1"},
+		{"HealthCheckPort", c.HealthCheckPort, 8081},
+		{"HealthAddr", c.HealthAddr(), "127.0.0.1:8081"},
 		{"Source(network)", c.Source("network"), SourceTOML},
+		{"Source(health_check_host)", c.Source("health_check_host"), SourceTOML},
+		{"Source(health_check_port)", c.Source("health_check_port"), SourceTOML},
 		{"Source(handshake_timeout)", c.Source("handshake_timeout"), SourceDefault},
 	}
 	for _, ch := range checks {
@@ -414,8 +462,6 @@ func TestRealisticConfigTOML(t *testing.T) {
 	}
 	wantIgnored := []string{
 		"directory_server.broadcast_batch_size",
-		"directory_server.health_check_host",
-		"directory_server.health_check_port",
 		"directory_server.max_json_nesting_depth",
 		"directory_server.max_message_size",
 		"directory_server.nick_auth_mode",
@@ -426,6 +472,14 @@ func TestRealisticConfigTOML(t *testing.T) {
 	d := c.Describe()
 	if !strings.Contains(d, "# ignored: directory_server.broadcast_batch_size, ") {
 		t.Errorf("Describe() does not list ignored keys:\n%s", d)
+	}
+	for _, l := range strings.Split(d, "\n") {
+		if strings.HasPrefix(l, "# ignored:") && strings.Contains(l, "health_check") {
+			t.Errorf("Describe() lists health_check_* as ignored: %s", l)
+		}
+	}
+	if !strings.Contains(d, "health_check_port = 8081  (config.toml)\n") {
+		t.Errorf("Describe() lacks health_check_port from config.toml:\n%s", d)
 	}
 	if !strings.Contains(d, "(loaded)") {
 		t.Errorf("Describe() does not say the config file was loaded:\n%s", d)
@@ -595,6 +649,28 @@ func TestLoadErrors(t *testing.T) {
 			want: `flag provided but not defined: -max-peer`},
 		{name: "positional argument", args: []string{"serve"},
 			want: `unexpected argument "serve": all settings are flags (--name=value)`},
+		{name: "bool env", environ: []string{"PPROF=maybe"},
+			want: `PPROF=maybe (environment): ` + boolAccepted},
+		{name: "bool env empty", environ: []string{"STATUS_HIDE_NICKS="},
+			want: `STATUS_HIDE_NICKS="" (environment): ` + boolAccepted},
+		{name: "bool flag", args: []string{"--pprof=maybe"},
+			want: `--pprof=maybe (flag): ` + boolAccepted},
+		{name: "bool nested .env", dotenv: "DIRECTORY_SERVER__STATUS_HIDE_NICKS=2\n",
+			want: `DIRECTORY_SERVER__STATUS_HIDE_NICKS=2 (.env): ` + boolAccepted},
+		{name: "bool toml int", toml: "[directory_server]\npprof = 2\n",
+			want: `pprof=2 (config.toml): ` + boolAccepted},
+		{name: "bool toml string", toml: "[directory_server]\npprof = \"maybe\"\n",
+			want: `pprof="maybe" (config.toml): ` + boolAccepted},
+		{name: "bool toml float", toml: "[directory_server]\nstatus_hide_nicks = 1.0\n",
+			want: `status_hide_nicks=1 (config.toml): ` + boolAccepted},
+		{name: "port toml bool", toml: "[directory_server]\nhealth_check_port = true\n",
+			want: `health_check_port=true (config.toml): accepted values are integers 0..65535`},
+		{name: "health port env", environ: []string{"HEALTH_CHECK_PORT=65536"},
+			want: `HEALTH_CHECK_PORT=65536 (environment): accepted values are integers 0..65535`},
+		{name: "health host flag", args: []string{"--health-check-host=0.0.0.0:8080"},
+			want: `--health-check-host="0.0.0.0:8080" (flag): accepted values are an IP address or host name without port (0.0.0.0 = all interfaces)`},
+		{name: "bare non-bool flag", args: []string{"--health-check-port"},
+			want: `flag needs an argument: -health-check-port`},
 		{name: "directory_server not a table", toml: "directory_server = 5\n",
 			want: `config file {toml}: directory_server must be a table ([directory_server])`},
 	}
@@ -722,10 +798,17 @@ func TestHelp(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s: err = %v, want flag.ErrHelp", arg, err)
 		}
-		for _, want := range []string{"-max-peers int", "-heartbeat-sweep-interval duration", "MAX_PEERS", "-check-config", "(default 5222)"} {
+		for _, want := range []string{
+			"-max-peers int", "-heartbeat-sweep-interval duration", "MAX_PEERS", "-check-config", "(default 5222)",
+			"-health-check-host string", "-health-check-port int", "(default 8080)", "-ops-token string", "OPS_TOKEN, DIRECTORY_SERVER__OPS_TOKEN",
+			"  -pprof\n", "  -status-hide-nicks\n", "PPROF, DIRECTORY_SERVER__PPROF", "bare boolean flag",
+		} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%s: usage lacks %q:\n%s", arg, want, out.String())
 			}
+		}
+		if strings.Contains(out.String(), "-pprof bool") || strings.Contains(out.String(), "(default false)") {
+			t.Errorf("%s: boolean flags shown as taking a value or with a false default:\n%s", arg, out.String())
 		}
 	}
 	// Without Output nothing is written anywhere and nothing breaks.
@@ -799,6 +882,211 @@ func TestConcurrentUse(t *testing.T) {
 	for range 4 {
 		if s := <-done; !strings.Contains(s, "port = 6000  (flag)") {
 			t.Errorf("Describe lost the original source:\n%s", s)
+		}
+	}
+}
+
+func TestBoolForms(t *testing.T) {
+	tests := []struct {
+		text string
+		want bool
+	}{
+		{"true", true}, {"TRUE", true}, {"True", true}, {"1", true}, {"yes", true}, {"YES", true}, {"on", true}, {"On", true}, {" true ", true},
+		{"false", false}, {"FALSE", false}, {"0", false}, {"no", false}, {"No", false}, {"off", false}, {"OFF", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.text, func(t *testing.T) {
+			f := newFixture(t)
+			if got := mustLoad(t, f.opts(nil, "PPROF="+tt.text)).Pprof; got != tt.want {
+				t.Errorf("env: got %v, want %v", got, tt.want)
+			}
+			if got := mustLoad(t, f.opts([]string{"--status-hide-nicks=" + tt.text})).HideNicks; got != tt.want {
+				t.Errorf("flag: got %v, want %v", got, tt.want)
+			}
+			f.writeTOML(t, "[directory_server]\npprof = \""+tt.text+"\"\n")
+			if got := mustLoad(t, f.opts(nil)).Pprof; got != tt.want {
+				t.Errorf("toml string: got %v, want %v", got, tt.want)
+			}
+		})
+	}
+	for _, tt := range []struct {
+		toml string
+		want bool
+	}{{"true", true}, {"false", false}, {"1", true}, {"0", false}} {
+		f := newFixture(t)
+		f.writeTOML(t, "[directory_server]\nstatus_hide_nicks = "+tt.toml+"\n")
+		c := mustLoad(t, f.opts(nil))
+		if c.HideNicks != tt.want || c.Source("status_hide_nicks") != SourceTOML {
+			t.Errorf("toml %s: got %v from %q, want %v from config.toml", tt.toml, c.HideNicks, c.Source("status_hide_nicks"), tt.want)
+		}
+	}
+}
+
+func TestBareBoolFlags(t *testing.T) {
+	tests := []struct {
+		args            []string
+		env             []string
+		pprof, hideNick bool
+	}{
+		{nil, nil, false, false},
+		{[]string{"--pprof"}, nil, true, false},
+		{[]string{"-pprof"}, nil, true, false},
+		{[]string{"--status-hide-nicks"}, nil, false, true},
+		{[]string{"--pprof", "--status-hide-nicks", "--port=6000"}, nil, true, true},
+		{[]string{"--pprof=false"}, []string{"PPROF=true"}, false, false},
+		{[]string{"--pprof"}, []string{"PPROF=false"}, true, false},
+		{[]string{"--pprof=0", "--status-hide-nicks=yes"}, nil, false, true},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			c := mustLoad(t, newFixture(t).opts(tt.args, tt.env...))
+			if c.Pprof != tt.pprof || c.HideNicks != tt.hideNick {
+				t.Errorf("Pprof %v HideNicks %v, want %v %v", c.Pprof, c.HideNicks, tt.pprof, tt.hideNick)
+			}
+			fromFlag := strings.Contains(strings.Join(tt.args, " "), "pprof")
+			if (c.Source("pprof") == SourceFlag) != fromFlag {
+				t.Errorf("Source(pprof) = %q, from flag %v", c.Source("pprof"), fromFlag)
+			}
+		})
+	}
+	// A bare boolean flag does not swallow the next argument.
+	if _, err := Load(newFixture(t).opts([]string{"--pprof", "false"})); err == nil || !strings.Contains(err.Error(), `unexpected argument "false"`) {
+		t.Errorf("--pprof false: err = %v, want unexpected argument", err)
+	}
+	c := mustLoad(t, newFixture(t).opts([]string{"--pprof"}))
+	if d := c.Describe(); !strings.Contains(d, "pprof = true  (flag)\n") || !strings.Contains(d, "status_hide_nicks = false  (default)\n") {
+		t.Errorf("Describe():\n%s", d)
+	}
+}
+
+// TestOpsTokenSecret checks that the token is never printed: not by
+// Describe, not in an error for an invalid token from any source.
+func TestOpsTokenSecret(t *testing.T) {
+	const token = "Sup3r-secret-ops-token-XYZ"
+	t.Run("describe", func(t *testing.T) {
+		sources := []struct {
+			name   string
+			args   []string
+			env    []string
+			dotenv string
+			toml   string
+			src    string
+		}{
+			{name: "flag", args: []string{"--ops-token=" + token}, src: SourceFlag},
+			{name: "env", env: []string{"OPS_TOKEN=" + token}, src: SourceEnv},
+			{name: "nested env", env: []string{"DIRECTORY_SERVER__OPS_TOKEN=" + token}, src: SourceEnv},
+			{name: ".env", dotenv: "OPS_TOKEN=" + token + "\n", src: SourceDotEnv},
+			{name: "toml", toml: "[directory_server]\nops_token = \"" + token + "\"\n", src: SourceTOML},
+		}
+		for _, tt := range sources {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t)
+				if tt.dotenv != "" {
+					f.writeDotEnv(t, tt.dotenv)
+				}
+				if tt.toml != "" {
+					f.writeTOML(t, tt.toml)
+				}
+				c := mustLoad(t, f.opts(tt.args, tt.env...))
+				if c.OpsToken != token {
+					t.Fatalf("OpsToken = %q", c.OpsToken)
+				}
+				d := c.Describe()
+				if strings.Contains(d, token) || strings.Contains(d, "secret") {
+					t.Errorf("Describe() prints the token:\n%s", d)
+				}
+				if want := "ops_token = (set)  (" + tt.src + ")\n"; !strings.Contains(d, want) {
+					t.Errorf("Describe() lacks %q:\n%s", want, d)
+				}
+				if c.Source("ops_token") != tt.src {
+					t.Errorf("Source(ops_token) = %q", c.Source("ops_token"))
+				}
+				c2 := c
+				c2.OpsToken = "x"
+				if err := c2.Validate(); err == nil || err.Error() != opsTokenErr("ops_token=(redacted)") {
+					t.Errorf("Validate after change = %v", err)
+				}
+			})
+		}
+		c := mustLoad(t, newFixture(t).opts(nil))
+		if d := c.Describe(); !strings.Contains(d, `ops_token = ""  (default)`+"\n") {
+			t.Errorf("Describe() without token:\n%s", d)
+		}
+	})
+	t.Run("errors", func(t *testing.T) {
+		const bad = "Sup3r secret ops token XYZ" // spaces
+		tests := []struct {
+			name   string
+			args   []string
+			env    []string
+			dotenv string
+			toml   string
+			want   string
+		}{
+			{name: "flag space", args: []string{"--ops-token=" + bad}, want: opsTokenErr("--ops-token=(redacted) (flag)")},
+			{name: "env space", env: []string{"OPS_TOKEN=" + bad}, want: opsTokenErr("OPS_TOKEN=(redacted) (environment)")},
+			{name: "env short", env: []string{"OPS_TOKEN=Sup3r-secret"}, want: opsTokenErr("OPS_TOKEN=(redacted) (environment)")},
+			{name: "nested env newline", env: []string{"DIRECTORY_SERVER__OPS_TOKEN=Sup3r-secret-ops\ntoken-XYZ"}, want: opsTokenErr("DIRECTORY_SERVER__OPS_TOKEN=(redacted) (environment)")},
+			{name: ".env space", dotenv: "OPS_TOKEN=\"" + bad + "\"\n", want: opsTokenErr("OPS_TOKEN=(redacted) (.env)")},
+			{name: "toml space", toml: "[directory_server]\nops_token = \"" + bad + "\"\n", want: opsTokenErr("ops_token=(redacted) (config.toml)")},
+			{name: "toml int", toml: "[directory_server]\nops_token = 12345678901234567\n", want: opsTokenErr("ops_token=(redacted) (config.toml)")},
+			{name: ".env unterminated quote", dotenv: "PORT=1\nOPS_TOKEN=\"Sup3r-secret-ops-token-XYZ\n"},
+			{name: ".env bad name before token", dotenv: "BAD-NAME=1\nOPS_TOKEN=Sup3r-secret-ops-token-XYZ\n"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				f := newFixture(t)
+				if tt.dotenv != "" {
+					f.writeDotEnv(t, tt.dotenv)
+				}
+				if tt.toml != "" {
+					f.writeTOML(t, tt.toml)
+				}
+				_, err := Load(f.opts(tt.args, tt.env...))
+				if err == nil {
+					t.Fatal("Load succeeded, want error")
+				}
+				for _, part := range []string{"Sup3r", "secret", "XYZ", "1234567"} {
+					if strings.Contains(err.Error(), part) {
+						t.Errorf("error echoes the token (%q): %q", part, err)
+					}
+				}
+				if strings.ContainsAny(err.Error(), "\r\n") {
+					t.Errorf("error is not one line: %q", err)
+				}
+				if tt.want != "" && err.Error() != tt.want {
+					t.Errorf("error = %q\n   want %q", err, tt.want)
+				}
+			})
+		}
+	})
+}
+
+func TestDiffAfterLoad(t *testing.T) {
+	f := newFixture(t)
+	f.writeTOML(t, "[directory_server]\nmotd = \"old motd\"\nmax_peers = 100\nheartbeat_pong_wait = 30\nops_token = \"old-token-0123456789\"\n")
+	before := mustLoad(t, f.opts(nil))
+	// Same values from other sources: nothing changed.
+	same := mustLoad(t, f.opts([]string{"--max-peers=100"}, "MOTD=old motd", "HEARTBEAT_PONG_WAIT=30s"))
+	if d := Diff(before, same); len(d) != 0 {
+		t.Errorf("Diff with equal values from other sources = %+v, want none", d)
+	}
+	f.writeTOML(t, "[directory_server]\nmotd = \"new motd\"\nmax_peers = 200\nheartbeat_pong_wait = 2.5\nops_token = \"new-token-0123456789\"\npprof = true\n")
+	after := mustLoad(t, f.opts(nil))
+	want := []Change{
+		{"motd", `"old motd"`, `"new motd"`},
+		{"max_peers", "100", "200"},
+		{"heartbeat_pong_wait", "30s", "2.5s"},
+		{"ops_token", "(changed)", "(changed)"},
+		{"pprof", "false", "true"},
+	}
+	got := Diff(before, after)
+	if len(got) != len(want) {
+		t.Fatalf("Diff = %+v\nwant %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("Diff[%d] = %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }

@@ -58,7 +58,6 @@ func (s *Sweeper) Settings() Settings { return *s.set.Load() }
 func (s *Sweeper) Sweep(now time.Time) Result {
 	set := s.Settings()
 	var res Result
-	var probe []byte
 	for _, p := range s.reg.Snapshot() {
 		if p.Closed() { // already cut; its reader is unregistering it
 			continue
@@ -78,13 +77,10 @@ func (s *Sweeper) Sweep(now time.Time) Result {
 		case idle < set.Idle:
 		case p.Features.Ping:
 			p.MarkPing(now)
-			p.Send(router.PingLine)
+			s.rt.Ping(p)
 			res.Pinged++
 		case p.Maker():
-			if probe == nil {
-				probe = s.rt.ProbeLine()
-			}
-			p.Send(probe)
+			s.rt.Probe(p)
 			res.Probed++
 		}
 	}

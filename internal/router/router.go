@@ -22,6 +22,7 @@ type Self struct {
 	Location string // own "onion:port" / "host:port"; "" while unknown
 	// Precomputed peerlist entries; nil while Location is unknown.
 	entryPlain, entryFeatures []byte
+	probe                     []byte // the legacy liveness probe, see ProbeLine
 }
 
 // directoryFeatures are the features the directory advertises, sorted.
@@ -43,7 +44,8 @@ func New(reg *registry.Registry, ctr *stats.Counters, nick, location string) *Ro
 
 // SetSelf changes the directory's advertised identity (e.g. once its onion is published).
 func (r *Router) SetSelf(nick, location string) {
-	s := &Self{Nick: nick, Location: location}
+	s := &Self{Nick: nick, Location: location,
+		probe: wire.AppendEnvelope(nil, wire.TypePubmsg, nick+"!"+wire.Public+"!orderbook")}
 	if location != "" {
 		s.entryPlain = wire.AppendEntry(nil, nick, location, false, nil)
 		s.entryFeatures = wire.AppendEntry(nil, nick, location, false, directoryFeatures)
@@ -69,7 +71,7 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 			n++
 		}
 	}
-	r.ctr.Relayed.Add(uint64(n))
+	r.ctr.Sent(stats.MsgPubmsg, n, len(line))
 	return n
 }
 
@@ -92,9 +94,9 @@ func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) stats.DropReason {
 	if !q.Send(line) {
 		return stats.DropRecipientGone
 	}
-	r.ctr.Relayed.Add(1)
-	if pl := r.locationPeerlist(self, p, q); pl != nil {
-		q.Send(pl)
+	r.ctr.Sent(stats.MsgPrivmsg, 1, len(line))
+	if pl := r.locationPeerlist(self, p, q); pl != nil && q.Send(pl) {
+		r.ctr.Sent(stats.MsgPeerlist, 1, len(pl))
 	}
 	return stats.DropNone
 }
@@ -173,6 +175,7 @@ func (r *Router) GetPeerlist(p *peer.Peer) int {
 	for _, l := range lines {
 		if p.Send(l) {
 			n++
+			r.ctr.Sent(stats.MsgPeerlist, 1, len(l))
 		}
 	}
 	return n
@@ -195,14 +198,34 @@ func (r *Router) Left(p *peer.Peer) int {
 			n++
 		}
 	}
+	r.ctr.Sent(stats.MsgPeerlist, n, len(line))
 	return n
 }
 
 // ProbeLine is the legacy liveness probe for makers that do not answer pings: a pubmsg
 // "<directory nick>!PUBLIC!orderbook", to which a reference maker replies with privmsgs.
-func (r *Router) ProbeLine() []byte {
-	return wire.AppendEnvelope(nil, wire.TypePubmsg, r.Self().Nick+"!"+wire.Public+"!orderbook")
-}
+func (r *Router) ProbeLine() []byte { return r.Self().probe }
 
 // PingLine is the 798 ping.
 var PingLine = wire.AppendEnvelope(nil, wire.TypePing, "")
+
+// Ping sends p a 798 ping and counts it. Only for peers that advertised "ping".
+func (r *Router) Ping(p *peer.Peer) bool {
+	if !p.Send(PingLine) {
+		return false
+	}
+	r.ctr.Pings.Add(1)
+	r.ctr.Sent(stats.MsgPing, 1, len(PingLine))
+	return true
+}
+
+// Probe sends p the legacy orderbook probe (see ProbeLine) and counts it.
+func (r *Router) Probe(p *peer.Peer) bool {
+	line := r.ProbeLine()
+	if !p.Send(line) {
+		return false
+	}
+	r.ctr.Probes.Add(1)
+	r.ctr.Sent(stats.MsgPubmsg, 1, len(line))
+	return true
+}

@@ -62,8 +62,8 @@ func TestPubmsgFanOut(t *testing.T) {
 				peertest.EqualLines(t, "taker", taker.Recv(), []string{tc.want})
 				peertest.EqualLines(t, "maker", maker.Recv(), []string{tc.want})
 				peertest.EqualLines(t, "sender", sender.Recv(), nil)
-				if got := h.Ctr.Relayed.Load(); got != 2 {
-					t.Errorf("Relayed = %d, want 2", got)
+				if got := h.Ctr.Out[stats.MsgPubmsg].Load(); got != 2 {
+					t.Errorf("Out = %d, want 2", got)
 				}
 			})
 		})
@@ -141,8 +141,8 @@ func TestPubmsgSizeLimit(t *testing.T) {
 				if got := h.Ctr.Drops(stats.DropOversizeOut); got != wantDrops {
 					t.Errorf("DropOversizeOut = %d, want %d", got, wantDrops)
 				}
-				if got := h.Ctr.Relayed.Load(); got != uint64(wantN) {
-					t.Errorf("Relayed = %d, want %d", got, wantN)
+				if got := h.Ctr.Out[stats.MsgPubmsg].Load(); got != uint64(wantN) {
+					t.Errorf("Out = %d, want %d", got, wantN)
 				}
 			})
 		})
@@ -197,8 +197,8 @@ func TestPrivmsgPeerlist(t *testing.T) {
 				peertest.EqualLines(t, "recipient", r.Recv(), want)
 				peertest.EqualLines(t, "sender", s.Recv(), nil)
 				peertest.EqualLines(t, "bystander", bystander.Recv(), nil)
-				if got := h.Ctr.Relayed.Load(); got != 1 {
-					t.Errorf("Relayed = %d, want 1", got)
+				if got := h.Ctr.Out[stats.MsgPrivmsg].Load(); got != 1 {
+					t.Errorf("Out = %d, want 1", got)
 				}
 			})
 		})
@@ -292,8 +292,8 @@ func TestPrivmsgDropped(t *testing.T) {
 				peertest.EqualLines(t, "recipient", r.Recv(), nil)
 				peertest.EqualLines(t, "sender", s.Recv(), nil)
 				peertest.EqualLines(t, "other", other.Recv(), nil)
-				if got := h.Ctr.Relayed.Load(); got != 0 {
-					t.Errorf("Relayed = %d, want 0", got)
+				if got := h.Ctr.Out[stats.MsgPrivmsg].Load(); got != 0 {
+					t.Errorf("Out = %d, want 0", got)
 				}
 				// The reason is returned for the caller to count; the router must not
 				// count it as well.

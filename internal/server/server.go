@@ -34,7 +34,7 @@ var Version = "0.1.0-dev"
 
 // Server is one directory node serving one network.
 type Server struct {
-	cfg     config.Config
+	cfg     atomic.Pointer[config.Config] // replaced whole by Reload
 	log     *slog.Logger
 	nick    string
 	reg     *registry.Registry
@@ -54,6 +54,7 @@ type Server struct {
 	wg      sync.WaitGroup // connection goroutines and the heartbeat
 
 	listening atomic.Bool
+	recent    recentDisconnects
 }
 
 // dirLines caches the directory side of the handshake.
@@ -73,13 +74,13 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		}
 	}
 	s := &Server{
-		cfg:     cfg,
 		log:     log,
 		nick:    id.Nick,
 		reg:     registry.New(cfg.MaxPeers),
 		started: time.Now(),
 		conns:   map[*peer.Peer]struct{}{},
 	}
+	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
 	s.sweeper = liveness.New(s.reg, s.rt, liveness.Settings{
 		Sweep:     cfg.HeartbeatSweepInterval,
@@ -90,6 +91,9 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 	s.setDirectory(cfg.Location)
 	return s, nil
 }
+
+// conf is the configuration in force.
+func (s *Server) conf() *config.Config { return s.cfg.Load() }
 
 // Nick is the directory's own nick.
 func (s *Server) Nick() string { return s.nick }
@@ -102,7 +106,7 @@ func (s *Server) Counters() *stats.Counters { return &s.ctr }
 
 // MOTD is the full message of the day: the operator's text and a version line.
 func (s *Server) MOTD() string {
-	return s.cfg.MOTD + "\njm-directory-server version: " + Version
+	return s.conf().MOTD + "\njm-directory-server version: " + Version
 }
 
 // SetLocation changes the directory's advertised location-string.
@@ -112,7 +116,7 @@ func (s *Server) SetLocation(loc string) {
 }
 
 func (s *Server) setDirectory(loc string) {
-	d := handshake.Directory{Nick: s.nick, Network: s.cfg.Network, Location: loc, MOTD: s.MOTD()}
+	d := handshake.Directory{Nick: s.nick, Network: s.conf().Network, Location: loc, MOTD: s.MOTD()}
 	s.dir.Store(&dirLines{dir: d, accept: wire.AppendEnvelope(nil, wire.TypeDNHandshake, d.Accept())})
 }
 
@@ -169,7 +173,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // regtest (plain TCP) when none is configured. Serve calls it; calling it earlier lets the
 // caller log the address clients should use.
 func (s *Server) AdvertiseListener(a net.Addr) {
-	if s.cfg.Location == "" && s.cfg.Network == "regtest" && s.Location() == "" {
+	if s.conf().Location == "" && s.conf().Network == "regtest" && s.Location() == "" {
 		s.SetLocation(localLocation(a))
 	}
 }
@@ -231,13 +235,13 @@ func (s *Server) untrack(p *peer.Peer) {
 func (s *Server) Accept(conn net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn", id)
-	p := peer.New(id, conn, peer.Limits{QueueBytes: s.cfg.OutboundQueueBytes, WriteTimeout: s.cfg.WriteTimeout}, &s.ctr, log)
+	p := peer.New(id, conn, peer.Limits{QueueBytes: s.conf().OutboundQueueBytes, WriteTimeout: s.conf().WriteTimeout}, &s.ctr, log)
 	if !s.track(p) {
 		conn.Close()
 		return
 	}
 	defer s.untrack(p)
-	if n := s.pending.Add(1); n > int64(s.cfg.MaxPendingHandshakes) {
+	if n := s.pending.Add(1); n > int64(s.conf().MaxPendingHandshakes) {
 		s.pending.Add(-1)
 		p.Close(stats.ClosePendingCap)
 		s.ctr.Close(stats.ClosePendingCap)
@@ -283,8 +287,8 @@ func closeReason(p *peer.Peer, err error, handshaking bool) stats.CloseReason {
 // line reader (which may already hold later lines) is returned.
 func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
 	conn := p.Conn()
-	_ = conn.SetReadDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	lr := wire.NewLineReader(conn, s.cfg.MaxLineLength)
+	_ = conn.SetReadDeadline(time.Now().Add(s.conf().HandshakeTimeout))
+	lr := wire.NewLineReader(conn, s.conf().MaxLineLength)
 	line, err := lr.ReadLine()
 	if err != nil {
 		p.Close(closeReason(p, err, true))
@@ -300,8 +304,10 @@ func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
 		p.Close(stats.CloseNotHandshake)
 		return nil, false
 	}
+	s.ctr.In[stats.MsgHandshake].Add(1)
+	s.ctr.BytesIn.Add(uint64(len(line)))
 	hello, rej := handshake.Parse(env.Line, handshake.Policy{
-		Network: s.cfg.Network, AllowLocal: s.cfg.Network == "regtest",
+		Network: s.conf().Network, AllowLocal: s.conf().Network == "regtest",
 	})
 	if rej != nil {
 		s.rejectHandshake(p, rej)
@@ -314,6 +320,7 @@ func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
 		switch res {
 		case registry.Registered:
 			_ = conn.SetReadDeadline(time.Time{})
+			s.ctr.Sent(stats.MsgDNHandshake, 1, len(s.dir.Load().accept))
 			return lr, true
 		case registry.Gone:
 			return nil, false
@@ -348,11 +355,11 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 	defer s.reg.EndCheck(owner.Nick)
 	answered := owner.AwaitAnswer()
 	if owner.Features.Ping {
-		owner.Send(router.PingLine)
+		s.rt.Ping(owner)
 	} else {
-		owner.Send(s.rt.ProbeLine())
+		s.rt.Probe(owner)
 	}
-	timer := time.NewTimer(s.cfg.NickCheckTimeout)
+	timer := time.NewTimer(s.conf().NickCheckTimeout)
 	defer timer.Stop()
 	select {
 	case <-answered:
@@ -378,7 +385,9 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 // turn the close into a reset that destroys the answer.
 func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 	p.Log.Info("handshake rejected", "reason", rej.Code.String())
+	s.ctr.Rejected[int(rej.Code)%len(s.ctr.Rejected)].Add(1)
 	line := wire.AppendEnvelope(nil, wire.TypeDNHandshake, s.dir.Load().dir.Reject(rej))
+	s.ctr.Sent(stats.MsgDNHandshake, 1, len(line))
 	conn := p.Conn()
 	if err := p.WriteNow(line); err == nil {
 		if cw, ok := conn.(interface{ CloseWrite() error }); ok {
@@ -399,27 +408,41 @@ func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 
 // connLimits is the per-connection abuse accounting; only the reader goroutine uses it.
 type connLimits struct {
-	msgs       *rate.Limiter // buckets are created on first use
+	cfg        *config.Config // the configuration the buckets were set from
+	msgs       *rate.Limiter
 	getPeers   *rate.Limiter
 	orderbooks *rate.Limiter
 	violations int
 	spoofs     int
 }
 
-// admit takes a token from *bucket (made on first use with rate r and burst b) and
-// reports whether the message may proceed. A refused message is dropped and counted with
-// reason, and is a violation: past the configured number the peer is cut.
-func (s *Server) admit(p *peer.Peer, lim *connLimits, bucket **rate.Limiter, r rate.Limit, b int, reason stats.DropReason, now time.Time) bool {
-	if *bucket == nil {
-		*bucket = rate.NewLimiter(r, b)
+// apply sets the buckets from c: at the first line, and again after a reload.
+func (l *connLimits) apply(c *config.Config, now time.Time) {
+	set := func(b **rate.Limiter, r rate.Limit, burst int) {
+		if *b == nil {
+			*b = rate.NewLimiter(r, burst)
+			return
+		}
+		(*b).SetLimitAt(now, r)
+		(*b).SetBurstAt(now, burst)
 	}
-	if (*bucket).AllowN(now, 1) {
+	set(&l.msgs, rate.Limit(c.MessageRateLimit), c.MessageBurstLimit)
+	set(&l.getPeers, perMinute(c.GetPeerlistPerMinute), c.GetPeerlistPerMinute)
+	set(&l.orderbooks, perMinute(c.OrderbookPerMinute), c.OrderbookPerMinute)
+	l.cfg = c
+}
+
+// admit takes a token from bucket and reports whether the message may proceed. A
+// refused message is dropped and counted with reason, and is a violation: past the
+// configured number the peer is cut.
+func (s *Server) admit(p *peer.Peer, lim *connLimits, bucket *rate.Limiter, reason stats.DropReason, now time.Time) bool {
+	if bucket.AllowN(now, 1) {
 		return true
 	}
 	s.ctr.Drop(reason)
 	s.ctr.RateViolate.Add(1)
 	lim.violations++
-	if th := s.cfg.RateLimitDisconnectThreshold; th > 0 && lim.violations >= th {
+	if th := lim.cfg.RateLimitDisconnectThreshold; th > 0 && lim.violations >= th {
 		p.Close(stats.CloseRateLimit)
 	}
 	return false
@@ -446,8 +469,13 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
 			p.Close(stats.CloseMalformed)
 			return
 		}
-		s.ctr.Received.Add(1)
-		if !s.admit(p, &lim, &lim.msgs, rate.Limit(s.cfg.MessageRateLimit), s.cfg.MessageBurstLimit, stats.DropRateLimited, now) {
+		s.ctr.In[stats.TypeOf(env.Type)].Add(1)
+		s.ctr.BytesIn.Add(uint64(len(line)))
+		c := s.conf()
+		if c != lim.cfg {
+			lim.apply(c, now)
+		}
+		if !s.admit(p, &lim, lim.msgs, stats.DropRateLimited, now) {
 			if p.Closed() {
 				return
 			}
@@ -471,7 +499,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		if from != p.Nick {
 			s.ctr.Drop(stats.DropSpoofed)
 			lim.spoofs++
-			if lim.spoofs >= s.cfg.SpoofDisconnectThreshold {
+			if lim.spoofs >= lim.cfg.SpoofDisconnectThreshold {
 				p.Close(stats.CloseSpoofing)
 				return false
 			}
@@ -480,19 +508,25 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		if env.Type == wire.TypePrivmsg {
 			if r := s.rt.Privmsg(p, to, env.RawLine()); r != stats.DropNone {
 				s.ctr.Drop(r)
+			} else {
+				s.ctr.RelayLatency.Observe(int64(time.Since(now)))
 			}
 			return true
 		}
-		if wire.FirstCommand(rest) == "orderbook" {
-			n := s.cfg.OrderbookPerMinute
-			if !s.admit(p, lim, &lim.orderbooks, perMinute(n), n, stats.DropOrderbookCap, now) {
+		switch cmd := wire.FirstCommand(rest); cmd {
+		case "orderbook":
+			if !s.admit(p, lim, lim.orderbooks, stats.DropOrderbookCap, now) {
 				return !p.Closed()
+			}
+		default:
+			if i := stats.OfferIndex(cmd); i >= 0 {
+				s.ctr.OffersSeen[i].Add(1)
 			}
 		}
 		s.rt.Pubmsg(p, env.RawLine())
+		s.ctr.RelayLatency.Observe(int64(time.Since(now)))
 	case wire.TypeGetPeerlist:
-		n := s.cfg.GetPeerlistPerMinute
-		if !s.admit(p, lim, &lim.getPeers, perMinute(n), n, stats.DropGetPeerlistCap, now) {
+		if !s.admit(p, lim, lim.getPeers, stats.DropGetPeerlistCap, now) {
 			return !p.Closed()
 		}
 		s.rt.GetPeerlist(p)
@@ -517,30 +551,128 @@ func (s *Server) leave(p *peer.Peer) {
 	if !s.reg.Remove(p) {
 		return
 	}
-	s.mu.Lock()
-	closing := s.closing
-	s.mu.Unlock()
-	if !closing {
+	s.recent.add(Disconnect{Time: time.Now(), Role: p.Role(), Reason: reason.String()})
+	if !s.stopping() {
 		s.rt.Left(p)
 	}
 	p.Log.Info("peer left", "role", p.Role(), "reason", reason.String())
 }
 
+func (s *Server) stopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// Disconnect is one departure of a handshaked peer. It names no nick.
+type Disconnect struct {
+	Time   time.Time `json:"time"`
+	Role   string    `json:"role"`
+	Reason string    `json:"reason"`
+}
+
+// recentDisconnects keeps the last few departures for operators.
+type recentDisconnects struct {
+	mu   sync.Mutex
+	ring [100]Disconnect
+	n    int // total ever added
+}
+
+func (r *recentDisconnects) add(d Disconnect) {
+	r.mu.Lock()
+	r.ring[r.n%len(r.ring)] = d
+	r.n++
+	r.mu.Unlock()
+}
+
+// last returns up to k departures, newest first.
+func (r *recentDisconnects) last(k int) []Disconnect {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	k = min(k, r.n, len(r.ring))
+	out := make([]Disconnect, 0, k)
+	for i := 1; i <= k; i++ {
+		out = append(out, r.ring[(r.n-i)%len(r.ring)])
+	}
+	return out
+}
+
+// Health reports whether the server can serve peers and, if not, why.
+func (s *Server) Health() (ok bool, reason string) {
+	total, _, _ := s.reg.Counts()
+	switch {
+	case s.stopping():
+		return false, "shutting down"
+	case !s.listening.Load():
+		return false, "not listening"
+	case total >= s.reg.Max():
+		return false, "at capacity"
+	}
+	return true, ""
+}
+
+// Reload applies a new configuration without dropping any peer: motd, rate limits and
+// caps (existing connections pick them up at their next line), heartbeat settings, max
+// peers, timeouts and queue limits for new connections, and the log level (applied by
+// the caller, which owns the logger). Settings that need a restart (network, listen
+// addresses, data dir, location, ops token, pprof, nick hiding, log format) are logged
+// and left as they are. It returns every difference found.
+func (s *Server) Reload(next config.Config) ([]config.Change, error) {
+	if err := next.Validate(); err != nil {
+		return nil, err
+	}
+	cur := s.conf()
+	changes := config.Diff(*cur, next)
+	var restart []string
+	for _, c := range changes {
+		switch c.Key {
+		case "network", "host", "port", "data_dir", "location", "health_check_host", "health_check_port",
+			"ops_token", "pprof", "status_hide_nicks", "log_format":
+			restart = append(restart, c.Key)
+		}
+	}
+	if len(restart) > 0 {
+		// Keep what cannot change at run time.
+		next.Network, next.Host, next.Port, next.DataDir, next.Location = cur.Network, cur.Host, cur.Port, cur.DataDir, cur.Location
+		next.HealthCheckHost, next.HealthCheckPort, next.OpsToken = cur.HealthCheckHost, cur.HealthCheckPort, cur.OpsToken
+		next.Pprof, next.HideNicks, next.LogFormat = cur.Pprof, cur.HideNicks, cur.LogFormat
+		s.log.Warn("reload: these settings need a restart and were not applied", "keys", restart)
+	}
+	s.cfg.Store(&next)
+	s.reg.SetMax(next.MaxPeers)
+	s.sweeper.SetSettings(liveness.Settings{
+		Sweep:     next.HeartbeatSweepInterval,
+		Idle:      next.HeartbeatIdleThreshold,
+		HardEvict: next.HeartbeatHardEvict,
+		PongWait:  next.HeartbeatPongWait,
+	})
+	s.setDirectory(s.Location())
+	return changes, nil
+}
+
 // Status is a point-in-time view of the server.
 type Status struct {
+	Version  string
 	Network  string
 	Nick     string
 	Location string
+	Started  time.Time
 	Uptime   time.Duration
+	Stopping bool
 	Peers    int // handshaked peers
 	Makers   int // serving an onion ("active")
 	Takers   int // NOT-SERVING-ONION ("passive")
 	Pending  int // connections still handshaking
 	MaxPeers int
-	Closes   map[string]uint64
-	Drops    map[string]uint64
-	Relayed  uint64
-	Received uint64
+
+	Closes, Drops     map[string]uint64 // by reason
+	In, Out           map[string]uint64 // lines by message type
+	BytesIn, BytesOut uint64
+	Received, Relayed uint64
+	RateViolations    uint64
+	Offers            map[string]uint64 // offer pubmsgs seen, by command
+	Recent            []Disconnect      // newest first
+
 	// Nick lists, sorted; filled only when asked for.
 	MakerNicks, TakerNicks []string
 }
@@ -549,11 +681,30 @@ type Status struct {
 func (s *Server) Status(withNicks bool) Status {
 	total, makers, takers := s.reg.Counts()
 	st := Status{
-		Network: s.cfg.Network, Nick: s.nick, Location: s.Location(),
-		Uptime: time.Since(s.started), Peers: total, Makers: makers, Takers: takers,
+		Version: Version, Network: s.conf().Network, Nick: s.nick, Location: s.Location(),
+		Started: s.started, Uptime: time.Since(s.started), Stopping: s.stopping(),
+		Peers: total, Makers: makers, Takers: takers,
 		Pending: int(s.pending.Load()), MaxPeers: s.reg.Max(),
 		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(),
-		Relayed: s.ctr.Relayed.Load(), Received: s.ctr.Received.Load(),
+		In: map[string]uint64{}, Out: map[string]uint64{},
+		BytesIn: s.ctr.BytesIn.Load(), BytesOut: s.ctr.BytesOut.Load(),
+		Received: s.ctr.Received(), Relayed: s.ctr.Relayed(),
+		RateViolations: s.ctr.RateViolate.Load(),
+		Offers:         map[string]uint64{},
+		Recent:         s.recent.last(20),
+	}
+	for t := stats.MsgType(0); t < stats.NumMsgTypes; t++ {
+		if v := s.ctr.In[t].Load(); v > 0 {
+			st.In[t.String()] = v
+		}
+		if v := s.ctr.Out[t].Load(); v > 0 {
+			st.Out[t.String()] = v
+		}
+	}
+	for i, c := range stats.OfferCommands {
+		if v := s.ctr.OffersSeen[i].Load(); v > 0 {
+			st.Offers[c] = v
+		}
 	}
 	if withNicks {
 		for _, p := range s.reg.Snapshot() {
@@ -567,6 +718,38 @@ func (s *Server) Status(withNicks bool) Status {
 		sort.Strings(st.TakerNicks)
 	}
 	return st
+}
+
+// knownFeatures are the handshake features counted by FeatureCounts (a bounded set:
+// clients may advertise any name).
+var knownFeatures = []string{"neutrino_compat", "nick_auth", "peerlist_features", "ping", "push_encrypted"}
+
+// FeatureCounts counts the registered peers advertising each known feature.
+func (s *Server) FeatureCounts() map[string]int {
+	m := make(map[string]int, len(knownFeatures))
+	for _, f := range knownFeatures {
+		m[f] = 0
+	}
+	for _, p := range s.reg.Snapshot() {
+		for _, f := range p.Features.True {
+			if _, ok := m[f]; ok {
+				m[f]++
+			}
+		}
+	}
+	return m
+}
+
+// QueuedBytes sums the outbound queues of every registered peer.
+func (s *Server) QueuedBytes() (total, max int) {
+	for _, p := range s.reg.Snapshot() {
+		q := p.QueuedBytes()
+		total += q
+		if q > max {
+			max = q
+		}
+	}
+	return total, max
 }
 
 // LogStatus writes the status to the log (SIGUSR1): counts at INFO, nick lists at DEBUG.

@@ -4,7 +4,7 @@ import "testing"
 
 func TestReasonNames(t *testing.T) {
 	seen := map[string]bool{}
-	for r := CloseReason(0); r < numCloseReasons; r++ {
+	for r := CloseReason(0); r < NumCloseReasons; r++ {
 		n := r.String()
 		if n == "" || n == "unknown" || seen[n] {
 			t.Errorf("close reason %d has name %q", r, n)
@@ -12,7 +12,7 @@ func TestReasonNames(t *testing.T) {
 		seen[n] = true
 	}
 	seen = map[string]bool{}
-	for r := DropReason(0); r < numDropReasons; r++ {
+	for r := DropReason(0); r < NumDropReasons; r++ {
 		n := r.String()
 		if n == "" || n == "unknown" || seen[n] {
 			t.Errorf("drop reason %d has name %q", r, n)

@@ -1,0 +1,205 @@
+package ops
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+)
+
+//go:embed page.html
+var pageHTML []byte
+
+func (o *Ops) page(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	_, _ = w.Write(pageHTML)
+}
+
+// Sample is one point of the live page's history.
+type Sample struct {
+	T       int64              `json:"t"` // unix seconds
+	Peers   int                `json:"peers"`
+	Makers  int                `json:"makers"`
+	Takers  int                `json:"takers"`
+	InRate  float64            `json:"in_rate"`  // lines received per second
+	OutRate float64            `json:"out_rate"` // lines queued to peers per second
+	ByType  map[string]float64 `json:"by_type"`  // lines received per second, by type
+}
+
+// History is a bounded ring of samples, oldest dropped first.
+type History struct {
+	mu   sync.Mutex
+	ring []Sample
+	next int
+	full bool
+}
+
+// NewHistory keeps the last n samples.
+func NewHistory(n int) *History { return &History{ring: make([]Sample, n)} }
+
+// Add appends a sample.
+func (h *History) Add(s Sample) {
+	h.mu.Lock()
+	h.ring[h.next] = s
+	h.next = (h.next + 1) % len(h.ring)
+	h.full = h.full || h.next == 0
+	h.mu.Unlock()
+}
+
+// All returns the samples, oldest first.
+func (h *History) All() []Sample {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.full {
+		return append([]Sample(nil), h.ring[:h.next]...)
+	}
+	return append(append([]Sample(nil), h.ring[h.next:]...), h.ring[:h.next]...)
+}
+
+// LiveState is one update of the live page.
+type LiveState struct {
+	UptimeSeconds float64             `json:"uptime_seconds"`
+	Network       string              `json:"network"`
+	Version       string              `json:"version"`
+	Healthy       bool                `json:"healthy"`
+	HealthReason  string              `json:"health_reason,omitempty"`
+	Peers         int                 `json:"peers"`
+	Makers        int                 `json:"makers"`
+	Takers        int                 `json:"takers"`
+	Handshaking   int                 `json:"handshaking"`
+	MaxPeers      int                 `json:"max_peers"`
+	Sample        Sample              `json:"sample"`
+	Disconnects   map[string]uint64   `json:"disconnects"`
+	Drops         map[string]uint64   `json:"drops"`
+	Recent        []server.Disconnect `json:"recent_disconnects"`
+	Offers        map[string]uint64   `json:"offers_seen"`
+	History       []Sample            `json:"history,omitempty"` // only in the first update
+}
+
+// sampler turns counter totals into per-second rates.
+type sampler struct {
+	lastT        time.Time
+	lastIn       [stats.NumMsgTypes]uint64
+	lastOut      uint64
+	lastInTotals uint64
+}
+
+func (sm *sampler) take(srv *server.Server, now time.Time) (Sample, server.Status) {
+	st := srv.Status(false)
+	ctr := srv.Counters()
+	s := Sample{T: now.Unix(), Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, ByType: map[string]float64{}}
+	dt := now.Sub(sm.lastT).Seconds()
+	var inTotal, outTotal uint64
+	var in [stats.NumMsgTypes]uint64
+	for t := range in {
+		in[t] = ctr.In[t].Load()
+		inTotal += in[t]
+		outTotal += ctr.Out[t].Load()
+	}
+	if !sm.lastT.IsZero() && dt > 0 {
+		s.InRate = float64(inTotal-sm.lastInTotals) / dt
+		s.OutRate = float64(outTotal-sm.lastOut) / dt
+		for t := range in {
+			if d := in[t] - sm.lastIn[t]; d > 0 {
+				s.ByType[stats.MsgType(t).String()] = float64(d) / dt
+			}
+		}
+	}
+	sm.lastT, sm.lastIn, sm.lastOut, sm.lastInTotals = now, in, outTotal, inTotal
+	return s, st
+}
+
+// Run samples the server every interval into the history and pushes each update to the
+// live page's subscribers, until ctx ends.
+func (o *Ops) Run(ctx context.Context, interval time.Duration) {
+	var sm sampler
+	sm.take(o.srv, time.Now()) // baseline for the first rates
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s, st := sm.take(o.srv, now)
+			o.history.Add(s)
+			o.publish(o.liveState(s, st, false))
+		}
+	}
+}
+
+func (o *Ops) liveState(s Sample, st server.Status, withHistory bool) LiveState {
+	ok, reason := o.srv.Health()
+	ls := LiveState{
+		UptimeSeconds: st.Uptime.Seconds(), Network: st.Network, Version: st.Version,
+		Healthy: ok, HealthReason: reason,
+		Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, Handshaking: st.Pending, MaxPeers: st.MaxPeers,
+		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Recent: st.Recent, Offers: st.Offers,
+	}
+	if withHistory {
+		ls.History = o.history.All()
+	}
+	return ls
+}
+
+func (o *Ops) publish(ls LiveState) {
+	b, err := json.Marshal(ls)
+	if err != nil {
+		return
+	}
+	o.subsMu.Lock()
+	defer o.subsMu.Unlock()
+	for ch := range o.subs {
+		select {
+		case ch <- b:
+		default: // a slow page misses an update, never blocks the sampler
+		}
+	}
+}
+
+// events streams LiveState updates as server-sent events: the first one at once, with the
+// history, then one per sample.
+func (o *Ops) events(w http.ResponseWriter, r *http.Request) {
+	fl, ok := w.(http.Flusher)
+	if !ok {
+		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
+		return
+	}
+	ch := make(chan []byte, 4)
+	o.subsMu.Lock()
+	o.subs[ch] = struct{}{}
+	o.subsMu.Unlock()
+	defer func() {
+		o.subsMu.Lock()
+		delete(o.subs, ch)
+		o.subsMu.Unlock()
+	}()
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Accel-Buffering", "no")
+	var sm sampler
+	s, st := sm.take(o.srv, time.Now())
+	first, _ := json.Marshal(o.liveState(s, st, true))
+	fmt.Fprintf(w, "data: %s\n\n", first)
+	fl.Flush()
+	for {
+		select {
+		case <-r.Context().Done():
+			return
+		case b := <-ch:
+			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+				return
+			}
+			fl.Flush()
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package ops
+
+import (
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+)
+
+// client_golang is pinned at v1.23.2 (prometheus/common v0.66.1): later versions need
+// github.com/pandatix/go-abnf, which the module proxy here does not serve.
+
+// collector exports the server's counters at scrape time, so the hot path pays for
+// nothing but its own atomic counters. No nick or onion is ever a label: every label
+// value comes from a fixed set (roles, message types, reasons, rejection codes, offer
+// commands).
+type collector struct {
+	srv *server.Server
+
+	peers, handshaking, maxPeers, uptime, queueBytes, queueMax, build *prometheus.Desc
+	handshakes, rejections, msgsIn, msgsOut, bytesIn, bytesOut        *prometheus.Desc
+	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
+	offers, latency                                                   *prometheus.Desc
+}
+
+func newCollector(srv *server.Server) *collector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("jm_directory_"+name, help, labels, nil)
+	}
+	return &collector{
+		srv:         srv,
+		peers:       d("peers", "Handshaked peers by role (maker = serving an onion, taker = not serving).", "role"),
+		handshaking: d("handshaking_connections", "Connections that have not finished the handshake."),
+		maxPeers:    d("max_peers", "Configured maximum number of peers."),
+		uptime:      d("uptime_seconds", "Seconds since the server started."),
+		queueBytes:  d("outbound_queue_bytes", "Bytes queued to all peers and not yet written."),
+		queueMax:    d("outbound_queue_max_bytes", "Bytes queued to the most backed-up peer."),
+		build:       d("build_info", "Build information.", "version"),
+		handshakes:  d("handshakes_total", "Handshakes answered, by result.", "result"),
+		rejections:  d("handshake_rejections_total", "Handshakes answered accepted:false, by reason code.", "code"),
+		msgsIn:      d("messages_received_total", "Lines received, by message type.", "type"),
+		msgsOut:     d("messages_sent_total", "Lines queued to peers, by message type.", "type"),
+		bytesIn:     d("received_bytes_total", "Bytes of lines received."),
+		bytesOut:    d("sent_bytes_total", "Bytes of lines queued to peers."),
+		drops:       d("dropped_messages_total", "Messages not relayed, by reason.", "reason"),
+		disconnects: d("disconnects_total", "Connections closed, by reason.", "reason"),
+		violations:  d("rate_limit_violations_total", "Messages refused by a per-connection rate limit or cap."),
+		pings:       d("heartbeat_pings_total", "798 pings sent to idle ping-capable peers."),
+		probes:      d("heartbeat_probes_total", "Legacy !orderbook probes sent to idle makers without ping."),
+		evictions:   d("heartbeat_evictions_total", "Peers cut by the heartbeat, by reason.", "reason"),
+		offers:      d("offers_seen_total", "Offer pubmsgs relayed, by command.", "command"),
+		latency:     d("relay_latency_seconds", "Time from reading a pubmsg or privmsg to having queued it to every recipient."),
+	}
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) { prometheus.DescribeByCollect(c, ch) }
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, l ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), l...)
+	}
+	st := c.srv.Status(false)
+	ctr := c.srv.Counters()
+
+	gauge(c.peers, float64(st.Makers), "maker")
+	gauge(c.peers, float64(st.Takers), "taker")
+	gauge(c.handshaking, float64(st.Pending))
+	gauge(c.maxPeers, float64(st.MaxPeers))
+	gauge(c.uptime, st.Uptime.Seconds())
+	total, largest := c.srv.QueuedBytes()
+	gauge(c.queueBytes, float64(total))
+	gauge(c.queueMax, float64(largest))
+	gauge(c.build, 1, st.Version)
+
+	var rejected uint64
+	for code := range ctr.Rejected {
+		if v := ctr.Rejected[code].Load(); v > 0 {
+			rejected += v
+			counter(c.rejections, v, label(handshake.Code(code).String()))
+		}
+	}
+	counter(c.handshakes, ctr.Accepted.Load(), "accepted")
+	counter(c.handshakes, rejected, "rejected")
+
+	for t := stats.MsgType(0); t < stats.NumMsgTypes; t++ {
+		counter(c.msgsIn, ctr.In[t].Load(), t.String())
+		counter(c.msgsOut, ctr.Out[t].Load(), t.String())
+	}
+	counter(c.bytesIn, ctr.BytesIn.Load())
+	counter(c.bytesOut, ctr.BytesOut.Load())
+	for r := stats.DropReason(1); r < stats.NumDropReasons; r++ {
+		counter(c.drops, ctr.Drops(r), label(r.String()))
+	}
+	for r := stats.CloseReason(1); r < stats.NumCloseReasons; r++ {
+		counter(c.disconnects, ctr.Closes(r), label(r.String()))
+	}
+	counter(c.violations, ctr.RateViolate.Load())
+	counter(c.pings, ctr.Pings.Load())
+	counter(c.probes, ctr.Probes.Load())
+	counter(c.evictions, ctr.Closes(stats.ClosePongTimeout), label(stats.ClosePongTimeout.String()))
+	counter(c.evictions, ctr.Closes(stats.CloseHardEvict), label(stats.CloseHardEvict.String()))
+	for i, cmd := range stats.OfferCommands {
+		counter(c.offers, ctr.OffersSeen[i].Load(), cmd)
+	}
+
+	cum, count, sum := ctr.RelayLatency.Snapshot()
+	buckets := make(map[float64]uint64, len(cum))
+	for i, b := range stats.LatencyBounds {
+		buckets[b] = cum[i]
+	}
+	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
+}
+
+// label turns a reason name ("slow consumer") into a conventional label value ("slow_consumer").
+func label(s string) string { return strings.ReplaceAll(s, " ", "_") }

@@ -1,0 +1,112 @@
+package ops
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/server"
+)
+
+// StatusResponse is the body of /status. The keys up to ActiveConnections are
+// joinmarket-ng's, in its order and with its meaning (passive = takers,
+// NOT-SERVING-ONION; active = makers); the rest are this server's extras.
+type StatusResponse struct {
+	Network           string    `json:"network"`
+	UptimeSeconds     float64   `json:"uptime_seconds"`
+	ServerStatus      string    `json:"server_status"` // "running" or "stopping"
+	MaxPeers          int       `json:"max_peers"`
+	Stats             PeerStats `json:"stats"`
+	ConnectedPeers    NickList  `json:"connected_peers"`
+	PassivePeers      NickList  `json:"passive_peers"`
+	ActivePeers       NickList  `json:"active_peers"`
+	ActiveConnections int       `json:"active_connections"` // handshaked peers + connections still handshaking
+
+	Version           string              `json:"version"`
+	Nick              string              `json:"directory_nick"`
+	Location          string              `json:"location,omitempty"`
+	NicksHidden       bool                `json:"nicks_hidden"`
+	Handshaking       int                 `json:"handshaking"`
+	RateLimiter       RateLimiterStats    `json:"rate_limiter"`
+	MessagesReceived  map[string]uint64   `json:"messages_received"` // by type
+	MessagesSent      map[string]uint64   `json:"messages_sent"`     // by type
+	BytesReceived     uint64              `json:"bytes_received"`
+	BytesSent         uint64              `json:"bytes_sent"`
+	Drops             map[string]uint64   `json:"drops"`       // by reason
+	Disconnects       map[string]uint64   `json:"disconnects"` // by reason
+	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
+	OffersSeen        map[string]uint64   `json:"offers_seen"` // offer pubmsgs by command
+}
+
+// PeerStats is joinmarket-ng's "stats" object.
+type PeerStats struct {
+	TotalPeers            int `json:"total_peers"` // including connections still handshaking
+	ConnectedPeers        int `json:"connected_peers"`
+	PassivePeers          int `json:"passive_peers"`
+	ActivePeers           int `json:"active_peers"`
+	NeutrinoCompatPeers   int `json:"neutrino_compat_peers"`
+	PeerlistFeaturesPeers int `json:"peerlist_features_peers"`
+	PushEncryptedPeers    int `json:"push_encrypted_peers"`
+}
+
+// NickList is a count and (unless hidden) the nicks.
+type NickList struct {
+	Total int      `json:"total"`
+	Nicks []string `json:"nicks"`
+}
+
+// RateLimiterStats summarises rate limiting.
+type RateLimiterStats struct {
+	TotalViolations uint64 `json:"total_violations"`
+}
+
+// Status builds the /status body.
+func (o *Ops) Status() StatusResponse {
+	st := o.srv.Status(!o.opt.HideNicks)
+	feat := o.srv.FeatureCounts()
+	nicks := func(n []string) []string {
+		if n == nil {
+			return []string{}
+		}
+		return n
+	}
+	all := append(append([]string{}, st.MakerNicks...), st.TakerNicks...)
+	if o.opt.HideNicks {
+		all = nil
+	}
+	status := "running"
+	if st.Stopping {
+		status = "stopping"
+	}
+	return StatusResponse{
+		Network:       st.Network,
+		UptimeSeconds: st.Uptime.Round(time.Millisecond).Seconds(),
+		ServerStatus:  status,
+		MaxPeers:      st.MaxPeers,
+		Stats: PeerStats{
+			TotalPeers: st.Peers + st.Pending, ConnectedPeers: st.Peers,
+			PassivePeers: st.Takers, ActivePeers: st.Makers,
+			NeutrinoCompatPeers: feat["neutrino_compat"], PeerlistFeaturesPeers: feat["peerlist_features"],
+			PushEncryptedPeers: feat["push_encrypted"],
+		},
+		ConnectedPeers:    NickList{Total: st.Peers, Nicks: nicks(all)},
+		PassivePeers:      NickList{Total: st.Takers, Nicks: nicks(st.TakerNicks)},
+		ActivePeers:       NickList{Total: st.Makers, Nicks: nicks(st.MakerNicks)},
+		ActiveConnections: st.Peers + st.Pending,
+
+		Version: st.Version, Nick: st.Nick, Location: st.Location, NicksHidden: o.opt.HideNicks,
+		Handshaking:       st.Pending,
+		RateLimiter:       RateLimiterStats{TotalViolations: st.RateViolations},
+		MessagesReceived:  st.In,
+		MessagesSent:      st.Out,
+		BytesReceived:     st.BytesIn,
+		BytesSent:         st.BytesOut,
+		Drops:             st.Drops,
+		Disconnects:       st.Closes,
+		RecentDisconnects: st.Recent,
+		OffersSeen:        st.Offers,
+	}
+}
+
+func (o *Ops) status(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, o.Status())
+}
