@@ -1,0 +1,482 @@
+package ops
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/server"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// directory is a running in-process directory server.
+type directory struct {
+	srv    *server.Server
+	addr   string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func startDirectory(t *testing.T, adjust func(*config.Config)) *directory {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, id, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &directory{srv: srv, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
+	go func() { d.done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-d.done })
+	waitFor(t, "listening", func() bool { return srv.Listening() })
+	return d
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// join connects a peer and completes its handshake.
+func (d *directory) join(t *testing.T, nick, location string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", d.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {"peerlist_features": true}, "nick": %q, "network": "regtest"}`, location, nick)
+	b, _ := json.Marshal(hs)
+	fmt.Fprintf(c, `{"type": 793, "line": %s}`+"\r\n", b)
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil || !strings.Contains(line, `\"accepted\":true`) {
+		t.Fatalf("handshake of %s: %v %q", nick, err, line)
+	}
+	return c
+}
+
+const (
+	makerNick = "J59xfsUewpdmrbuM"
+	takerNick = "J55uwMUczBgZV44z"
+)
+
+func get(t *testing.T, h http.Handler, path, token string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+// TestStatusKeys is the golden test: /status has exactly joinmarket-ng's keys, in its
+// order, followed by this server's extras.
+func TestStatusKeys(t *testing.T) {
+	d := startDirectory(t, nil)
+	d.join(t, makerNick, "127.0.0.1:27102")
+	d.join(t, takerNick, "NOT-SERVING-ONION")
+	op, err := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := get(t, op.Handler(), "/status", "")
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/json" {
+		t.Fatalf("status %d %s", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	keys := topLevelKeys(t, rec.Body.Bytes())
+	ng := []string{"network", "uptime_seconds", "server_status", "max_peers", "stats",
+		"connected_peers", "passive_peers", "active_peers", "active_connections"}
+	extras := []string{"version", "directory_nick", "location", "nicks_hidden", "handshaking", "rate_limiter",
+		"messages_received", "messages_sent", "bytes_received", "bytes_sent", "drops", "disconnects",
+		"recent_disconnects", "offers_seen"}
+	if want := append(ng, extras...); !slices.Equal(keys, want) {
+		t.Fatalf("keys:\n got %v\nwant %v", keys, want)
+	}
+	var st struct {
+		Network      string         `json:"network"`
+		ServerStatus string         `json:"server_status"`
+		MaxPeers     int            `json:"max_peers"`
+		Stats        map[string]int `json:"stats"`
+		Connected    NickList       `json:"connected_peers"`
+		Passive      NickList       `json:"passive_peers"`
+		Active       NickList       `json:"active_peers"`
+		ActiveConns  int            `json:"active_connections"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"total_peers", "connected_peers", "passive_peers", "active_peers"} {
+		if _, ok := st.Stats[k]; !ok {
+			t.Errorf("stats lacks %s", k)
+		}
+	}
+	if st.Network != "regtest" || st.ServerStatus != "running" || st.MaxPeers != 10000 ||
+		st.Stats["connected_peers"] != 2 || st.Stats["active_peers"] != 1 || st.Stats["passive_peers"] != 1 ||
+		st.Stats["peerlist_features_peers"] != 2 || st.ActiveConns != 2 {
+		t.Fatalf("values: %+v", st)
+	}
+	if !slices.Equal(st.Active.Nicks, []string{makerNick}) || !slices.Equal(st.Passive.Nicks, []string{takerNick}) ||
+		st.Connected.Total != 2 || len(st.Connected.Nicks) != 2 {
+		t.Fatalf("nick lists: %+v %+v %+v", st.Connected, st.Active, st.Passive)
+	}
+
+	// Hidden nicks: same keys, empty lists, counts kept.
+	hidden, _ := New(d.srv, Options{Addr: "127.0.0.1:8080", HideNicks: true}, discard)
+	body := get(t, hidden.Handler(), "/status", "").Body.String()
+	if strings.Contains(body, makerNick) || strings.Contains(body, takerNick) {
+		t.Fatalf("nicks shown although hidden: %s", body)
+	}
+	if !slices.Equal(topLevelKeys(t, []byte(body)), keys) || !strings.Contains(body, `"connected_peers":{"total":2,"nicks":[]}`) {
+		t.Fatalf("hidden status: %s", body)
+	}
+}
+
+func topLevelKeys(t *testing.T, b []byte) []string {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		t.Fatalf("not an object: %v", err)
+	}
+	var keys []string
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, tok.(string))
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return keys
+}
+
+func health(t *testing.T, h http.Handler) (int, HealthResponse) {
+	t.Helper()
+	rec := get(t, h, "/health", "")
+	var hr HealthResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &hr); err != nil {
+		t.Fatalf("health body %q: %v", rec.Body.String(), err)
+	}
+	return rec.Code, hr
+}
+
+// TestHealthTransitions: starting, healthy, at capacity, healthy again, shutting down.
+func TestHealthTransitions(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	cfg.MaxPeers = 1
+	id, _, _ := jm.LoadOrCreateIdentity(cfg.DataDir)
+	srv, err := server.New(cfg, id, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	op, _ := New(srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	if code, hr := health(t, op.Handler()); code != 503 || hr.Status != "unhealthy" || hr.Reason != "not listening" {
+		t.Fatalf("before start: %d %+v", code, hr)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	d := &directory{srv: srv, addr: ln.Addr().String()}
+	waitFor(t, "healthy", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
+	if _, hr := health(t, op.Handler()); hr != (HealthResponse{Status: "healthy"}) {
+		t.Fatalf("healthy body: %+v", hr)
+	}
+	c := d.join(t, makerNick, "127.0.0.1:27102")
+	if code, hr := health(t, op.Handler()); code != 503 || hr.Reason != "at capacity" {
+		t.Fatalf("at capacity: %d %+v", code, hr)
+	}
+	c.Close()
+	waitFor(t, "healthy after a departure", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
+
+	cancel()
+	<-done
+	done <- nil
+	if code, hr := health(t, op.Handler()); code != 503 || hr.Reason != "shutting down" {
+		t.Fatalf("after shutdown: %d %+v", code, hr)
+	}
+}
+
+// TestMetrics: /metrics parses with the Prometheus text parser, carries our families,
+// and no nick or onion appears anywhere in it.
+func TestMetrics(t *testing.T) {
+	d := startDirectory(t, nil)
+	m := d.join(t, makerNick, "127.0.0.1:27102")
+	d.join(t, takerNick, "NOT-SERVING-ONION")
+	fmt.Fprintf(m, `{"type": 687, "line": "%s!PUBLIC!sw0reloffer 0 27300 1000000 0 0.0002"}`+"\r\n", makerNick)
+	waitFor(t, "the offer relayed", func() bool { return d.srv.Counters().Relayed() == 1 })
+
+	op, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	rec := get(t, op.Handler(), "/metrics", "")
+	if rec.Code != 200 {
+		t.Fatalf("metrics: %d", rec.Code)
+	}
+	text := rec.Body.String()
+	p := expfmt.NewTextParser(model.LegacyValidation) // strict: classic metric names only
+	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatalf("unparseable: %v", err)
+	}
+	value := func(name string, labels map[string]string) float64 {
+		t.Helper()
+		f, ok := fams[name]
+		if !ok {
+			t.Fatalf("no family %s", name)
+		}
+	next:
+		for _, m := range f.Metric {
+			for _, l := range m.Label {
+				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+					continue next
+				}
+			}
+			switch {
+			case m.Gauge != nil:
+				return m.Gauge.GetValue()
+			case m.Counter != nil:
+				return m.Counter.GetValue()
+			case m.Histogram != nil:
+				return float64(m.Histogram.GetSampleCount())
+			}
+		}
+		t.Fatalf("%s%v not found", name, labels)
+		return 0
+	}
+	checks := []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"jm_directory_peers", map[string]string{"role": "maker"}, 1},
+		{"jm_directory_peers", map[string]string{"role": "taker"}, 1},
+		{"jm_directory_handshakes_total", map[string]string{"result": "accepted"}, 2},
+		{"jm_directory_messages_received_total", map[string]string{"type": "pubmsg"}, 1},
+		{"jm_directory_messages_sent_total", map[string]string{"type": "pubmsg"}, 1},
+		{"jm_directory_messages_sent_total", map[string]string{"type": "dn-handshake"}, 2},
+		{"jm_directory_offers_seen_total", map[string]string{"command": "sw0reloffer"}, 1},
+		{"jm_directory_relay_latency_seconds", nil, 1},
+		{"jm_directory_max_peers", nil, 10000},
+	}
+	for _, c := range checks {
+		if got := value(c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	for _, fam := range []string{"jm_directory_disconnects_total", "jm_directory_dropped_messages_total",
+		"jm_directory_outbound_queue_bytes", "jm_directory_heartbeat_pings_total", "jm_directory_heartbeat_evictions_total",
+		"jm_directory_received_bytes_total", "jm_directory_sent_bytes_total", "go_goroutines"} {
+		if _, ok := fams[fam]; !ok {
+			t.Errorf("no family %s", fam)
+		}
+	}
+	for _, secret := range []string{makerNick, takerNick, "27102", d.srv.Nick()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("metrics mention %q", secret)
+		}
+	}
+}
+
+// TestTokenOnNonLoopback: on a non-loopback bind the stream, /status and /metrics need
+// the bearer token; /health does not; on loopback nothing does.
+func TestTokenOnNonLoopback(t *testing.T) {
+	d := startDirectory(t, nil)
+	dir := t.TempDir()
+	op, err := New(d.srv, Options{Addr: "0.0.0.0:8080", DataDir: dir}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !op.TokenRequired() {
+		t.Fatal("no token required on 0.0.0.0")
+	}
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	if err != nil {
+		t.Fatalf("token not generated: %v", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if fi, _ := os.Stat(filepath.Join(dir, TokenFile)); fi.Mode().Perm() != 0o600 || len(tok) != 64 {
+		t.Fatalf("token file mode %v, length %d", fi.Mode().Perm(), len(tok))
+	}
+	h := op.Handler()
+	for _, path := range []string{"/status", "/metrics", "/events"} {
+		if rec := get(t, h, path, ""); rec.Code != 401 || rec.Header().Get("WWW-Authenticate") == "" {
+			t.Errorf("%s without token: %d", path, rec.Code)
+		}
+		if rec := get(t, h, path, "wrong-token-wrong-token"); rec.Code != 401 {
+			t.Errorf("%s with a wrong token: %d", path, rec.Code)
+		}
+	}
+	for _, path := range []string{"/status", "/metrics"} {
+		if rec := get(t, h, path, tok); rec.Code != 200 {
+			t.Errorf("%s with the token: %d", path, rec.Code)
+		}
+	}
+	if rec := get(t, h, "/health", ""); rec.Code != 200 {
+		t.Errorf("/health must stay open: %d", rec.Code)
+	}
+	if rec := get(t, h, "/", ""); rec.Code != 200 || strings.Contains(rec.Body.String(), d.srv.Nick()) {
+		t.Errorf("the page shell must load and hold no data: %d", rec.Code)
+	}
+	// The same token is used again after a restart.
+	again, _ := New(d.srv, Options{Addr: "10.1.2.3:8080", DataDir: dir}, discard)
+	if rec := get(t, again.Handler(), "/status", tok); rec.Code != 200 {
+		t.Errorf("stored token not reused: %d", rec.Code)
+	}
+	// A configured token wins; loopback needs none.
+	conf, _ := New(d.srv, Options{Addr: "[::]:8080", Token: "0123456789abcdef"}, discard)
+	if get(t, conf.Handler(), "/status", "0123456789abcdef").Code != 200 || get(t, conf.Handler(), "/status", tok).Code != 401 {
+		t.Error("configured token not used")
+	}
+	open, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	if open.TokenRequired() || get(t, open.Handler(), "/status", "").Code != 200 {
+		t.Error("loopback must not need a token")
+	}
+}
+
+func TestIsLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{
+		"127.0.0.1:8080": true, "[::1]:8080": true, "localhost:8080": true, "127.0.0.2:1": true,
+		"0.0.0.0:8080": false, "[::]:8080": false, ":8080": false, "192.168.1.2:8080": false, "example.com:80": false,
+	} {
+		if got := IsLoopback(addr); got != want {
+			t.Errorf("%s: %v", addr, got)
+		}
+	}
+}
+
+func TestPprofOnlyWhenEnabled(t *testing.T) {
+	d := startDirectory(t, nil)
+	off, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	if get(t, off.Handler(), "/debug/pprof/", "").Code != 404 {
+		t.Error("pprof served without the flag")
+	}
+	on, _ := New(d.srv, Options{Addr: "127.0.0.1:8080", Pprof: true}, discard)
+	if rec := get(t, on.Handler(), "/debug/pprof/", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine") {
+		t.Errorf("pprof index: %d", rec.Code)
+	}
+}
+
+// TestEventStream: the first event carries the history; later ones come from Run.
+func TestEventStream(t *testing.T) {
+	d := startDirectory(t, nil)
+	op, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	op.History().Add(Sample{T: 1, Peers: 7})
+	ts := httptest.NewServer(op.Handler())
+	defer ts.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go op.Run(ctx, 20*time.Millisecond)
+
+	req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/events", nil)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if ct := res.Header.Get("Content-Type"); ct != "text/event-stream" {
+		t.Fatalf("content type %q", ct)
+	}
+	br := bufio.NewReader(res.Body)
+	next := func() LiveState {
+		t.Helper()
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				t.Fatal(err)
+			}
+			if data, ok := strings.CutPrefix(line, "data: "); ok {
+				var ls LiveState
+				if err := json.Unmarshal([]byte(data), &ls); err != nil {
+					t.Fatal(err)
+				}
+				return ls
+			}
+		}
+	}
+	first := next()
+	if len(first.History) == 0 || first.History[0].Peers != 7 || first.Network != "regtest" || !first.Healthy {
+		t.Fatalf("first event: %+v", first)
+	}
+	d.join(t, makerNick, "127.0.0.1:27102")
+	for {
+		ls := next()
+		if ls.History != nil {
+			t.Fatal("history repeated in a later event")
+		}
+		if ls.Peers == 1 && ls.Makers == 1 && ls.Sample.Peers == 1 {
+			break
+		}
+	}
+}
+
+func TestHistoryRing(t *testing.T) {
+	h := NewHistory(3)
+	if len(h.All()) != 0 {
+		t.Fatal("not empty")
+	}
+	for i := int64(1); i <= 5; i++ {
+		h.Add(Sample{T: i})
+	}
+	var ts []int64
+	for _, s := range h.All() {
+		ts = append(ts, s.T)
+	}
+	if !slices.Equal(ts, []int64{3, 4, 5}) {
+		t.Fatalf("ring = %v", ts)
+	}
+}
+
+func TestTokenFileProblems(t *testing.T) {
+	d := startDirectory(t, nil)
+	if _, err := New(d.srv, Options{Addr: "0.0.0.0:1"}, discard); err == nil {
+		t.Error("no data dir and no token: must fail")
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, TokenFile), []byte("short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(d.srv, Options{Addr: "0.0.0.0:1", DataDir: dir}, discard); err == nil {
+		t.Error("unusable token file accepted")
+	}
+
+}
