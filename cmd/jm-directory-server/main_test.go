@@ -58,9 +58,10 @@ func waitLog(t *testing.T, ch <-chan string, re *regexp.Regexp) []string {
 	}
 }
 
-// TestLifecycle runs the real binary with no configuration but an empty home and a free
-// port: it must announce its address and directory_nodes entry, dump status on SIGUSR1 and
-// exit 0 within 5 s of SIGTERM with a peer connected.
+// TestLifecycle runs the real binary with no configuration but an empty home and free
+// ports: it must announce its address and directory_nodes entry, dump status on SIGUSR1,
+// reload config.toml on SIGHUP without dropping peers, and exit 0 within 5 s of SIGTERM
+// with peers connected.
 func TestLifecycle(t *testing.T) {
 	bin := buildServer(t)
 	home := t.TempDir()
@@ -104,6 +105,32 @@ func TestLifecycle(t *testing.T) {
 	st := waitLog(t, logs, regexp.MustCompile(`msg=status network=regtest .*connected=(\d+) .*passive=(\d+) active=(\d+)`))
 	if st[1] != "1" || st[2] != "1" || st[3] != "0" {
 		t.Errorf("status counts connected=%s passive=%s active=%s, want 1 1 0", st[1], st[2], st[3])
+	}
+
+	// SIGHUP: a new motd and heartbeat setting from config.toml apply without dropping the peer.
+	toml := "[directory_server]\nmotd = \"Reloaded motd\"\nheartbeat_sweep_interval = 30\n"
+	if err := os.WriteFile(filepath.Join(home, ".joinmarket-ng", "config.toml"), []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logs, regexp.MustCompile(`msg="reload: setting changed" key=heartbeat_sweep_interval old=60s new=30s`))
+	conn2, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn2.Close()
+	fmt.Fprintf(conn2, `{"type": 793, "line": %q}`+"\r\n", strings.Replace(hs, "J55uwMUczBgZV44z", "J58w4tpYN3zRBwC9", 1))
+	reply, err = bufio.NewReader(conn2).ReadString('\n')
+	if err != nil || !strings.Contains(reply, "Reloaded motd") {
+		t.Fatalf("motd after reload: %v %q", err, reply)
+	}
+	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if st := waitLog(t, logs, regexp.MustCompile(`msg=status network=regtest .*connected=(\d+)`)); st[1] != "2" {
+		t.Errorf("after reload connected=%s, want 2 (no peer dropped)", st[1])
 	}
 
 	start := time.Now()
