@@ -1,0 +1,629 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/ops"
+	"github.com/jm-directory/jm-directory-server/internal/server"
+)
+
+const (
+	makerNick = "J59xfsUewpdmrbuM"
+	makerLoc  = "127.0.0.1:27102"
+	takerNick = "J55uwMUczBgZV44z"
+	takerLoc  = "NOT-SERVING-ONION"
+	testToken = "0123456789abcdef0123"
+)
+
+var discard = slog.New(slog.DiscardHandler)
+
+// live is a running directory server.
+type live struct {
+	srv  *server.Server
+	addr string       // the JoinMarket listener
+	stop func() error // cancels Serve and waits for it to return (idempotent)
+}
+
+// startServer serves a real directory on a free loopback port until the test ends.
+func startServer(t *testing.T, mod func(*config.Config)) *live {
+	t.Helper()
+	cfg := config.Default()
+	cfg.DataDir = t.TempDir()
+	if mod != nil {
+		mod(&cfg)
+	}
+	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := server.New(cfg, id, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	l := &live{srv: srv, addr: ln.Addr().String(), stop: sync.OnceValue(func() error {
+		cancel()
+		return <-done
+	})}
+	t.Cleanup(func() {
+		if err := l.stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	waitFor(t, "the server to listen", srv.Listening)
+	return l
+}
+
+// serveOps serves the ops endpoints over HTTP on a loopback port and returns that port.
+// opt.Addr decides whether a token is required, not where it listens.
+func serveOps(t *testing.T, srv *server.Server, opt ops.Options) string {
+	t.Helper()
+	op, err := ops.New(srv, opt, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(op.Handler())
+	t.Cleanup(hs.Close)
+	return portOf(t, hs.Listener.Addr())
+}
+
+func portOf(t *testing.T, a net.Addr) string {
+	t.Helper()
+	_, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return port
+}
+
+// waitFor polls cond until it holds, failing the test after a deadline.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// connectPeer connects a JoinMarket peer over TCP and completes its handshake.
+func connectPeer(t *testing.T, addr, nick, loc string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {}, "nick": %q, "network": "regtest"}`, loc, nick)
+	env, err := json.Marshal(struct {
+		Type int    `json:"type"`
+		Line string `json:"line"`
+	}{793, hs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(append(env, '\r', '\n')); err != nil {
+		t.Fatal(err)
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		t.Fatalf("%s: no handshake reply: %v", nick, err)
+	}
+	var reply struct {
+		Type int    `json:"type"`
+		Line string `json:"line"`
+	}
+	if err := json.Unmarshal([]byte(line), &reply); err != nil || reply.Type != 795 {
+		t.Fatalf("%s: reply %q: want a 795 (%v)", nick, line, err)
+	}
+	var dn struct {
+		Accepted bool `json:"accepted"`
+	}
+	if err := json.Unmarshal([]byte(reply.Line), &dn); err != nil || !dn.Accepted {
+		t.Fatalf("%s: handshake not accepted: %s", nick, reply.Line)
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c
+}
+
+// environ is a fake environment; HOME always points into the test's temp dir so that
+// the real ~/.joinmarket-ng is never read.
+func environ(t *testing.T, kv ...string) func(string) string {
+	m := map[string]string{"HOME": t.TempDir()}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// ctl runs the command in-process.
+func ctl(env func(string) string, args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, env, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// oneLine checks that s is exactly one line and returns it.
+func oneLine(t *testing.T, s string) string {
+	t.Helper()
+	if !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
+		t.Fatalf("want exactly one line, got %q", s)
+	}
+	return strings.TrimSuffix(s, "\n")
+}
+
+// TestLive runs health and status against a live directory with a maker and a taker.
+func TestLive(t *testing.T) {
+	t.Parallel()
+	l := startServer(t, nil)
+	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
+	connectPeer(t, l.addr, makerNick, makerLoc)
+	connectPeer(t, l.addr, takerNick, takerLoc)
+	env := environ(t)
+
+	t.Run("health", func(t *testing.T) {
+		code, out, errs := ctl(env, "--port", port, "health")
+		if code != 0 || out != "Server status: healthy\n" || errs != "" {
+			t.Fatalf("health: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+	})
+	t.Run("health --json", func(t *testing.T) {
+		code, out, errs := ctl(env, "--port", port, "health", "--json")
+		var h map[string]any
+		if code != 0 || errs != "" || json.Unmarshal([]byte(out), &h) != nil || h["status"] != "healthy" {
+			t.Fatalf("health --json: exit %d, stdout %q, stderr %q", code, out, errs)
+		}
+	})
+	t.Run("status", func(t *testing.T) {
+		code, out, errs := ctl(env, "--port", port, "status")
+		t.Logf("status output:\n%s", out)
+		if code != 0 || errs != "" {
+			t.Fatalf("status: exit %d, stderr %q\n%s", code, errs, out)
+		}
+		for _, re := range []string{
+			`(?m)^Network: +regtest$`,
+			`(?m)^Status: +running +\(uptime \d+s, \d+\.\d s\)$`,
+			`(?m)^Health: +healthy$`,
+			`(?m)^Version: +` + regexp.QuoteMeta(server.Version) + `$`,
+			`(?m)^Directory nick: +` + regexp.QuoteMeta(l.srv.Nick()) + `  location 127\.0\.0\.1:\d+$`,
+			`(?m)^Peers: +2 / 10000 connected, [01] handshaking$`,
+			`(?m)^  Makers: +1 +` + makerNick + `$`,
+			`(?m)^  Takers: +1 +` + takerNick + `$`,
+			`(?m)^Traffic: +received 2 lines \(\d+ B\), sent \d+ lines \(\d+(\.\d)? (B|KiB)\)$`,
+			`(?m)^Offers seen: +none$`,
+			`(?m)^Rate limiting: +0 violations$`,
+			`(?m)^Drops: +none$`,
+			`(?m)^Disconnects: +none$`,
+			`(?m)^Recent: +none$`,
+		} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("status output does not match %s", re)
+			}
+		}
+	})
+	t.Run("status --json", func(t *testing.T) {
+		// --json is accepted before the command too.
+		for _, args := range [][]string{{"--port", port, "status", "--json"}, {"--json", "--port", port, "status"}} {
+			code, out, errs := ctl(env, args...)
+			if code != 0 || errs != "" {
+				t.Fatalf("%v: exit %d, stderr %q", args, code, errs)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal([]byte(out), &m); err != nil {
+				t.Fatalf("%v: not JSON: %v\n%s", args, err, out)
+			}
+			for _, k := range []string{"network", "uptime_seconds", "server_status", "max_peers", "stats",
+				"connected_peers", "passive_peers", "active_peers", "active_connections"} {
+				if _, ok := m[k]; !ok {
+					t.Errorf("%v: no %q key", args, k)
+				}
+			}
+			var st ops.StatusResponse
+			if err := json.Unmarshal([]byte(out), &st); err != nil {
+				t.Fatal(err)
+			}
+			if st.ConnectedPeers.Total != 2 || st.ActivePeers.Total != 1 || st.PassivePeers.Total != 1 ||
+				!reflect.DeepEqual(st.ActivePeers.Nicks, []string{makerNick}) ||
+				!reflect.DeepEqual(st.PassivePeers.Nicks, []string{takerNick}) {
+				t.Errorf("%v: unexpected peers: %+v %+v %+v", args, st.ConnectedPeers, st.ActivePeers, st.PassivePeers)
+			}
+		}
+	})
+	t.Run("debug", func(t *testing.T) {
+		code, _, errs := ctl(env, "-l", "DEBUG", "--port", port, "status")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errs)
+		}
+		for _, want := range []string{
+			"GET http://127.0.0.1:" + port + "/status",
+			"GET http://127.0.0.1:" + port + "/status: HTTP 200 OK",
+			"GET http://127.0.0.1:" + port + "/health: HTTP 200 OK",
+			"no bearer token",
+		} {
+			if !strings.Contains(errs, want) {
+				t.Errorf("debug output lacks %q:\n%s", want, errs)
+			}
+		}
+		for _, lv := range []string{"INFO", "warning", "ERROR"} {
+			if code, _, errs := ctl(env, "--log-level", lv, "--port", port, "health"); code != 0 || errs != "" {
+				t.Errorf("--log-level %s: exit %d, stderr %q", lv, code, errs)
+			}
+		}
+	})
+	t.Run("host and port from the environment", func(t *testing.T) {
+		for _, kv := range [][]string{
+			{"HEALTH_CHECK_PORT", port},
+			{"DIRECTORY_SERVER__HEALTH_CHECK_PORT", port, "HEALTH_CHECK_PORT", "1"},
+			{"HEALTH_CHECK_HOST", "localhost", "HEALTH_CHECK_PORT", port},
+			{"DIRECTORY_SERVER__HEALTH_CHECK_HOST", "0.0.0.0", "HEALTH_CHECK_HOST", "192.0.2.1", "HEALTH_CHECK_PORT", port},
+		} {
+			if code, out, errs := ctl(environ(t, kv...), "health"); code != 0 {
+				t.Errorf("env %v: exit %d, stdout %q, stderr %q", kv, code, out, errs)
+			}
+		}
+		// Flags beat the environment, before or after the command.
+		env := environ(t, "HEALTH_CHECK_PORT", "1", "HEALTH_CHECK_HOST", "192.0.2.1")
+		for _, args := range [][]string{{"--host", "127.0.0.1", "--port", port, "health"}, {"health", "--host=127.0.0.1", "--port=" + port}} {
+			if code, out, errs := ctl(env, args...); code != 0 {
+				t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+			}
+		}
+	})
+}
+
+// TestUnhealthyAtCapacity: a directory holding max_peers peers is unhealthy.
+func TestUnhealthyAtCapacity(t *testing.T) {
+	t.Parallel()
+	l := startServer(t, func(c *config.Config) { c.MaxPeers = 2 })
+	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
+	env := environ(t)
+	if code, out, errs := ctl(env, "--port", port, "health"); code != 0 {
+		t.Fatalf("before any peer: exit %d, %q %q", code, out, errs)
+	}
+	connectPeer(t, l.addr, makerNick, makerLoc)
+	connectPeer(t, l.addr, takerNick, takerLoc)
+
+	code, out, errs := ctl(env, "--port", port, "health")
+	if code != 1 || out != "Server status: unhealthy (at capacity)\n" || errs != "" {
+		t.Fatalf("health: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(env, "--port", port, "health", "--json")
+	if code != 1 || !strings.Contains(out, `"reason": "at capacity"`) {
+		t.Fatalf("health --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	// status answers but the verdict is unhealthy: report on stdout, reason on stderr.
+	code, out, errs = ctl(env, "--port", port, "status")
+	if code != 1 || !strings.Contains(out, "Peers:          2 / 2 connected") ||
+		!strings.Contains(out, "Health:         unhealthy (at capacity)") {
+		t.Fatalf("status: exit %d, stdout:\n%s", code, out)
+	}
+	if line := oneLine(t, errs); line != "jm-directory-ctl: server is unhealthy (at capacity)" {
+		t.Errorf("stderr %q", line)
+	}
+}
+
+// TestUnhealthyShuttingDown: once the server's context is cancelled it is unhealthy.
+func TestUnhealthyShuttingDown(t *testing.T) {
+	t.Parallel()
+	l := startServer(t, nil)
+	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
+	connectPeer(t, l.addr, makerNick, makerLoc)
+	connectPeer(t, l.addr, takerNick, takerLoc)
+	if err := l.stop(); err != nil {
+		t.Fatal(err)
+	}
+	env := environ(t)
+	code, out, errs := ctl(env, "--port", port, "health")
+	if code != 1 || out != "Server status: unhealthy (shutting down)\n" || errs != "" {
+		t.Fatalf("health: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(env, "--port", port, "status")
+	t.Logf("status output after shutdown:\n%s", out)
+	if code != 1 || !regexp.MustCompile(`(?m)^Status: +stopping `).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^Disconnects: +shutdown 2$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^Recent: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)  (maker|taker)  shutdown$`).MatchString(out) {
+		t.Fatalf("status: exit %d, stdout:\n%s", code, out)
+	}
+	if line := oneLine(t, errs); line != "jm-directory-ctl: server is unhealthy (shutting down)" {
+		t.Errorf("stderr %q", line)
+	}
+}
+
+// TestUnreachable: nothing listening → exit 1 and one line on stderr.
+func TestUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := portOf(t, ln.Addr())
+	ln.Close()
+	env := environ(t)
+	for _, cmd := range []string{"health", "status"} {
+		code, out, errs := ctl(env, "--port", port, cmd)
+		line := oneLine(t, errs)
+		want := "jm-directory-ctl: cannot reach http://127.0.0.1:" + port + "/" + cmd + ": "
+		if code != 1 || out != "" || !strings.HasPrefix(line, want) || !strings.Contains(line, "refused") {
+			t.Errorf("%s: exit %d, stdout %q, stderr %q", cmd, code, out, errs)
+		}
+	}
+}
+
+// TestTimeout: a listener that never answers fails within --timeout.
+func TestTimeout(t *testing.T) {
+	t.Parallel()
+	hs := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+	}))
+	t.Cleanup(hs.Close)
+	port := portOf(t, hs.Listener.Addr())
+	code, out, errs := ctl(environ(t), "--port", port, "--timeout", "100ms", "health")
+	line := oneLine(t, errs)
+	if code != 1 || out != "" || line != "jm-directory-ctl: cannot reach http://127.0.0.1:"+port+"/health: timed out after 100ms" {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}
+
+// TestToken covers a token-protected /status: every way of passing the token.
+func TestToken(t *testing.T) {
+	t.Parallel()
+	l := startServer(t, nil)
+	port := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", Token: testToken})
+
+	// The server generates a token into its data dir when none is configured.
+	genDir := t.TempDir()
+	genPort := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", DataDir: genDir})
+	// The same, in the default data dir under $HOME.
+	home := t.TempDir()
+	homePort := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", DataDir: filepath.Join(home, ".joinmarket-ng")})
+
+	tokDir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(tokDir, tokenFile), []byte(testToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const unauthorized = "jm-directory-ctl: unauthorized: pass --token or set OPS_TOKEN (the server's ops-token file)"
+
+	// /health never needs the token.
+	if code, out, errs := ctl(environ(t), "--port", port, "health"); code != 0 {
+		t.Fatalf("health: exit %d, %q %q", code, out, errs)
+	}
+	code, out, errs := ctl(environ(t), "--port", port, "status")
+	if code != 1 || out != "" || oneLine(t, errs) != unauthorized {
+		t.Fatalf("status without token: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, _, errs = ctl(environ(t), "--port", port, "--token", "wrong-token-0123456789", "status")
+	if line := oneLine(t, errs); code != 1 || line != "jm-directory-ctl: unauthorized: the server rejected the token from --token; pass --token or set OPS_TOKEN (the server's ops-token file)" {
+		t.Fatalf("wrong token: exit %d, stderr %q", code, errs)
+	}
+
+	for _, c := range []struct {
+		name string
+		port string
+		env  func(string) string
+		args []string
+	}{
+		{"--token", port, environ(t), []string{"--token", testToken}},
+		{"--token after the command", port, environ(t), []string{"status", "--token", testToken}},
+		{"OPS_TOKEN", port, environ(t, "OPS_TOKEN", testToken), nil},
+		{"DIRECTORY_SERVER__OPS_TOKEN", port, environ(t, "DIRECTORY_SERVER__OPS_TOKEN", testToken), nil},
+		{"--token beats OPS_TOKEN", port, environ(t, "OPS_TOKEN", "wrong"), []string{"--token", testToken}},
+		{"--data-dir", port, environ(t), []string{"--data-dir", tokDir}},
+		{"DATA_DIR", port, environ(t, "DATA_DIR", tokDir), nil},
+		{"JOINMARKET_DATA_DIR", port, environ(t, "JOINMARKET_DATA_DIR", tokDir), nil},
+		{"generated token file", genPort, environ(t, "DATA_DIR", genDir), nil},
+		{"default data dir", homePort, environ(t, "HOME", home), nil},
+	} {
+		args := append([]string{"--port", c.port}, c.args...)
+		if !strings.Contains(strings.Join(args, " "), "status") {
+			args = append(args, "status")
+		}
+		code, out, errs := ctl(c.env, args...)
+		if code != 0 || errs != "" || !strings.Contains(out, "Status:         running") {
+			t.Errorf("%s: exit %d, stderr %q\n%s", c.name, code, errs, out)
+		}
+	}
+
+	// An unreadable token file is named in the unauthorized line.
+	badDir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(badDir, tokenFile), 0o700); err != nil { // a directory: unreadable as a file
+		t.Fatal(err)
+	}
+	code, _, errs = ctl(environ(t, "DATA_DIR", badDir), "--port", port, "status")
+	if line := oneLine(t, errs); code != 1 || !strings.HasPrefix(line, "jm-directory-ctl: unauthorized: read "+filepath.Join(badDir, tokenFile)) {
+		t.Fatalf("unreadable token file: exit %d, stderr %q", code, errs)
+	}
+}
+
+// TestUsage covers the command line itself.
+func TestUsage(t *testing.T) {
+	t.Parallel()
+	env := environ(t)
+	code, out, errs := ctl(env)
+	if code != 1 || out != "" || !strings.HasPrefix(errs, "Usage: jm-directory-ctl ") {
+		t.Errorf("no command: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	for _, args := range [][]string{{"-h"}, {"--help"}, {"health", "-h"}, {"--port", "1", "status", "--help"}} {
+		code, out, errs := ctl(env, args...)
+		if code != 0 || errs != "" || !strings.HasPrefix(out, "Usage: jm-directory-ctl ") || !strings.Contains(out, "{health,status}") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	code, out, errs = ctl(env, "frobnicate")
+	if line := oneLine(t, errs); code != 2 || out != "" || line != `jm-directory-ctl: unknown command "frobnicate": want health or status (see -h)` {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errs)
+	}
+	for _, args := range [][]string{
+		{"--port", "0", "health"},
+		{"--port", "http", "health"},
+		{"--host", "", "health"},
+		{"--host", "a/b", "health"},
+		{"-l", "LOUD", "health"},
+		{"--timeout", "0s", "health"},
+		{"--bogus", "health"},
+		{"health", "--bogus"},
+		{"health", "extra"},
+	} {
+		code, out, errs := ctl(env, args...)
+		if line := oneLine(t, errs); code != 2 || out != "" || !strings.HasPrefix(line, "jm-directory-ctl: ") {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errs)
+		}
+	}
+	// An unknown log level in the server's environment is ignored, not fatal.
+	if o, _, err := parseArgs([]string{"health"}, environ(t, "LOG_LEVEL", "NOISY")); err != nil || o.level != levelInfo {
+		t.Errorf("LOG_LEVEL=NOISY: %v, level %v", err, o.level)
+	}
+	if o, _, err := parseArgs([]string{"health"}, environ(t, "LOGGING__LEVEL", "trace")); err != nil || o.level != levelDebug {
+		t.Errorf("LOGGING__LEVEL=trace: %v, level %v", err, o.level)
+	}
+}
+
+// TestBadAnswers: answers that are not a directory's.
+func TestBadAnswers(t *testing.T) {
+	t.Parallel()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "<html>not json</html>") })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable) // joinmarket-ng's HTML 503 before start-up
+		io.WriteString(w, "<html>Service Unavailable</html>")
+	})
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	port := portOf(t, hs.Listener.Addr())
+	env := environ(t)
+
+	code, out, errs := ctl(env, "--port", port, "status")
+	if line := oneLine(t, errs); code != 1 || out != "" || !strings.HasPrefix(line, "jm-directory-ctl: http://127.0.0.1:"+port+"/status: invalid JSON: ") {
+		t.Errorf("status: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(env, "--port", port, "status", "--json")
+	if code != 1 || out != "" || !strings.Contains(errs, "invalid JSON") {
+		t.Errorf("status --json: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+	code, out, errs = ctl(env, "--port", port, "health")
+	if code != 1 || out != "Server status: unhealthy (HTTP 503 Service Unavailable)\n" || errs != "" {
+		t.Errorf("health: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// Something else entirely: a 404 everywhere.
+	other := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(other.Close)
+	oport := portOf(t, other.Listener.Addr())
+	for _, cmd := range []string{"health", "status"} {
+		code, out, errs := ctl(env, "--port", oport, cmd)
+		if line := oneLine(t, errs); code != 1 || out != "" || line != "jm-directory-ctl: http://127.0.0.1:"+oport+"/"+cmd+": unexpected HTTP 404 Not Found" {
+			t.Errorf("%s on a 404 server: exit %d, stdout %q, stderr %q", cmd, code, out, errs)
+		}
+	}
+}
+
+// TestJoinmarketNGStatus: a joinmarket-ng /status (no extras, its offers and rate-limiter
+// details) is reported too.
+func TestJoinmarketNGStatus(t *testing.T) {
+	t.Parallel()
+	const ng = `{"network": "mainnet", "uptime_seconds": 3600.5, "server_status": "running", "max_peers": 10000,
+ "stats": {"total_peers": 10, "connected_peers": 10, "passive_peers": 3, "active_peers": 7,
+           "neutrino_compat_peers": 2, "peerlist_features_peers": 9, "push_encrypted_peers": 0},
+ "rate_limiter": {"tracked_peers": 5, "total_violations": 10, "top_violators": [["a1b2c3", 7], ["d4e5f6", 3]]},
+ "offers": {"total_offers": 15, "peers_with_offers": 5, "peers_many_offers": [["J5maker1", 4]]},
+ "connected_peers": {"total": 10, "nicks": ["J5a", "J5b"]},
+ "passive_peers": {"total": 3, "nicks": ["J5t1", "J5t2", "J5t3"]},
+ "active_peers": {"total": 7, "nicks": ["J5m1", "J5m2", "J5m3", "J5m4", "J5m5", "J5m6", "J5m7", "J5m8", "J5m9", "J5m10", "J5m11", "J5m12"]},
+ "active_connections": 10}`
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, ng) })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	code, out, errs := ctl(environ(t), "--port", portOf(t, hs.Listener.Addr()), "status")
+	if code != 0 || errs != "" {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	want := `Network:        mainnet
+Status:         running   (uptime 1h 00m 00s, 3600.5 s)
+Health:         healthy
+Peers:          10 / 10000 connected, 10 active connections
+  Makers:       7   J5m1, J5m2, J5m3, J5m4, J5m5, J5m6, J5m7, J5m8, J5m9, J5m10, ... and 2 more
+  Takers:       3   J5t1, J5t2, J5t3
+Features:       peerlist_features 9, neutrino_compat 2, push_encrypted 0
+Offers:         15 from 5 peers
+                J5maker1: 4 offers
+Rate limiting:  10 violations, 5 tracked connections
+                a1b2c3: 7 violations
+                d4e5f6: 3 violations
+`
+	if out != want {
+		t.Errorf("report:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestStatusDocCoversOps: every key of the server's /status is known to the report, and
+// the token file name is the server's.
+func TestStatusDocCoversOps(t *testing.T) {
+	t.Parallel()
+	if tokenFile != ops.TokenFile {
+		t.Errorf("tokenFile = %q, ops.TokenFile = %q", tokenFile, ops.TokenFile)
+	}
+	keys := func(typ reflect.Type) map[string]bool {
+		m := map[string]bool{}
+		for f := range typ.Fields() {
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			m[name] = true
+		}
+		return m
+	}
+	have := keys(reflect.TypeFor[statusDoc]())
+	for k := range keys(reflect.TypeFor[ops.StatusResponse]()) {
+		if !have[k] {
+			t.Errorf("/status key %q is not in statusDoc", k)
+		}
+	}
+}
+
+func TestFormatting(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[uint64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1234: "1.2 KiB",
+		56 * 1024: "56 KiB", 1258291: "1.2 MiB", 5 << 30: "5.0 GiB"} {
+		if got := formatBytes(in); got != want {
+			t.Errorf("formatBytes(%d) = %q, want %q", in, got, want)
+		}
+	}
+	for in, want := range map[float64]string{0: "0s", 3.9: "3s", 123: "2m 03s", 3723.4: "1h 02m 03s", 90061: "1d 01h 01m 01s", -1: "0s"} {
+		if got := formatUptime(in); got != want {
+			t.Errorf("formatUptime(%v) = %q, want %q", in, got, want)
+		}
+	}
+	if got := formatCounts(map[string]uint64{"b": 3, "a": 3, "c": 10, "z": 0}); got != "c 10, a 3, b 3" {
+		t.Errorf("formatCounts = %q", got)
+	}
+	if got := formatNicks(nickList{Total: 4, Nicks: []string{"J5a"}}, true); got != "4   (hidden)" {
+		t.Errorf("hidden nicks: %q", got)
+	}
+}
