@@ -144,3 +144,43 @@ func TestNewRejectsBadLocation(t *testing.T) {
 		t.Fatal("a non-onion, non-local location was accepted")
 	}
 }
+
+// TestReload: reloadable settings apply at once; restart-only ones are reported and kept.
+func TestReload(t *testing.T) {
+	s := newServer(t)
+	next := *s.conf()
+	next.MOTD = "new motd"
+	next.MaxPeers = 7
+	next.MessageRateLimit = 42
+	next.HeartbeatSweepInterval = 5 * time.Second
+	next.Port = 9999        // needs a restart
+	next.Network = "signet" // needs a restart
+	changes, err := s.Reload(next)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := map[string]bool{}
+	for _, c := range changes {
+		keys[c.Key] = true
+	}
+	for _, k := range []string{"motd", "max_peers", "message_rate_limit", "heartbeat_sweep_interval", "port", "network"} {
+		if !keys[k] {
+			t.Errorf("change of %s not reported: %v", k, changes)
+		}
+	}
+	c := s.conf()
+	if c.MOTD != "new motd" || c.MessageRateLimit != 42 || s.reg.Max() != 7 || s.sweeper.Settings().Sweep != 5*time.Second {
+		t.Errorf("reloadable settings not applied: %+v", c)
+	}
+	if c.Port != config.Default().Port || c.Network != "regtest" {
+		t.Errorf("restart-only settings applied: port %d network %s", c.Port, c.Network)
+	}
+	if !strings.Contains(string(s.dir.Load().accept), "new motd") {
+		t.Error("the 795 does not carry the new motd")
+	}
+	bad := next
+	bad.MaxPeers = 0
+	if _, err := s.Reload(bad); err == nil || s.reg.Max() != 7 {
+		t.Errorf("invalid reload applied: %v", err)
+	}
+}
