@@ -3,7 +3,6 @@
 package registry
 
 import (
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -26,17 +25,21 @@ const (
 type Registry struct {
 	mu       sync.RWMutex
 	byNick   map[string]*peer.Peer // guarded by mu
+	all      []*peer.Peer          // every registered peer, in no particular order; guarded by mu
+	index    map[*peer.Peer]int    // position of each peer in all; guarded by mu
 	checking map[string]bool       // nicks whose owner is being probed; guarded by mu
 	makers   int                   // guarded by mu
 	max      atomic.Int64
 
-	// snap is every registered peer, rebuilt lazily after a change; nil means stale.
+	// snap is an immutable copy of all, made lazily at the first broadcast after a
+	// change (a copy, not a sort: joins and leaves must stay cheap under churn); nil
+	// means stale.
 	snap atomic.Pointer[[]*peer.Peer]
 }
 
 // New returns an empty registry that admits at most max peers.
 func New(max int) *Registry {
-	r := &Registry{byNick: map[string]*peer.Peer{}, checking: map[string]bool{}}
+	r := &Registry{byNick: map[string]*peer.Peer{}, index: map[*peer.Peer]int{}, checking: map[string]bool{}}
 	r.max.Store(int64(max))
 	return r
 }
@@ -66,6 +69,8 @@ func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
 		return Gone, nil
 	}
 	r.byNick[p.Nick] = p
+	r.index[p] = len(r.all)
+	r.all = append(r.all, p)
 	if p.Maker() {
 		r.makers++
 	}
@@ -100,6 +105,13 @@ func (r *Registry) Remove(p *peer.Peer) bool {
 		return false
 	}
 	delete(r.byNick, p.Nick)
+	i := r.index[p]
+	last := len(r.all) - 1
+	r.all[i] = r.all[last]
+	r.index[r.all[i]] = i
+	r.all[last] = nil
+	r.all = r.all[:last]
+	delete(r.index, p)
 	if p.Maker() {
 		r.makers--
 	}
@@ -115,8 +127,8 @@ func (r *Registry) Lookup(nick string) *peer.Peer {
 	return p
 }
 
-// Snapshot returns every registered peer. The slice is shared and must not be modified;
-// it stays valid (if stale) after later changes.
+// Snapshot returns every registered peer, in no particular order. The slice is shared
+// and must not be modified; it stays valid (if stale) after later changes.
 func (r *Registry) Snapshot() []*peer.Peer {
 	if s := r.snap.Load(); s != nil {
 		return *s
@@ -126,12 +138,7 @@ func (r *Registry) Snapshot() []*peer.Peer {
 	if s := r.snap.Load(); s != nil {
 		return *s
 	}
-	s := make([]*peer.Peer, 0, len(r.byNick))
-	for _, p := range r.byNick {
-		s = append(s, p)
-	}
-	// Stable order (by connection id = arrival order) keeps peerlists and tests readable.
-	sort.Slice(s, func(i, j int) bool { return s[i].ID < s[j].ID })
+	s := append([]*peer.Peer(nil), r.all...)
 	r.snap.Store(&s)
 	return s
 }

@@ -1,0 +1,88 @@
+package router_test
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/peertest"
+	"github.com/jm-directory/jm-directory-server/internal/registry"
+	"github.com/jm-directory/jm-directory-server/internal/router"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
+)
+
+// discardConn is a net.Conn whose writes always succeed at once, so the benchmarks
+// measure the directory's own work, not the kernel's.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) Close() error                     { return nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// benchRouter registers n peers over discarding connections.
+func benchRouter(b *testing.B, n int) (*router.Router, *registry.Registry, []*peer.Peer) {
+	b.Helper()
+	ctr := &stats.Counters{}
+	reg := registry.New(n + 1)
+	rt := router.New(reg, ctr, peertest.NickDN, peertest.DNLoc)
+	log := slog.New(slog.DiscardHandler)
+	var peers []*peer.Peer
+	for i := 0; i < n; i++ {
+		p := peer.New(uint64(i+1), discardConn{}, peer.Limits{QueueBytes: 8 << 20, WriteTimeout: time.Second}, ctr, log)
+		nick := fmt.Sprintf("J5bench%09d", i) // unique; the router does not validate nicks
+		p.SetHello(handshake.Hello{Nick: nick, Location: jm.Location{Host: peertest.OnionA, Port: 5222}})
+		if res, _ := reg.Register(p, []byte("{\"type\":795,\"line\":\"\"}\r\n")); res != registry.Registered {
+			b.Fatalf("register %d: %v", i, res)
+		}
+		peers = append(peers, p)
+	}
+	return rt, reg, peers
+}
+
+// BenchmarkPubmsgFanout measures one pubmsg fanned out to 1 000 peers (enqueue plus the
+// writers' vectored writes to a discarding connection).
+func BenchmarkPubmsgFanout(b *testing.B) {
+	const n = 1000
+	rt, _, peers := benchRouter(b, n)
+	env, err := wire.Decode([]byte(`{"type": 687, "line": "J5bench000000000!PUBLIC!sw0reloffer 0 27300 1000000000 0 0.0002"}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rt.Pubmsg(peers[0], env.RawLine())
+	}
+	b.ReportMetric(float64(b.N*(n-1))/b.Elapsed().Seconds(), "deliveries/s")
+}
+
+// BenchmarkPrivmsg measures one privmsg forwarded with its location peerlist.
+func BenchmarkPrivmsg(b *testing.B) {
+	rt, _, peers := benchRouter(b, 100)
+	env, err := wire.Decode([]byte(`{"type": 685, "line": "J5bench000000000!J5bench000000001!sw0reloffer 0 27300 4000000 0 0.00002 032e5e37acc15778839c3cb6533585f2af6e682f2c3d8410d4d24ac078a9059d9e MEQCIH7vK11+bP7CzW85xn4ZtMY3KpphE6wzAkmFksUnROBXAiBbM42Y7hcmw1ppMtxI6zgJbisnKhu4XyB5I7OAJT832w=="}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	to := peers[1].Nick
+	b.ReportAllocs()
+	for b.Loop() {
+		if r := rt.Privmsg(peers[0], to, env.RawLine()); r != stats.DropNone {
+			b.Fatal(r)
+		}
+	}
+}
+
+// BenchmarkGetPeerlist measures a GETPEERLIST answer listing 1 000 makers.
+func BenchmarkGetPeerlist(b *testing.B) {
+	rt, _, peers := benchRouter(b, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		rt.GetPeerlist(peers[0])
+	}
+}
