@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -16,14 +13,12 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
-	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
 )
 
 const (
@@ -35,49 +30,6 @@ const (
 )
 
 var discard = slog.New(slog.DiscardHandler)
-
-// live is a running directory server.
-type live struct {
-	srv  *server.Server
-	addr string       // the JoinMarket listener
-	stop func() error // cancels Serve and waits for it to return (idempotent)
-}
-
-// startServer serves a real directory on a free loopback port until the test ends.
-func startServer(t *testing.T, mod func(*config.Config)) *live {
-	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	if mod != nil {
-		mod(&cfg)
-	}
-	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, id, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	l := &live{srv: srv, addr: ln.Addr().String(), stop: sync.OnceValue(func() error {
-		cancel()
-		return <-done
-	})}
-	t.Cleanup(func() {
-		if err := l.stop(); err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	waitFor(t, "the server to listen", srv.Listening)
-	return l
-}
 
 // serveOps serves the ops endpoints over HTTP on a loopback port and returns that port.
 // opt.Addr decides whether a token is required, not where it listens.
@@ -99,59 +51,6 @@ func portOf(t *testing.T, a net.Addr) string {
 		t.Fatal(err)
 	}
 	return port
-}
-
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// connectPeer connects a JoinMarket peer over TCP and completes its handshake.
-func connectPeer(t *testing.T, addr, nick, loc string) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {}, "nick": %q, "network": "regtest"}`, loc, nick)
-	env, err := json.Marshal(struct {
-		Type int    `json:"type"`
-		Line string `json:"line"`
-	}{793, hs})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Write(append(env, '\r', '\n')); err != nil {
-		t.Fatal(err)
-	}
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil {
-		t.Fatalf("%s: no handshake reply: %v", nick, err)
-	}
-	var reply struct {
-		Type int    `json:"type"`
-		Line string `json:"line"`
-	}
-	if err := json.Unmarshal([]byte(line), &reply); err != nil || reply.Type != 795 {
-		t.Fatalf("%s: reply %q: want a 795 (%v)", nick, line, err)
-	}
-	var dn struct {
-		Accepted bool `json:"accepted"`
-	}
-	if err := json.Unmarshal([]byte(reply.Line), &dn); err != nil || !dn.Accepted {
-		t.Fatalf("%s: handshake not accepted: %s", nick, reply.Line)
-	}
-	_ = c.SetDeadline(time.Time{})
-	return c
 }
 
 // environ is a fake environment; HOME always points into the test's temp dir so that
@@ -183,10 +82,10 @@ func oneLine(t *testing.T, s string) string {
 // TestLive runs health and status against a live directory with a maker and a taker.
 func TestLive(t *testing.T) {
 	t.Parallel()
-	l := startServer(t, nil)
-	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
-	connectPeer(t, l.addr, makerNick, makerLoc)
-	connectPeer(t, l.addr, takerNick, takerLoc)
+	l := testdir.Start(t, nil, discard)
+	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
+	l.Join(t, makerNick, makerLoc, nil)
+	l.Join(t, takerNick, takerLoc, nil)
 	env := environ(t)
 
 	t.Run("health", func(t *testing.T) {
@@ -213,7 +112,7 @@ func TestLive(t *testing.T) {
 			`(?m)^Status: +running +\(uptime \d+s, \d+\.\d s\)$`,
 			`(?m)^Health: +healthy$`,
 			`(?m)^Version: +` + regexp.QuoteMeta(server.Version) + `$`,
-			`(?m)^Directory nick: +` + regexp.QuoteMeta(l.srv.Nick()) + `  location 127\.0\.0\.1:\d+$`,
+			`(?m)^Directory nick: +` + regexp.QuoteMeta(l.Srv.Nick()) + `  location 127\.0\.0\.1:\d+$`,
 			`(?m)^Peers: +2 / 10000 connected, [01] handshaking$`,
 			`(?m)^  Makers: +1 +` + makerNick + `$`,
 			`(?m)^  Takers: +1 +` + takerNick + `$`,
@@ -302,14 +201,14 @@ func TestLive(t *testing.T) {
 // TestUnhealthyAtCapacity: a directory holding max_peers peers is unhealthy.
 func TestUnhealthyAtCapacity(t *testing.T) {
 	t.Parallel()
-	l := startServer(t, func(c *config.Config) { c.MaxPeers = 2 })
-	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
+	l := testdir.Start(t, func(c *config.Config) { c.MaxPeers = 2 }, discard)
+	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
 	env := environ(t)
 	if code, out, errs := ctl(env, "--port", port, "health"); code != 0 {
 		t.Fatalf("before any peer: exit %d, %q %q", code, out, errs)
 	}
-	connectPeer(t, l.addr, makerNick, makerLoc)
-	connectPeer(t, l.addr, takerNick, takerLoc)
+	l.Join(t, makerNick, makerLoc, nil)
+	l.Join(t, takerNick, takerLoc, nil)
 
 	code, out, errs := ctl(env, "--port", port, "health")
 	if code != 1 || out != "Server status: unhealthy (at capacity)\n" || errs != "" {
@@ -333,11 +232,11 @@ func TestUnhealthyAtCapacity(t *testing.T) {
 // TestUnhealthyShuttingDown: once the server's context is cancelled it is unhealthy.
 func TestUnhealthyShuttingDown(t *testing.T) {
 	t.Parallel()
-	l := startServer(t, nil)
-	port := serveOps(t, l.srv, ops.Options{Addr: "127.0.0.1:0"})
-	connectPeer(t, l.addr, makerNick, makerLoc)
-	connectPeer(t, l.addr, takerNick, takerLoc)
-	if err := l.stop(); err != nil {
+	l := testdir.Start(t, nil, discard)
+	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
+	l.Join(t, makerNick, makerLoc, nil)
+	l.Join(t, takerNick, takerLoc, nil)
+	if err := l.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	env := environ(t)
@@ -395,15 +294,15 @@ func TestTimeout(t *testing.T) {
 // TestToken covers a token-protected /status: every way of passing the token.
 func TestToken(t *testing.T) {
 	t.Parallel()
-	l := startServer(t, nil)
-	port := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", Token: testToken})
+	l := testdir.Start(t, nil, discard)
+	port := serveOps(t, l.Srv, ops.Options{Addr: "0.0.0.0:0", Token: testToken})
 
 	// The server generates a token into its data dir when none is configured.
 	genDir := t.TempDir()
-	genPort := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", DataDir: genDir})
+	genPort := serveOps(t, l.Srv, ops.Options{Addr: "0.0.0.0:0", DataDir: genDir})
 	// The same, in the default data dir under $HOME.
 	home := t.TempDir()
-	homePort := serveOps(t, l.srv, ops.Options{Addr: "0.0.0.0:0", DataDir: filepath.Join(home, ".joinmarket-ng")})
+	homePort := serveOps(t, l.Srv, ops.Options{Addr: "0.0.0.0:0", DataDir: filepath.Join(home, ".joinmarket-ng")})
 
 	tokDir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(tokDir, tokenFile), []byte(testToken+"\n"), 0o600); err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,46 +19,13 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
-	"github.com/jm-directory/jm-directory-server/internal/jm"
-	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
 )
 
 var discard = slog.New(slog.DiscardHandler)
 
-// directory is a running in-process directory server.
-type directory struct {
-	srv    *server.Server
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
-}
-
-func startDirectory(t *testing.T, adjust func(*config.Config)) *directory {
-	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, id, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &directory{srv: srv, addr: ln.Addr().String(), cancel: cancel, done: make(chan error, 1)}
-	go func() { d.done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-d.done })
-	waitFor(t, "listening", func() bool { return srv.Listening() })
-	return d
-}
+// features are what every test peer announces.
+var features = map[string]bool{"peerlist_features": true}
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -70,24 +36,6 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// join connects a peer and completes its handshake.
-func (d *directory) join(t *testing.T, nick, location string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", d.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {"peerlist_features": true}, "nick": %q, "network": "regtest"}`, location, nick)
-	b, _ := json.Marshal(hs)
-	fmt.Fprintf(c, `{"type": 793, "line": %s}`+"\r\n", b)
-	line, err := bufio.NewReader(c).ReadString('\n')
-	if err != nil || !strings.Contains(line, `\"accepted\":true`) {
-		t.Fatalf("handshake of %s: %v %q", nick, err, line)
-	}
-	return c
 }
 
 const (
@@ -109,10 +57,10 @@ func get(t *testing.T, h http.Handler, path, token string) *httptest.ResponseRec
 // TestStatusKeys is the golden test: /status has exactly joinmarket-ng's keys, in its
 // order, followed by this server's extras.
 func TestStatusKeys(t *testing.T) {
-	d := startDirectory(t, nil)
-	d.join(t, makerNick, "127.0.0.1:27102")
-	d.join(t, takerNick, "NOT-SERVING-ONION")
-	op, err := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	d := testdir.Start(t, nil, discard)
+	d.Join(t, makerNick, "127.0.0.1:27102", features)
+	d.Join(t, takerNick, "NOT-SERVING-ONION", features)
+	op, err := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +106,7 @@ func TestStatusKeys(t *testing.T) {
 	}
 
 	// Hidden nicks: same keys, empty lists, counts kept.
-	hidden, _ := New(d.srv, Options{Addr: "127.0.0.1:8080", HideNicks: true}, discard)
+	hidden, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080", HideNicks: true}, discard)
 	body := get(t, hidden.Handler(), "/status", "").Body.String()
 	if strings.Contains(body, makerNick) || strings.Contains(body, takerNick) {
 		t.Fatalf("nicks shown although hidden: %s", body)
@@ -201,38 +149,24 @@ func health(t *testing.T, h http.Handler) (int, HealthResponse) {
 
 // TestHealthTransitions: starting, healthy, at capacity, healthy again, shutting down.
 func TestHealthTransitions(t *testing.T) {
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.MaxPeers = 1
-	id, _, _ := jm.LoadOrCreateIdentity(cfg.DataDir)
-	srv, err := server.New(cfg, id, discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	op, _ := New(srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	d := testdir.New(t, func(c *config.Config) { c.MaxPeers = 1 }, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if code, hr := health(t, op.Handler()); code != 503 || hr.Status != "unhealthy" || hr.Reason != "not listening" {
 		t.Fatalf("before start: %d %+v", code, hr)
 	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
-	d := &directory{srv: srv, addr: ln.Addr().String()}
+	d.Serve(t)
 	waitFor(t, "healthy", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
 	if _, hr := health(t, op.Handler()); hr != (HealthResponse{Status: "healthy"}) {
 		t.Fatalf("healthy body: %+v", hr)
 	}
-	c := d.join(t, makerNick, "127.0.0.1:27102")
+	c, _ := d.Join(t, makerNick, "127.0.0.1:27102", features)
 	if code, hr := health(t, op.Handler()); code != 503 || hr.Reason != "at capacity" {
 		t.Fatalf("at capacity: %d %+v", code, hr)
 	}
 	c.Close()
 	waitFor(t, "healthy after a departure", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
 
-	cancel()
-	<-done
-	done <- nil
+	d.Stop()
 	if code, hr := health(t, op.Handler()); code != 503 || hr.Reason != "shutting down" {
 		t.Fatalf("after shutdown: %d %+v", code, hr)
 	}
@@ -241,13 +175,13 @@ func TestHealthTransitions(t *testing.T) {
 // TestMetrics: /metrics parses with the Prometheus text parser, carries our families,
 // and no nick or onion appears anywhere in it.
 func TestMetrics(t *testing.T) {
-	d := startDirectory(t, nil)
-	m := d.join(t, makerNick, "127.0.0.1:27102")
-	d.join(t, takerNick, "NOT-SERVING-ONION")
+	d := testdir.Start(t, nil, discard)
+	m, _ := d.Join(t, makerNick, "127.0.0.1:27102", features)
+	d.Join(t, takerNick, "NOT-SERVING-ONION", features)
 	fmt.Fprintf(m, `{"type": 687, "line": "%s!PUBLIC!sw0reloffer 0 27300 1000000 0 0.0002"}`+"\r\n", makerNick)
-	waitFor(t, "the offer relayed", func() bool { return d.srv.Counters().Relayed() == 1 })
+	waitFor(t, "the offer relayed", func() bool { return d.Srv.Counters().Relayed() == 1 })
 
-	op, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	rec := get(t, op.Handler(), "/metrics", "")
 	if rec.Code != 200 {
 		t.Fatalf("metrics: %d", rec.Code)
@@ -310,7 +244,7 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("no family %s", fam)
 		}
 	}
-	for _, secret := range []string{makerNick, takerNick, "27102", d.srv.Nick()} {
+	for _, secret := range []string{makerNick, takerNick, "27102", d.Srv.Nick()} {
 		if strings.Contains(text, secret) {
 			t.Errorf("metrics mention %q", secret)
 		}
@@ -320,9 +254,9 @@ func TestMetrics(t *testing.T) {
 // TestTokenOnNonLoopback: on a non-loopback bind the stream, /status and /metrics need
 // the bearer token; /health does not; on loopback nothing does.
 func TestTokenOnNonLoopback(t *testing.T) {
-	d := startDirectory(t, nil)
+	d := testdir.Start(t, nil, discard)
 	dir := t.TempDir()
-	op, err := New(d.srv, Options{Addr: "0.0.0.0:8080", DataDir: dir}, discard)
+	op, err := New(d.Srv, Options{Addr: "0.0.0.0:8080", DataDir: dir}, discard)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,20 +288,20 @@ func TestTokenOnNonLoopback(t *testing.T) {
 	if rec := get(t, h, "/health", ""); rec.Code != 200 {
 		t.Errorf("/health must stay open: %d", rec.Code)
 	}
-	if rec := get(t, h, "/", ""); rec.Code != 200 || strings.Contains(rec.Body.String(), d.srv.Nick()) {
+	if rec := get(t, h, "/", ""); rec.Code != 200 || strings.Contains(rec.Body.String(), d.Srv.Nick()) {
 		t.Errorf("the page shell must load and hold no data: %d", rec.Code)
 	}
 	// The same token is used again after a restart.
-	again, _ := New(d.srv, Options{Addr: "10.1.2.3:8080", DataDir: dir}, discard)
+	again, _ := New(d.Srv, Options{Addr: "10.1.2.3:8080", DataDir: dir}, discard)
 	if rec := get(t, again.Handler(), "/status", tok); rec.Code != 200 {
 		t.Errorf("stored token not reused: %d", rec.Code)
 	}
 	// A configured token wins; loopback needs none.
-	conf, _ := New(d.srv, Options{Addr: "[::]:8080", Token: "0123456789abcdef"}, discard)
+	conf, _ := New(d.Srv, Options{Addr: "[::]:8080", Token: "0123456789abcdef"}, discard)
 	if get(t, conf.Handler(), "/status", "0123456789abcdef").Code != 200 || get(t, conf.Handler(), "/status", tok).Code != 401 {
 		t.Error("configured token not used")
 	}
-	open, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	open, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if open.TokenRequired() || get(t, open.Handler(), "/status", "").Code != 200 {
 		t.Error("loopback must not need a token")
 	}
@@ -385,12 +319,12 @@ func TestIsLoopback(t *testing.T) {
 }
 
 func TestPprofOnlyWhenEnabled(t *testing.T) {
-	d := startDirectory(t, nil)
-	off, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	d := testdir.Start(t, nil, discard)
+	off, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if get(t, off.Handler(), "/debug/pprof/", "").Code != 404 {
 		t.Error("pprof served without the flag")
 	}
-	on, _ := New(d.srv, Options{Addr: "127.0.0.1:8080", Pprof: true}, discard)
+	on, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080", Pprof: true}, discard)
 	if rec := get(t, on.Handler(), "/debug/pprof/", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), "goroutine") {
 		t.Errorf("pprof index: %d", rec.Code)
 	}
@@ -398,8 +332,8 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 
 // TestEventStream: the first event carries the history; later ones come from Run.
 func TestEventStream(t *testing.T) {
-	d := startDirectory(t, nil)
-	op, _ := New(d.srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	d := testdir.Start(t, nil, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	op.History().Add(Sample{T: 1, Peers: 7})
 	ts := httptest.NewServer(op.Handler())
 	defer ts.Close()
@@ -437,7 +371,7 @@ func TestEventStream(t *testing.T) {
 	if len(first.History) == 0 || first.History[0].Peers != 7 || first.Network != "regtest" || !first.Healthy {
 		t.Fatalf("first event: %+v", first)
 	}
-	d.join(t, makerNick, "127.0.0.1:27102")
+	d.Join(t, makerNick, "127.0.0.1:27102", features)
 	for {
 		ls := next()
 		if ls.History != nil {
@@ -467,15 +401,15 @@ func TestHistoryRing(t *testing.T) {
 }
 
 func TestTokenFileProblems(t *testing.T) {
-	d := startDirectory(t, nil)
-	if _, err := New(d.srv, Options{Addr: "0.0.0.0:1"}, discard); err == nil {
+	d := testdir.Start(t, nil, discard)
+	if _, err := New(d.Srv, Options{Addr: "0.0.0.0:1"}, discard); err == nil {
 		t.Error("no data dir and no token: must fail")
 	}
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, TokenFile), []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(d.srv, Options{Addr: "0.0.0.0:1", DataDir: dir}, discard); err == nil {
+	if _, err := New(d.Srv, Options{Addr: "0.0.0.0:1", DataDir: dir}, discard); err == nil {
 		t.Error("unusable token file accepted")
 	}
 

@@ -6,12 +6,9 @@ package browser
 // client is needed.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -20,25 +17,24 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
-	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 const (
 	// sampleEvery is the ops sampling interval: the page gets an update this often.
 	sampleEvery = 200 * time.Millisecond
-	// waitFor bounds every wait for a page state or a protocol line. Generous for the
-	// race detector on a shared machine; a passing run never comes close.
+	// waitFor bounds every wait for a page state (testdir.Timeout bounds the protocol's).
+	// Generous for the race detector on a shared machine; a passing run never comes close.
 	waitFor = 15 * time.Second
 	// testToken is the bearer token of the token-protected setup.
 	testToken = "0123456789abcdef0123"
@@ -155,40 +151,16 @@ func chromium(t *testing.T) string {
 
 // directory is an in-process directory with its ops surface on an httptest server.
 type directory struct {
-	addr    string // the directory's TCP address
+	dir     *testdir.Dir
 	ops     *ops.Ops
 	pageURL string // the live page
 }
 
 func startDirectory(t *testing.T, opt ops.Options) *directory {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Port = 0
-	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv, err := server.New(cfg, id, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-
-	op, err := ops.New(srv, opt, log)
+	log := testdir.Logger(t, slog.LevelWarn)
+	d := testdir.Start(t, nil, log)
+	op, err := ops.New(d.Srv, opt, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,16 +170,9 @@ func startDirectory(t *testing.T, opt ops.Options) *directory {
 		hs.Close()
 	})
 	ran := make(chan struct{})
-	go func() { op.Run(ctx, sampleEvery); close(ran) }()
-	t.Cleanup(func() { cancel(); <-ran })
-	return &directory{addr: ln.Addr().String(), ops: op, pageURL: hs.URL + "/"}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
+	go func() { op.Run(t.Context(), sampleEvery); close(ran) }()
+	t.Cleanup(func() { <-ran })
+	return &directory{dir: d, ops: op, pageURL: hs.URL + "/"}
 }
 
 // peer is a JoinMarket peer connected to the directory over TCP.
@@ -237,46 +202,7 @@ func (d *directory) join(t *testing.T, maker bool) *peer {
 		t.Cleanup(func() { l.Close() })
 		location = l.Addr().String()
 	}
-	conn, err := net.DialTimeout("tcp", d.addr, waitFor)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-
-	// The reference client's key order and json.dumps spacing, CRLF-terminated.
-	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {}, "nick": %q, "network": "regtest"}`,
-		location, nick)
-	line := fmt.Sprintf(`{"type": %d, "line": %s}`, wire.TypeHandshake, wire.AppendQuoted(nil, hs)) + "\r\n"
-	_ = conn.SetDeadline(time.Now().Add(waitFor))
-	if _, err := io.WriteString(conn, line); err != nil {
-		t.Fatalf("%s: sending the handshake: %v", nick, err)
-	}
-	br := bufio.NewReader(conn)
-	for {
-		raw, err := br.ReadBytes('\n')
-		if err != nil {
-			t.Fatalf("%s: waiting for the directory's handshake: %v", nick, err)
-		}
-		env, err := wire.Decode(bytes.TrimRight(raw, "\r\n"))
-		if err != nil {
-			t.Fatalf("%s: bad line from the directory: %v: %q", nick, err, raw)
-		}
-		if env.Type != wire.TypeDNHandshake {
-			continue
-		}
-		var dn struct {
-			Accepted bool   `json:"accepted"`
-			MOTD     string `json:"motd"`
-		}
-		if err := json.Unmarshal([]byte(env.Line), &dn); err != nil {
-			t.Fatalf("%s: 795 line is not JSON: %v", nick, err)
-		}
-		if !dn.Accepted {
-			t.Fatalf("%s: handshake not accepted: %s", nick, dn.MOTD)
-		}
-		break
-	}
-	_ = conn.SetDeadline(time.Time{})
+	conn, br := d.dir.Join(t, nick, location, nil)
 	p := &peer{nick: nick, conn: conn, drained: make(chan struct{})}
 	t.Cleanup(p.close)
 	go func() {

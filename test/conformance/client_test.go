@@ -3,7 +3,6 @@ package conformance
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha3"
 	"encoding/base32"
@@ -24,6 +23,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -74,46 +74,12 @@ func tuned(t *testing.T, adjust func(*config.Config)) *target {
 
 func startServer(t *testing.T, adjust func(*config.Config)) *target {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	cfg.Port = 0
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
 	level := slog.LevelWarn
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
-	srv, err := server.New(cfg, id, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return &target{addr: ln.Addr().String(), network: cfg.Network, srv: srv}
-}
-
-type testWriter struct{ t *testing.T }
-
-func (w testWriter) Write(b []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(b), "\n"))
-	return len(b), nil
+	d := testdir.Start(t, adjust, testdir.Logger(t, level))
+	return &target{addr: d.Addr, network: d.Network, srv: d.Srv}
 }
 
 // identity is a fresh JoinMarket nick (with its key) and, for makers, an onion.
