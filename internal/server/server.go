@@ -231,7 +231,11 @@ func (s *Server) untrack(p *peer.Peer) {
 	s.mu.Unlock()
 }
 
-// Accept serves one connection until it ends. It blocks; callers run it in a goroutine.
+// Accept handles one connection: it runs the handshake and, once the peer is accepted,
+// starts a fresh goroutine for the peer's read loop and returns. The handshake's deep
+// call stack (JSON decoding, validation) stays behind in this goroutine, so an idle
+// peer's goroutine keeps only the small stack its read loop needs: stacks are most of a
+// peer's memory. Callers run Accept in a goroutine of their own.
 func (s *Server) Accept(conn net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn", id)
@@ -240,11 +244,11 @@ func (s *Server) Accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	defer s.untrack(p)
 	if n := s.pending.Add(1); n > int64(s.conf().MaxPendingHandshakes) {
 		s.pending.Add(-1)
 		p.Close(stats.ClosePendingCap)
 		s.ctr.Close(stats.ClosePendingCap)
+		s.untrack(p)
 		log.Debug("closed", "reason", stats.ClosePendingCap.String())
 		return
 	}
@@ -252,14 +256,20 @@ func (s *Server) Accept(conn net.Conn) {
 	s.pending.Add(-1)
 	if !ok {
 		s.ctr.Close(p.Reason())
+		s.untrack(p)
 		log.Debug("closed before handshake", "reason", p.Reason().String())
 		return
 	}
 	s.ctr.Accepted.Add(1)
 	log.Info("peer joined", "role", p.Role())
 	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
-	s.readLoop(p, lr)
-	s.leave(p)
+	s.wg.Add(1) // this goroutine is still counted when Accept runs under Serve
+	go func() {
+		defer s.wg.Done()
+		defer s.untrack(p)
+		s.readLoop(p, lr)
+		s.leave(p)
+	}()
 }
 
 // closeReason maps a read error to a close reason, unless the peer was already closed

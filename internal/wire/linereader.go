@@ -11,7 +11,7 @@ var ErrLineTooLong = errors.New("wire: line too long")
 
 // initialReadBuf is the buffer a LineReader starts with and shrinks back to: idle peers
 // should cost little memory, busy ones grow as needed.
-const initialReadBuf = 1024
+const initialReadBuf = 512
 
 // LineReader splits a byte stream into lines terminated by LF or CRLF, with a bound on
 // line length. bufio.Reader would need a buffer as large as the longest allowed line for
