@@ -14,6 +14,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
@@ -59,6 +60,8 @@ type Peer struct {
 	reason  stats.CloseReason
 	probe   chan struct{} // closed when the next qualifying answer arrives (nick check)
 
+	raw syscall.RawConn // set for real sockets: lets Send write directly when idle
+
 	probing atomic.Bool   // probe is set: Answered must take the lock
 	done    chan struct{} // closed by Close
 	left    chan struct{} // closed by MarkLeft once the peer is unregistered and announced
@@ -66,8 +69,14 @@ type Peer struct {
 
 // New wraps a connection.
 func New(id uint64, conn net.Conn, lim Limits, ctr *stats.Counters, log *slog.Logger) *Peer {
-	return &Peer{ID: id, conn: conn, lim: lim, ctr: ctr, Log: log,
+	p := &Peer{ID: id, conn: conn, lim: lim, ctr: ctr, Log: log,
 		done: make(chan struct{}), left: make(chan struct{})}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			p.raw = rc
+		}
+	}
+	return p
 }
 
 // Conn returns the underlying connection.
@@ -159,6 +168,14 @@ func (p *Peer) Send(line []byte) bool {
 		p.Close(stats.CloseSlowConsumer)
 		return false
 	}
+	if !p.writing && p.raw != nil {
+		// Idle peer (no writer, empty queue): write from the sender's goroutine, without
+		// blocking. This spares a goroutine and a trip through the scheduler per line,
+		// which keeps a privmsg from waiting behind a fan-out's writers.
+		p.writing = true
+		p.mu.Unlock()
+		return p.sendDirect(line)
+	}
 	p.queue = append(p.queue, line)
 	p.queued += len(line)
 	start := !p.writing
@@ -168,6 +185,66 @@ func (p *Peer) Send(line []byte) bool {
 		go p.writeLoop()
 	}
 	return true
+}
+
+// sendDirect writes line without blocking while this goroutine owns the writer role
+// (writing is set). Whatever the socket does not take at once, and anything queued by
+// other senders meanwhile, is left to a writer goroutine.
+func (p *Peer) sendDirect(line []byte) bool {
+	n, err := p.tryWrite(line)
+	if err != nil {
+		p.Close(stats.CloseWriteError)
+		return false
+	}
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return n == len(line)
+	}
+	if n < len(line) {
+		rest := line[n:]
+		p.queue = append(p.queue, nil)
+		copy(p.queue[1:], p.queue)
+		p.queue[0] = rest
+		p.queued += len(rest)
+	}
+	if len(p.queue) == 0 {
+		p.writing = false
+		p.mu.Unlock()
+		return true
+	}
+	p.mu.Unlock()
+	go p.writeLoop()
+	return true
+}
+
+// tryWrite writes as much of b as the socket accepts right now. A full socket buffer
+// is not an error: it returns the bytes written so far.
+func (p *Peer) tryWrite(b []byte) (int, error) {
+	n := 0
+	var werr error
+	err := p.raw.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			m, err := syscall.Write(int(fd), b[n:])
+			if m > 0 {
+				n += m
+			}
+			if err == syscall.EINTR {
+				continue
+			}
+			if err != nil && err != syscall.EAGAIN {
+				werr = err
+			}
+			if err != nil || m <= 0 {
+				break
+			}
+		}
+		return true // never wait for writability here
+	})
+	if werr == nil {
+		werr = err
+	}
+	return n, werr
 }
 
 // QueuedBytes is the number of bytes accepted for the peer and not yet written.

@@ -8,6 +8,7 @@
 package router
 
 import (
+	"runtime"
 	"sync/atomic"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
@@ -66,13 +67,25 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 		return 0
 	}
 	n := 0
-	for _, q := range r.reg.Snapshot() {
+	for i, q := range r.reg.Snapshot() {
 		if q != p && q.Send(line) {
 			n++
 		}
+		yieldEvery(i)
 	}
 	r.ctr.Sent(stats.MsgPubmsg, n, len(line))
 	return n
+}
+
+// yieldBatch is how many recipients a broadcast serves before letting other goroutines
+// run: a fan-out to thousands of peers writes to their sockets from one goroutine, and a
+// privmsg woken meanwhile should not wait for all of them.
+const yieldBatch = 64
+
+func yieldEvery(i int) {
+	if i%yieldBatch == yieldBatch-1 {
+		runtime.Gosched()
+	}
 }
 
 // Privmsg forwards a privmsg from p to the peer owning nick to, followed by a peerlist
@@ -193,10 +206,11 @@ func (r *Router) Left(p *peer.Peer) int {
 	}
 	line := wire.AppendEnvelope(nil, wire.TypePeerlist, string(content))
 	n := 0
-	for _, q := range r.reg.Snapshot() {
+	for i, q := range r.reg.Snapshot() {
 		if q != p && q.Send(line) {
 			n++
 		}
+		yieldEvery(i)
 	}
 	r.ctr.Sent(stats.MsgPeerlist, n, len(line))
 	return n
