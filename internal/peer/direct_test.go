@@ -53,7 +53,7 @@ func TestDirectWriteKeepsOrder(t *testing.T) {
 	go func() {
 		ok := true
 		for _, l := range want {
-			ok = p.Send([]byte(l)) && ok
+			ok = p.SendUrgent([]byte(l)) && ok
 		}
 		done <- ok
 	}()
@@ -80,7 +80,7 @@ func TestDirectWriteKeepsOrder(t *testing.T) {
 		t.Fatalf("peer closed: %v", p.Reason())
 	}
 	// An idle peer again takes the direct path; the line arrives at once.
-	if !p.Send([]byte("last\r\n")) {
+	if !p.SendUrgent([]byte("last\r\n")) {
 		t.Fatal("Send after drain refused")
 	}
 	if got, err := r.ReadString('\n'); err != nil || got != "last\r\n" {
@@ -98,7 +98,7 @@ func TestDirectWriteError(t *testing.T) {
 		new(stats.Counters), slog.New(slog.DiscardHandler))
 	deadline := time.Now().Add(10 * time.Second)
 	for !p.Closed() && time.Now().Before(deadline) {
-		p.Send([]byte("x\r\n"))
+		p.SendUrgent([]byte("x\r\n"))
 		time.Sleep(time.Millisecond)
 	}
 	if r := p.Reason(); r != stats.CloseWriteError {

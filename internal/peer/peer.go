@@ -168,14 +168,6 @@ func (p *Peer) Send(line []byte) bool {
 		p.Close(stats.CloseSlowConsumer)
 		return false
 	}
-	if !p.writing && p.raw != nil {
-		// Idle peer (no writer, empty queue): write from the sender's goroutine, without
-		// blocking. This spares a goroutine and a trip through the scheduler per line,
-		// which keeps a privmsg from waiting behind a fan-out's writers.
-		p.writing = true
-		p.mu.Unlock()
-		return p.sendDirect(line)
-	}
 	p.queue = append(p.queue, line)
 	p.queued += len(line)
 	start := !p.writing
@@ -185,6 +177,25 @@ func (p *Peer) Send(line []byte) bool {
 		go p.writeLoop()
 	}
 	return true
+}
+
+// SendUrgent is Send for a line someone is waiting for (a privmsg, its location
+// peerlist, a ping): when the peer is idle — no writer running, nothing queued — the
+// line is written at once from the caller's goroutine, without blocking, sparing a
+// goroutine and a trip through the scheduler. Broadcasts use Send, whose writer batches
+// many lines per write: one write per line would cost a broadcast its throughput.
+func (p *Peer) SendUrgent(line []byte) bool {
+	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
+		return p.Send(line)
+	}
+	p.mu.Lock()
+	if p.closed || p.writing {
+		p.mu.Unlock()
+		return p.Send(line)
+	}
+	p.writing = true
+	p.mu.Unlock()
+	return p.sendDirect(line)
 }
 
 // sendDirect writes line without blocking while this goroutine owns the writer role

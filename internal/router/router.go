@@ -8,7 +8,6 @@
 package router
 
 import (
-	"runtime"
 	"sync/atomic"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
@@ -67,25 +66,13 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 		return 0
 	}
 	n := 0
-	for i, q := range r.reg.Snapshot() {
+	for _, q := range r.reg.Snapshot() {
 		if q != p && q.Send(line) {
 			n++
 		}
-		yieldEvery(i)
 	}
 	r.ctr.Sent(stats.MsgPubmsg, n, len(line))
 	return n
-}
-
-// yieldBatch is how many recipients a broadcast serves before letting other goroutines
-// run: a fan-out to thousands of peers writes to their sockets from one goroutine, and a
-// privmsg woken meanwhile should not wait for all of them.
-const yieldBatch = 64
-
-func yieldEvery(i int) {
-	if i%yieldBatch == yieldBatch-1 {
-		runtime.Gosched()
-	}
 }
 
 // Privmsg forwards a privmsg from p to the peer owning nick to, followed by a peerlist
@@ -104,11 +91,11 @@ func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) stats.DropReason {
 	if wire.ContentLen(line) > wire.MaxLine {
 		return stats.DropOversizeOut
 	}
-	if !q.Send(line) {
+	if !q.SendUrgent(line) {
 		return stats.DropRecipientGone
 	}
 	r.ctr.Sent(stats.MsgPrivmsg, 1, len(line))
-	if pl := r.locationPeerlist(self, p, q); pl != nil && q.Send(pl) {
+	if pl := r.locationPeerlist(self, p, q); pl != nil && q.SendUrgent(pl) {
 		r.ctr.Sent(stats.MsgPeerlist, 1, len(pl))
 	}
 	return stats.DropNone
@@ -206,11 +193,10 @@ func (r *Router) Left(p *peer.Peer) int {
 	}
 	line := wire.AppendEnvelope(nil, wire.TypePeerlist, string(content))
 	n := 0
-	for i, q := range r.reg.Snapshot() {
+	for _, q := range r.reg.Snapshot() {
 		if q != p && q.Send(line) {
 			n++
 		}
-		yieldEvery(i)
 	}
 	r.ctr.Sent(stats.MsgPeerlist, n, len(line))
 	return n
@@ -225,7 +211,7 @@ var PingLine = wire.AppendEnvelope(nil, wire.TypePing, "")
 
 // Ping sends p a 798 ping and counts it. Only for peers that advertised "ping".
 func (r *Router) Ping(p *peer.Peer) bool {
-	if !p.Send(PingLine) {
+	if !p.SendUrgent(PingLine) {
 		return false
 	}
 	r.ctr.Pings.Add(1)
