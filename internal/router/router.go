@@ -8,7 +8,9 @@
 package router
 
 import (
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
@@ -33,6 +35,7 @@ type Router struct {
 	reg  *registry.Registry
 	ctr  *stats.Counters
 	self atomic.Pointer[Self]
+	dep  departures
 }
 
 // New returns a router for reg, speaking as the directory nick at location ("" if unknown).
@@ -181,24 +184,88 @@ func (r *Router) GetPeerlist(p *peer.Peer) int {
 	return n
 }
 
+// burstWindow is how long departures are collected after one has been announced: a lone
+// departure is announced at once, but when many peers leave together (a network cut, a
+// mass disconnect) their notices share lines. Without that, N peers leaving at once
+// would cost N×N queued lines.
+const burstWindow = 20 * time.Millisecond
+
+// departures batches ";D" notices during a burst.
+type departures struct {
+	mu      sync.Mutex
+	pending [][]byte // EntryLeft of peers that left while the window was open
+	open    bool     // a departure was announced less than burstWindow ago
+}
+
 // Left tells every registered peer that p has left: "nick;location;D", followed by the
 // directory's own entry when known (the reference directory's shape). p must already be
-// removed from the registry.
+// removed from the registry. A departure within burstWindow of the previous announcement
+// is announced together with the others of the burst when the window closes (entries
+// joined by ",", each line within wire.MaxLine); Left then returns 0.
 func (r *Router) Left(p *peer.Peer) int {
+	r.dep.mu.Lock()
+	if r.dep.open {
+		r.dep.pending = append(r.dep.pending, p.EntryLeft)
+		r.dep.mu.Unlock()
+		return 0
+	}
+	r.dep.open = true
+	r.dep.mu.Unlock()
+	time.AfterFunc(burstWindow, r.flushDepartures)
+	return r.announceLeft([][]byte{p.EntryLeft})
+}
+
+// flushDepartures announces the departures collected during the window, and keeps the
+// window open while departures keep coming.
+func (r *Router) flushDepartures() {
+	r.dep.mu.Lock()
+	batch := r.dep.pending
+	r.dep.pending = nil
+	if len(batch) == 0 {
+		r.dep.open = false
+		r.dep.mu.Unlock()
+		return
+	}
+	r.dep.mu.Unlock()
+	time.AfterFunc(burstWindow, r.flushDepartures)
+	r.announceLeft(batch)
+}
+
+// announceLeft sends the ";D" entries to every registered peer, as few lines as fit.
+func (r *Router) announceLeft(entries [][]byte) int {
 	self := r.Self()
-	content := append([]byte(nil), p.EntryLeft...)
-	if self.entryPlain != nil {
-		content = append(content, ',')
-		content = append(content, self.entryPlain...)
-	}
-	line := wire.AppendEnvelope(nil, wire.TypePeerlist, string(content))
-	n := 0
-	for _, q := range r.reg.Snapshot() {
-		if q != p && q.Send(line) {
-			n++
+	const limit = wire.MaxLine - envelopeOverhead
+	var lines [][]byte
+	var content []byte
+	flush := func() {
+		if self.entryPlain != nil {
+			content = append(content, ',')
+			content = append(content, self.entryPlain...)
 		}
+		lines = append(lines, wire.AppendEnvelope(nil, wire.TypePeerlist, string(content)))
+		content = content[:0]
 	}
-	r.ctr.Sent(stats.MsgPeerlist, n, len(line))
+	for _, e := range entries {
+		if len(content) > 0 && len(content)+1+len(e)+1+len(self.entryPlain) > limit {
+			flush()
+		}
+		if len(content) > 0 {
+			content = append(content, ',')
+		}
+		content = append(content, e...)
+	}
+	flush()
+	n := 0
+	for _, line := range lines {
+		sent := 0
+		for _, q := range r.reg.Snapshot() {
+			if q.Send(line) {
+				sent++
+			}
+		}
+		r.ctr.Sent(stats.MsgPeerlist, sent, len(line))
+		n += sent
+	}
 	return n
 }
 

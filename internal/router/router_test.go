@@ -2,8 +2,10 @@ package router_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
 	"github.com/jm-directory/jm-directory-server/internal/router"
@@ -626,5 +628,62 @@ func TestSetSelf(t *testing.T) {
 		h.Rt.SetSelf(newNick, "")
 		h.Rt.GetPeerlist(req.P)
 		peertest.EqualLines(t, "forgotten: peerlist", req.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc)})
+	})
+}
+
+// TestLeftBurst: a lone departure is announced at once; departures right after it are
+// collected for burstWindow and announced together, in as few lines as fit under the
+// line limit, so a mass disconnect does not cost N×N lines.
+func TestLeftBurst(t *testing.T) {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		watcher := h.Add(peertest.NickOther, peertest.NotServing)
+		first := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		h.Reg.Remove(first.P)
+		if n := h.Rt.Left(first.P); n != 1 {
+			t.Fatalf("first Left returned %d", n)
+		}
+		dn := "," + peertest.NickDN + ";" + peertest.DNLoc
+		peertest.EqualLines(t, "watcher", watcher.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc + ";D" + dn)})
+
+		// 1 000 more leave within the window: nothing is sent until it closes.
+		const n = 1000
+		var entries []string
+		for i := range n {
+			nick := fmt.Sprintf("J5burst%09d", i)
+			c := h.Add(nick, peertest.MakerLoc) // ~87-byte entries: 1 000 need 3 lines
+			h.Reg.Remove(c.P)
+			if got := h.Rt.Left(c.P); got != 0 {
+				t.Fatalf("Left inside the window returned %d", got)
+			}
+			entries = append(entries, nick+";"+peertest.MakerLoc+";D")
+		}
+		peertest.EqualLines(t, "watcher before the window closes", watcher.Recv(), nil)
+		time.Sleep(25 * time.Millisecond) // virtual time: the window closes
+		got := watcher.Recv()
+		if len(got) != 3 {
+			t.Fatalf("%d entries came in %d lines", n, len(got))
+		}
+		var seen []string
+		for _, l := range got {
+			env, err := wire.Decode([]byte(strings.TrimSuffix(l, "\r\n")))
+			if err != nil || env.Type != wire.TypePeerlist || len(l)-2 > wire.MaxLine {
+				t.Fatalf("bad line (%v): %.80q", err, l)
+			}
+			if !strings.HasSuffix(env.Line, dn) {
+				t.Fatalf("line does not end with the directory's entry: %.80q", env.Line)
+			}
+			seen = append(seen, strings.Split(strings.TrimSuffix(env.Line, dn), ",")...)
+		}
+		if !slices.Equal(seen, entries) {
+			t.Fatalf("entries: got %d, want %d (in order)", len(seen), len(entries))
+		}
+		// The burst is over: the next departure is announced at once again.
+		time.Sleep(25 * time.Millisecond)
+		last := h.Add(peertest.NickTaker, peertest.NotServing)
+		h.Reg.Remove(last.P)
+		if n := h.Rt.Left(last.P); n != 1 {
+			t.Fatalf("Left after the burst returned %d", n)
+		}
+		peertest.EqualLines(t, "watcher after the burst", watcher.Recv(), []string{peertest.Peerlist(peertest.NickTaker + ";NOT-SERVING-ONION;D" + dn)})
 	})
 }
