@@ -51,14 +51,15 @@ type Peer struct {
 	lastSeen    atomic.Int64 // unix nanoseconds of the last line received
 	pingPending atomic.Int64 // unix nanoseconds a 798 was sent and not yet answered; 0 = none
 
-	mu      sync.Mutex // guards the fields below
-	queue   [][]byte   // lines waiting for the writer
-	spare   [][]byte   // recycled queue backing array
-	queued  int        // bytes queued or being written, not yet on the wire
-	writing bool       // a writer goroutine is running
-	closed  bool
-	reason  stats.CloseReason
-	probe   chan struct{} // closed when the next qualifying answer arrives (nick check)
+	mu     sync.Mutex // guards the fields below
+	queue  [][]byte   // lines waiting for the writer
+	spare  [][]byte   // recycled queue backing array
+	queued int        // bytes queued or being written, not yet on the wire
+	writer bool       // a writer goroutine exists (running or about to run)
+	inIO   bool       // a write to the socket is in progress (by the writer or SendUrgent)
+	closed bool
+	reason stats.CloseReason
+	probe  chan struct{} // closed when the next qualifying answer arrives (nick check)
 
 	raw syscall.RawConn // set for real sockets: lets Send write directly when idle
 
@@ -170,8 +171,8 @@ func (p *Peer) Send(line []byte) bool {
 	}
 	p.queue = append(p.queue, line)
 	p.queued += len(line)
-	start := !p.writing
-	p.writing = true
+	start := !p.writer && !p.inIO // whoever is writing restarts the writer when done
+	p.writer = p.writer || start
 	p.mu.Unlock()
 	if start {
 		go p.writeLoop()
@@ -180,53 +181,67 @@ func (p *Peer) Send(line []byte) bool {
 }
 
 // SendUrgent is Send for a line someone is waiting for (a privmsg, its location
-// peerlist, a ping): when the peer is idle — no writer running, nothing queued — the
-// line is written at once from the caller's goroutine, without blocking, sparing a
-// goroutine and a trip through the scheduler. Broadcasts use Send, whose writer batches
-// many lines per write: one write per line would cost a broadcast its throughput.
+// peerlist, a ping). Unless a write is in progress, the caller writes what is queued and
+// the line itself at once, from its own goroutine and without blocking: the line does
+// not wait for a writer goroutine to be scheduled, which, behind a broadcast that woke a
+// thousand writers, can take milliseconds. Whatever the socket does not take is left,
+// in order, to a writer goroutine. Broadcasts use Send: their writer batches many lines
+// per write, where one write per line would cost a broadcast its throughput.
 func (p *Peer) SendUrgent(line []byte) bool {
 	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
 		return p.Send(line)
 	}
 	p.mu.Lock()
-	if p.closed || p.writing {
+	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes {
 		p.mu.Unlock()
 		return p.Send(line)
 	}
-	p.writing = true
+	batch := append(p.queue, line)
+	p.queue, p.spare = p.spare[:0], nil
+	p.queued += len(line)
+	p.inIO = true
 	p.mu.Unlock()
-	return p.sendDirect(line)
-}
 
-// sendDirect writes line without blocking while this goroutine owns the writer role
-// (writing is set). Whatever the socket does not take at once, and anything queued by
-// other senders meanwhile, is left to a writer goroutine.
-func (p *Peer) sendDirect(line []byte) bool {
-	n, err := p.tryWrite(line)
+	written, rest, err := p.tryWriteLines(batch)
 	if err != nil {
 		p.Close(stats.CloseWriteError)
 		return false
 	}
 	p.mu.Lock()
+	p.inIO = false
 	if p.closed {
-		p.mu.Unlock()
-		return n == len(line)
-	}
-	if n < len(line) {
-		rest := line[n:]
-		p.queue = append(p.queue, nil)
-		copy(p.queue[1:], p.queue)
-		p.queue[0] = rest
-		p.queued += len(rest)
-	}
-	if len(p.queue) == 0 {
-		p.writing = false
 		p.mu.Unlock()
 		return true
 	}
+	p.queued -= written
+	if len(rest) > 0 { // put the unwritten lines back in front of anything queued meanwhile
+		p.queue = append(rest, p.queue...)
+	}
+	start := len(p.queue) > 0 && !p.writer
+	p.writer = p.writer || start
 	p.mu.Unlock()
-	go p.writeLoop()
+	if start {
+		go p.writeLoop()
+	}
 	return true
+}
+
+// tryWriteLines writes lines in order as far as the socket takes them without blocking.
+// It returns the bytes written and the unwritten remainder (the first element possibly a
+// tail of a partly written line).
+func (p *Peer) tryWriteLines(lines [][]byte) (written int, rest [][]byte, err error) {
+	for i, l := range lines {
+		n, err := p.tryWrite(l)
+		written += n
+		if err != nil {
+			return written, nil, err
+		}
+		if n < len(l) {
+			rest = append([][]byte{l[n:]}, lines[i+1:]...)
+			return written, rest, nil
+		}
+	}
+	return written, nil, nil
 }
 
 // tryWrite writes as much of b as the socket accepts right now. A full socket buffer
@@ -274,18 +289,21 @@ const writeChunk = 64 << 10
 func (p *Peer) writeLoop() {
 	for {
 		p.mu.Lock()
-		if p.closed || len(p.queue) == 0 {
-			p.writing = false
+		if p.closed || len(p.queue) == 0 || p.inIO {
+			// Nothing to do, or SendUrgent is writing and will restart a writer if needed.
+			p.writer = false
 			p.mu.Unlock()
 			return
 		}
 		batch := p.queue
 		p.queue, p.spare = p.spare[:0], nil
+		p.inIO = true
 		p.mu.Unlock()
 
 		err := p.writeBatch(batch)
 		clear(batch)
 		p.mu.Lock()
+		p.inIO = false
 		if p.spare == nil {
 			p.spare = batch[:0]
 		}
