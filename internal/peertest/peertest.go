@@ -207,3 +207,16 @@ func quoteAll(ls []string) string {
 	}
 	return s
 }
+
+// DiscardConn is a net.Conn whose writes succeed at once and go nowhere, for benchmarks
+// that measure the directory's own work rather than the kernel's. Reads are not supported.
+type DiscardConn struct{ net.Conn }
+
+// Write discards b.
+func (DiscardConn) Write(b []byte) (int, error) { return len(b), nil }
+
+// Close does nothing.
+func (DiscardConn) Close() error { return nil }
+
+// SetWriteDeadline does nothing.
+func (DiscardConn) SetWriteDeadline(time.Time) error { return nil }

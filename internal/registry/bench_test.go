@@ -3,29 +3,23 @@ package registry_test
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/peertest"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
-
-type nopConn struct{ net.Conn }
-
-func (nopConn) Write(b []byte) (int, error)      { return len(b), nil }
-func (nopConn) Close() error                     { return nil }
-func (nopConn) SetWriteDeadline(time.Time) error { return nil }
 
 func benchPeers(n int) []*peer.Peer {
 	ctr := &stats.Counters{}
 	log := slog.New(slog.DiscardHandler)
 	ps := make([]*peer.Peer, n)
 	for i := range ps {
-		p := peer.New(uint64(i+1), nopConn{}, peer.Limits{QueueBytes: 1 << 40, WriteTimeout: time.Second}, ctr, log)
+		p := peer.New(uint64(i+1), peertest.DiscardConn{}, peer.Limits{QueueBytes: 1 << 40, WriteTimeout: time.Second}, ctr, log)
 		p.SetHello(handshake.Hello{Nick: fmt.Sprintf("J5reg%011d", i), Location: jm.Location{}})
 		ps[i] = p
 	}

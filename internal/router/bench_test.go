@@ -3,7 +3,6 @@ package router_test
 import (
 	"fmt"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -17,14 +16,6 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
-// discardConn is a net.Conn whose writes always succeed at once, so the benchmarks
-// measure the directory's own work, not the kernel's.
-type discardConn struct{ net.Conn }
-
-func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
-func (discardConn) Close() error                     { return nil }
-func (discardConn) SetWriteDeadline(time.Time) error { return nil }
-
 // benchRouter registers n peers over discarding connections.
 func benchRouter(b *testing.B, n int) (*router.Router, *registry.Registry, []*peer.Peer) {
 	b.Helper()
@@ -34,7 +25,7 @@ func benchRouter(b *testing.B, n int) (*router.Router, *registry.Registry, []*pe
 	log := slog.New(slog.DiscardHandler)
 	var peers []*peer.Peer
 	for i := 0; i < n; i++ {
-		p := peer.New(uint64(i+1), discardConn{}, peer.Limits{QueueBytes: 8 << 20, WriteTimeout: time.Second}, ctr, log)
+		p := peer.New(uint64(i+1), peertest.DiscardConn{}, peer.Limits{QueueBytes: 8 << 20, WriteTimeout: time.Second}, ctr, log)
 		nick := fmt.Sprintf("J5bench%09d", i) // unique; the router does not validate nicks
 		p.SetHello(handshake.Hello{Nick: nick, Location: jm.Location{Host: peertest.OnionA, Port: 5222}})
 		if res, _ := reg.Register(p, []byte("{\"type\":795,\"line\":\"\"}\r\n")); res != registry.Registered {
