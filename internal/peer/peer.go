@@ -61,7 +61,8 @@ type Peer struct {
 	reason stats.CloseReason
 	probe  chan struct{} // closed when the next qualifying answer arrives (nick check)
 
-	raw syscall.RawConn // set for real sockets: lets Send write directly when idle
+	raw  syscall.RawConn // set for real sockets: lets SendUrgent write directly
+	bufs net.Buffers     // the current vectored write; used only by the goroutine doing I/O
 
 	probing atomic.Bool   // probe is set: Answered must take the lock
 	done    chan struct{} // closed by Close
@@ -329,8 +330,10 @@ func (p *Peer) writeBatch(batch [][]byte) error {
 			n++
 		}
 		_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
-		bufs := net.Buffers(batch[:n])
-		if _, err := bufs.WriteTo(p.conn); err != nil {
+		p.bufs = batch[:n] // a field, not a local: WriteTo would move a local to the heap
+		_, err := p.bufs.WriteTo(p.conn)
+		p.bufs = nil
+		if err != nil {
 			return err
 		}
 		p.mu.Lock()
