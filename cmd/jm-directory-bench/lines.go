@@ -10,6 +10,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4/ecdsa"
 
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -97,14 +98,7 @@ func appendEnvelope(dst []byte, t int, line string) []byte {
 // handshakeJSON is a reference client's 793 payload: keys in the order app-name,
 // directory, location-string, proto-ver, features, nick, network; features {}.
 func handshakeJSON(nick, location, network string) string {
-	b := make([]byte, 0, 192)
-	b = append(b, `{"app-name": "joinmarket", "directory": false, "location-string": `...)
-	b = appendPyQuoted(b, location)
-	b = append(b, `, "proto-ver": 5, "features": {}, "nick": `...)
-	b = appendPyQuoted(b, nick)
-	b = append(b, `, "network": `...)
-	b = appendPyQuoted(b, network)
-	return string(append(b, '}'))
+	return handshake.ClientHello{Nick: nick, Location: location, Network: network}.Line()
 }
 
 // handshakeLine is the complete 793 line.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 // AppName is the application name every JoinMarket peer announces.
@@ -289,4 +290,49 @@ func (d Directory) Accept() string { return d.encode(true, d.MOTD) }
 // Reject returns the "line" of the 795 refusing a client, with the reason as motd.
 func (d Directory) Reject(r *Rejection) string {
 	return d.encode(false, "Rejected: "+r.Error())
+}
+
+// ClientHello is what a client announces in its 793. It is the sending side of Parse,
+// for load generators and tests that must speak exactly like a real client.
+type ClientHello struct {
+	Nick, Location, Network string
+	ProtoVer                int // 0 means jm.ProtocolVersion
+	Directory               bool
+	Features                map[string]bool
+}
+
+// Line renders the 793 "line" as a reference client does (PROTOCOL.md §3.2, §11.1): keys
+// in the order app-name, directory, location-string, proto-ver, features, nick, network,
+// with Python json.dumps spacing and features sorted by name.
+func (h ClientHello) Line() string {
+	ver := h.ProtoVer
+	if ver == 0 {
+		ver = jm.ProtocolVersion
+	}
+	b := make([]byte, 0, 224)
+	b = append(b, `{"app-name": "joinmarket", "directory": `...)
+	b = strconv.AppendBool(b, h.Directory)
+	b = append(b, `, "location-string": `...)
+	b = wire.AppendQuoted(b, h.Location)
+	b = append(b, `, "proto-ver": `...)
+	b = strconv.AppendInt(b, int64(ver), 10)
+	b = append(b, `, "features": {`...)
+	names := make([]string, 0, len(h.Features))
+	for k := range h.Features {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for i, k := range names {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = wire.AppendQuoted(b, k)
+		b = append(b, ": "...)
+		b = strconv.AppendBool(b, h.Features[k])
+	}
+	b = append(b, `}, "nick": `...)
+	b = wire.AppendQuoted(b, h.Nick)
+	b = append(b, `, "network": `...)
+	b = wire.AppendQuoted(b, h.Network)
+	return string(append(b, '}'))
 }

@@ -747,3 +747,43 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestClientHelloLine: the sending side renders exactly what the reference clients sent
+// in the fixtures and in PROTOCOL.md §11.2, and Parse reads it back.
+func TestClientHelloLine(t *testing.T) {
+	recs, err := fixtures.Load("handshake")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range recs {
+		if r.Dir != "c2s" || r.Type != 793 {
+			continue
+		}
+		var hs struct {
+			Location string `json:"location-string"`
+			Nick     string `json:"nick"`
+			Network  string `json:"network"`
+		}
+		if err := json.Unmarshal([]byte(r.Line), &hs); err != nil {
+			t.Fatal(err)
+		}
+		got := handshake.ClientHello{Nick: hs.Nick, Location: hs.Location, Network: hs.Network}.Line()
+		if got != r.Line {
+			t.Fatalf("got  %s\nwant %s", got, r.Line)
+		}
+		n++
+	}
+	if n != 4 {
+		t.Fatalf("%d fixture handshakes", n)
+	}
+	ng := handshake.ClientHello{Nick: "J554XN9CktYtikWE", Location: "NOT-SERVING-ONION", Network: "mainnet",
+		Features: map[string]bool{"ping": true, "nick_auth": true, "peerlist_features": true}}.Line()
+	want := `{"app-name": "joinmarket", "directory": false, "location-string": "NOT-SERVING-ONION", "proto-ver": 5, "features": {"nick_auth": true, "peerlist_features": true, "ping": true}, "nick": "J554XN9CktYtikWE", "network": "mainnet"}`
+	if ng != want {
+		t.Fatalf("got  %s\nwant %s", ng, want)
+	}
+	if _, rej := handshake.Parse(ng, handshake.Policy{Network: "mainnet"}); rej != nil {
+		t.Fatal(rej)
+	}
+}

@@ -7,18 +7,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
-	"maps"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -132,12 +130,7 @@ func (d *Dir) Join(t testing.TB, nick, location string, features map[string]bool
 // the reader holding whatever the directory sent after it.
 func Handshake(t testing.TB, conn net.Conn, nick, location, network string, features map[string]bool) *bufio.Reader {
 	t.Helper()
-	fs := make([]string, 0, len(features))
-	for _, k := range slices.Sorted(maps.Keys(features)) {
-		fs = append(fs, fmt.Sprintf("%q: %t", k, features[k]))
-	}
-	hs := fmt.Sprintf(`{"app-name": "joinmarket", "directory": false, "location-string": %q, "proto-ver": 5, "features": {%s}, "nick": %q, "network": %q}`,
-		location, strings.Join(fs, ", "), nick, network)
+	hs := handshake.ClientHello{Nick: nick, Location: location, Network: network, Features: features}.Line()
 	_ = conn.SetDeadline(time.Now().Add(Timeout))
 	if _, err := io.WriteString(conn, `{"type": 793, "line": `+string(wire.AppendQuoted(nil, hs))+"}\r\n"); err != nil {
 		t.Fatalf("%s: sending the handshake: %v", nick, err)

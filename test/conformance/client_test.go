@@ -21,6 +21,7 @@ import (
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
@@ -152,13 +153,8 @@ func (tg *target) dial(t *testing.T) *client { return tg.dialWith(t, &net.Dialer
 
 // handshakeLine is a client handshake in the reference client's exact key order.
 func handshakeLine(nick, location, network string, protoVer int, directory bool, features map[string]bool) string {
-	f := "{}"
-	if len(features) > 0 {
-		b, _ := json.Marshal(features) // sorted keys
-		f = strings.NewReplacer(`":`, `": `, `,"`, `, "`).Replace(string(b))
-	}
-	return fmt.Sprintf(`{"app-name": "joinmarket", "directory": %t, "location-string": %q, "proto-ver": %d, "features": %s, "nick": %q, "network": %q}`,
-		directory, location, protoVer, f, nick, network)
+	return handshake.ClientHello{Nick: nick, Location: location, Network: network,
+		ProtoVer: protoVer, Directory: directory, Features: features}.Line()
 }
 
 // spec fills in the nick and location of a spec.
