@@ -99,7 +99,7 @@ func Parse(line string, p Policy) (Hello, *Rejection) {
 	if err := json.Unmarshal([]byte(line), &m); err != nil || m == nil {
 		return h, reject(CodeMalformed, "handshake is not a JSON object")
 	}
-	appName, ok := str(m, "app-name")
+	appName, ok := str(m, "app-name", maxStringField)
 	if !ok {
 		return h, reject(CodeMalformed, "app-name must be a string")
 	}
@@ -122,22 +122,22 @@ func Parse(line string, p Policy) (Hello, *Rejection) {
 			return h, reject(CodeMalformed, "directory must be a boolean")
 		}
 	}
-	network, ok := str(m, "network")
+	network, ok := str(m, "network", maxStringField)
 	if !ok {
 		return h, reject(CodeMalformed, "network must be a string")
 	}
 	if !strings.EqualFold(network, p.Network) {
 		return h, reject(CodeNetwork, "this directory serves %s, not %s", p.Network, clip(network))
 	}
-	nick, ok := str(m, "nick")
+	nick, ok := str(m, "nick", maxStringField)
 	if !ok {
 		return h, reject(CodeMalformed, "nick must be a string")
 	}
 	if !jm.ValidNick(nick) {
 		return h, reject(CodeNick, "nick is not a JoinMarket nick (J5 + 14 base58 characters)")
 	}
-	locStr, ok := str(m, "location-string")
-	if !ok || len(locStr) > maxLocation {
+	locStr, ok := str(m, "location-string", maxLocation)
+	if !ok {
 		return h, reject(CodeLocation, "location-string must be a string of at most %d bytes", maxLocation)
 	}
 	loc, err := jm.ParseLocation(locStr, p.AllowLocal)
@@ -203,8 +203,8 @@ func validFeatureKey(k string) bool {
 	return true
 }
 
-// str reads a JSON string field of at most maxStringField bytes.
-func str(m map[string]json.RawMessage, key string) (string, bool) {
+// str reads a JSON string field of at most max bytes.
+func str(m map[string]json.RawMessage, key string, max int) (string, bool) {
 	raw, ok := m[key]
 	if !ok {
 		return "", false
@@ -213,7 +213,7 @@ func str(m map[string]json.RawMessage, key string) (string, bool) {
 	if json.Unmarshal(raw, &s) != nil {
 		return "", false
 	}
-	if key != "location-string" && len(s) > maxStringField {
+	if len(s) > max {
 		return "", false
 	}
 	return s, true

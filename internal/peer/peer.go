@@ -26,7 +26,7 @@ import (
 // Limits bound a peer's outbound side.
 type Limits struct {
 	QueueBytes   int           // cap on bytes waiting to be written
-	WriteTimeout time.Duration // deadline for each write
+	WriteTimeout time.Duration // deadline for each write of up to 64 KiB: no progress for this long = slow consumer
 }
 
 // Peer is one connection. The identity fields are set by SetHello before the peer is
