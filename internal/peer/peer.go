@@ -1,5 +1,6 @@
 // Package peer is one client connection: identity fixed at the handshake, a bounded
-// outbound queue drained by an on-demand writer goroutine, and a single typed close reason.
+// outbound queue drained by a shared Flusher (or, when the socket is full, an on-demand
+// writer goroutine), and a single typed close reason.
 //
 // Enqueueing never blocks. When a peer's queued bytes exceed its cap, or a write misses
 // its deadline, the peer is cut with stats.CloseSlowConsumer: one slow reader can never
@@ -55,13 +56,14 @@ type Peer struct {
 	queue  [][]byte   // lines waiting for the writer
 	spare  [][]byte   // recycled queue backing array
 	queued int        // bytes queued or being written, not yet on the wire
-	writer bool       // a writer goroutine exists (running or about to run)
+	writer bool       // the queue has a drainer: a writer goroutine or the flusher (running or about to run)
 	inIO   bool       // a write to the socket is in progress (by the writer or SendUrgent)
 	closed bool
 	reason stats.CloseReason
 	probe  chan struct{} // closed when the next qualifying answer arrives (nick check)
 
-	raw  syscall.RawConn // set for real sockets: lets SendUrgent write directly
+	raw  syscall.RawConn // set for real sockets: lets SendUrgent and the flusher write directly
+	fl   *Flusher        // writes broadcasts for real sockets; nil = a writer goroutine each time
 	bufs net.Buffers     // the current vectored write; used only by the goroutine doing I/O
 
 	probing atomic.Bool   // probe is set: Answered must take the lock
@@ -79,6 +81,20 @@ func New(id uint64, conn net.Conn, lim Limits, ctr *stats.Counters, log *slog.Lo
 		}
 	}
 	return p
+}
+
+// UseFlusher makes f write this peer's queued lines while its socket takes them without
+// blocking. Call it before the peer is shared with other goroutines.
+func (p *Peer) UseFlusher(f *Flusher) { p.fl = f }
+
+// startWriter has the queue drained: by the flusher when there is one and the connection
+// is a socket, else by a writer goroutine. The caller has just set p.writer.
+func (p *Peer) startWriter() {
+	if p.fl != nil && p.raw != nil {
+		p.fl.add(p)
+		return
+	}
+	go p.writeLoop()
 }
 
 // Conn returns the underlying connection.
@@ -176,7 +192,7 @@ func (p *Peer) Send(line []byte) bool {
 	p.writer = p.writer || start
 	p.mu.Unlock()
 	if start {
-		go p.writeLoop()
+		p.startWriter()
 	}
 	return true
 }
@@ -221,8 +237,11 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	start := len(p.queue) > 0 && !p.writer
 	p.writer = p.writer || start
 	p.mu.Unlock()
-	if start {
-		go p.writeLoop()
+	switch {
+	case start && len(rest) > 0:
+		go p.writeLoop() // the socket is full: wait for it under the write deadline
+	case start:
+		p.startWriter()
 	}
 	return true
 }

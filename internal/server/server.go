@@ -40,6 +40,7 @@ type Server struct {
 	reg     *registry.Registry
 	rt      *router.Router
 	sweeper *liveness.Sweeper
+	flusher *peer.Flusher // writes every peer's queued lines from GOMAXPROCS−1 goroutines
 	ctr     stats.Counters
 	started time.Time
 
@@ -79,6 +80,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		reg:     registry.New(cfg.MaxPeers),
 		started: time.Now(),
 		conns:   map[*peer.Peer]struct{}{},
+		flusher: peer.NewFlusher(0),
 	}
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
@@ -240,6 +242,7 @@ func (s *Server) Accept(conn net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn", id)
 	p := peer.New(id, conn, peer.Limits{QueueBytes: s.conf().OutboundQueueBytes, WriteTimeout: s.conf().WriteTimeout}, &s.ctr, log)
+	p.UseFlusher(s.flusher)
 	if !s.track(p) {
 		conn.Close()
 		return
@@ -535,6 +538,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		}
 		s.rt.Pubmsg(p, env.RawLine())
 		s.ctr.RelayLatency.Observe(int64(time.Since(now)))
+		s.flusher.Help() // a broadcaster reads on only as fast as its lines go out
 	case wire.TypeGetPeerlist:
 		if !s.admit(p, lim, lim.getPeers, stats.DropGetPeerlistCap, now) {
 			return !p.Closed()

@@ -1,0 +1,183 @@
+package peer_test
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+)
+
+// TestFlusherDeliversInOrder: broadcasts from several senders to several socket peers go
+// through one flusher; while one reader is late its socket fills, the rest of its queue
+// goes to a writer goroutine, and every line still arrives once, in each sender's order.
+//
+// With lag 0 every sender also helps with every round in progress, so peers are flushed
+// by several goroutines at once.
+func TestFlusherDeliversInOrder(t *testing.T) {
+	for _, lag := range []time.Duration{peer.Lag, 0} {
+		t.Run(fmt.Sprint("lag=", lag), func(t *testing.T) { testFlusherDeliversInOrder(t, lag) })
+	}
+}
+
+func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
+	f := peer.NewFlusher(1)
+	f.SetLag(lag)
+	handoffs := peer.Handoffs()
+	const peers, senders, perSender = 4, 3, 400
+	body := strings.Repeat("f", 900)
+	type side struct {
+		p   *peer.Peer
+		rd  *bufio.Reader
+		ctr *stats.Counters
+	}
+	sides := make([]side, peers)
+	for i := range sides {
+		srv, cli := tcpPair(t)
+		if i == 0 { // the late reader: small buffers so its socket fills
+			_ = srv.SetWriteBuffer(32 << 10)
+			_ = cli.SetReadBuffer(32 << 10)
+		}
+		ctr := new(stats.Counters)
+		p := peer.New(uint64(i), srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 10 * time.Second}, ctr, slog.New(slog.DiscardHandler))
+		p.UseFlusher(f)
+		t.Cleanup(func() { p.Close(stats.CloseShutdown) })
+		sides[i] = side{p: p, rd: bufio.NewReader(cli), ctr: ctr}
+	}
+	var wg sync.WaitGroup
+	for s := range senders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for n := range perSender {
+				l := []byte(fmt.Sprintf("%d %04d %s\r\n", s, n, body))
+				for _, sd := range sides {
+					if !sd.p.Send(l) {
+						t.Errorf("send %d/%d refused", s, n)
+						return
+					}
+				}
+				f.Help()
+			}
+		}()
+	}
+	// Peer 0's reader starts late: its socket fills and the flusher must hand it over.
+	errs := make(chan error, peers)
+	for i, sd := range sides {
+		go func() {
+			if i == 0 {
+				time.Sleep(100 * time.Millisecond)
+			}
+			next := make([]int, senders)
+			for range senders * perSender {
+				l, err := sd.rd.ReadString('\n')
+				if err != nil {
+					errs <- fmt.Errorf("peer %d: %v after %v", i, err, next)
+					return
+				}
+				var s, n int
+				if _, err := fmt.Sscanf(l, "%d %d", &s, &n); err != nil || s >= senders {
+					errs <- fmt.Errorf("peer %d: bad line %.40q", i, l)
+					return
+				}
+				if n != next[s] {
+					errs <- fmt.Errorf("peer %d: sender %d line %d arrived, want %d", i, s, n, next[s])
+					return
+				}
+				next[s]++
+			}
+			errs <- nil
+		}()
+	}
+	for range peers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	if peer.Handoffs() == handoffs {
+		t.Error("the late reader's socket never filled: the hand-off to a writer goroutine was not exercised")
+	}
+	for i, sd := range sides {
+		if sd.p.Closed() || sd.p.QueuedBytes() != 0 {
+			t.Errorf("peer %d: closed=%v queued=%d", i, sd.p.Closed(), sd.p.QueuedBytes())
+		}
+	}
+}
+
+// TestFlusherSlowConsumerStillCut: a peer that stops reading is handed from the flusher
+// to a writer goroutine, whose write deadline cuts it; the others keep receiving.
+func TestFlusherSlowConsumerStillCut(t *testing.T) {
+	f := peer.NewFlusher(1)
+	srvA, _ := tcpPair(t) // never read
+	srvB, cliB := tcpPair(t)
+	_ = srvA.SetWriteBuffer(4096)
+	lim := peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 200 * time.Millisecond}
+	a := peer.New(1, srvA, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
+	b := peer.New(2, srvB, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
+	a.UseFlusher(f)
+	b.UseFlusher(f)
+	defer a.Close(stats.CloseShutdown)
+	defer b.Close(stats.CloseShutdown)
+
+	l := []byte(strings.Repeat("s", 4000) + "\r\n")
+	const n = 500 // 2 MB: far more than A's socket buffers hold
+	go func() {
+		rd := bufio.NewReader(cliB)
+		for range n {
+			if _, err := rd.ReadString('\n'); err != nil {
+				return
+			}
+		}
+	}()
+	for range n {
+		a.Send(l)
+		b.Send(l)
+	}
+	waitClosed(t, a.Done(), "slow consumer A")
+	if r := a.Reason(); r != stats.CloseSlowConsumer {
+		t.Fatalf("A closed with %v, want slow consumer", r)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.QueuedBytes() > 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if b.Closed() || b.QueuedBytes() != 0 {
+		t.Fatalf("B: closed=%v queued=%d; want everything delivered", b.Closed(), b.QueuedBytes())
+	}
+}
+
+// TestFlusherWriteError: a peer whose connection broke is closed with a write error by
+// the flusher, and the flusher goes on with the others.
+func TestFlusherWriteError(t *testing.T) {
+	f := peer.NewFlusher(1)
+	srvA, cliA := tcpPair(t)
+	srvB, cliB := tcpPair(t)
+	_ = cliA.SetLinger(0)
+	cliA.Close() // RST: A's next writes fail
+	time.Sleep(20 * time.Millisecond)
+	lim := peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Second}
+	a := peer.New(1, srvA, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
+	b := peer.New(2, srvB, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
+	a.UseFlusher(f)
+	b.UseFlusher(f)
+	defer b.Close(stats.CloseShutdown)
+	for i := range 50 {
+		a.Send(line(fmt.Sprintf("x%d", i)))
+		b.Send(line(fmt.Sprintf("x%d", i)))
+		time.Sleep(time.Millisecond)
+	}
+	waitClosed(t, a.Done(), "A after RST")
+	if r := a.Reason(); r != stats.CloseWriteError {
+		t.Fatalf("A closed with %v, want write error", r)
+	}
+	got := readLines(t, cliB, 50)
+	if got[0] != "x0\r\n" || got[49] != "x49\r\n" {
+		t.Fatalf("B got %q … %q", got[0], got[49])
+	}
+}
