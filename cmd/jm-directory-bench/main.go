@@ -16,6 +16,7 @@
 //	churn      peers join and leave at a rate; every observer must get every ;D notice
 //	ceiling    fanout against a minimal built-in TCP relay (what the machine can do at all)
 //	relay      run that relay standalone
+//	sched      goroutine scheduling latency, by kind, from the directory's runtime trace
 //
 // Every scenario prints progress to stderr once a second and a table (or, with --json, one
 // JSON object) to stdout. The exit status is 1 when a correctness check fails (a line or a
@@ -57,6 +58,8 @@ scenarios:
   churn      --peers 200 --rate 50/s --duration 10s
   ceiling    (fanout flags) fan-out against a minimal built-in relay
   relay      --listen 127.0.0.1:PORT  run the built-in relay standalone
+  sched      TRACE  scheduling latency by goroutine kind, from a trace taken with
+             curl -o TRACE 'http://HEALTH_HOST:PORT/debug/pprof/trace?seconds=5' (--pprof)
 
 common flags: --addr 127.0.0.1:5222 --network regtest --json --concurrency 256 --timeout 30s
 'jm-directory-bench <scenario> -h' lists a scenario's flags.
@@ -243,6 +246,38 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		if err := serveRelay(ctx, addr, network, queue, wto, sockBuf, stderr); err != nil {
 			fmt.Fprintln(stderr, "jm-directory-bench relay:", err)
+			return 1
+		}
+		return 0
+	case "sched":
+		var asJSON bool
+		fs.BoolVar(&asJSON, "json", false, "print one JSON object instead of the table")
+		fs.Bool("quiet", false, "accepted for symmetry with the scenarios (sched prints no progress)")
+		if err := fs.Parse(rest); err != nil {
+			return 2
+		}
+		file := fs.Arg(0)
+		if fs.NArg() > 0 { // flags may follow the file
+			if err := fs.Parse(fs.Args()[1:]); err != nil {
+				return 2
+			}
+		}
+		if file == "" || fs.NArg() != 0 {
+			fmt.Fprintln(stderr, "jm-directory-bench sched: want one trace file")
+			return 2
+		}
+		rep, err := runSched(file)
+		if err != nil {
+			fmt.Fprintln(stderr, "jm-directory-bench sched:", err)
+			return 1
+		}
+		if asJSON {
+			err = rep.writeJSON(stdout)
+		} else {
+			err = rep.writeTable(stdout)
+		}
+		if err != nil {
+			fmt.Fprintln(stderr, "jm-directory-bench:", err)
 			return 1
 		}
 		return 0
