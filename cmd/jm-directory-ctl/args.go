@@ -138,7 +138,7 @@ func parseArgs(args []string, env func(string) string) (*options, string, error)
 	}
 	cmd := rest[0]
 	if cmd != "health" && cmd != "status" {
-		return o, "", fmt.Errorf("unknown command %q: want health or status (see -h)", cmd)
+		return o, "", fmt.Errorf("unknown command %q: want health, status or vanity (see -h)", cmd)
 	}
 	sub := flagSet(prog+" "+cmd, o)
 	if err := sub.Parse(rest[1:]); err != nil {
@@ -185,7 +185,7 @@ func printUsage(w io.Writer, o *options) {
 	if o == nil {
 		o = &options{host: defaultHost, port: defaultPort, logLevel: "INFO", timeout: defaultTimeout}
 	}
-	fmt.Fprintf(w, `Usage: %[1]s [options] {health,status} [--json]
+	fmt.Fprintf(w, `Usage: %[1]s [options] {health,status} [--json] | vanity PREFIX
 
 Query a JoinMarket directory server's operator endpoints.
 

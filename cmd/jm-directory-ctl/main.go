@@ -3,10 +3,14 @@
 //
 //	jm-directory-ctl [--host H] [--port P] [--log-level|-l L] [--token T] [--data-dir D] {health,status} [--json]
 //
+//	jm-directory-ctl vanity PREFIX [--out FILE] [--workers N] [--data-dir D]
+//
 // "health" asks GET /health and exits 0 iff the server is healthy. "status" asks GET
 // /status (with the bearer token the server requires on a non-loopback ops listener) and
 // prints a report, or the server's JSON with --json; it exits 0 iff the request succeeded
-// and the server is healthy. Every failure is explained in one line on stderr.
+// and the server is healthy. "vanity" searches, on every core, for an onion address
+// starting with PREFIX and writes its key in tor's hs_ed25519_secret_key format (see
+// vanity.go). Every failure is explained in one line on stderr.
 //
 // Exit codes: 0 success, 1 unhealthy or any request failure (also: no command given),
 // 2 usage error.
@@ -32,13 +36,16 @@ func main() {
 // run is the whole command without os.Exit: it parses args, resolves settings through
 // env (os.Getenv in production) and returns the exit code.
 func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
+	if o, rest, ok := vanityCommand(args, env); ok {
+		return runVanityMain(rest, o, env, stdout, stderr)
+	}
 	o, cmd, err := parseArgs(args, env)
 	switch {
 	case errors.Is(err, errHelp):
-		printUsage(stdout, o)
+		printAllUsage(stdout, o)
 		return 0
 	case errors.Is(err, errNoCommand):
-		printUsage(stderr, o)
+		printAllUsage(stderr, o)
 		return 1
 	case err != nil:
 		fmt.Fprintf(stderr, "%s: %v\n", prog, err)

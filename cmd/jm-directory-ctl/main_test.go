@@ -376,7 +376,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	code, out, errs = ctl(env, "frobnicate")
-	if line := oneLine(t, errs); code != 2 || out != "" || line != `jm-directory-ctl: unknown command "frobnicate": want health or status (see -h)` {
+	if line := oneLine(t, errs); code != 2 || out != "" || line != `jm-directory-ctl: unknown command "frobnicate": want health, status or vanity (see -h)` {
 		t.Errorf("unknown command: exit %d, stderr %q", code, errs)
 	}
 	for _, args := range [][]string{

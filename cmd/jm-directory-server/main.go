@@ -19,13 +19,16 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/torctl"
 )
 
 func main() {
@@ -123,6 +126,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("ops endpoints listening", opsAttrs...)
 
+	var onionSvc *onion.Service
+	if cfg.TorMode != "none" {
+		onionSvc, err = onion.New(onionOptions(cfg), log)
+		if err != nil {
+			log.Error("cannot set up the onion", "err", err)
+			return 1
+		}
+		srv.SetLocation(onionSvc.Location())
+		srv.AddHealthCheck(onionSvc.Health)
+		go func() {
+			if err := onionSvc.Run(ctx, torTarget(ln.Addr())); err != nil {
+				log.Error("onion service stopped", "err", err)
+			}
+		}()
+	}
 	srv.AdvertiseListener(ln.Addr())
 	entry := srv.Location()
 	if entry == "" {
@@ -174,4 +192,37 @@ func newLogger(format string, level slog.Leveler, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// onionOptions maps the configuration onto the onion service's options.
+func onionOptions(cfg config.Config) onion.Options {
+	o := onion.Options{
+		Mode:             cfg.TorMode,
+		ControlNetwork:   "tcp",
+		ControlAddr:      net.JoinHostPort(cfg.TorControlHost, strconv.Itoa(cfg.TorControlPort)),
+		Auth:             torctl.Auth{Password: cfg.TorControlPassword, CookieFile: cfg.TorCookieFile},
+		TorBinary:        cfg.TorBinary,
+		KeyFile:          cfg.OnionKeyPath(),
+		VirtualPort:      cfg.OnionVirtualPort,
+		PoW:              cfg.TorPoW,
+		HiddenServiceDir: cfg.TorHiddenServiceDir,
+		DataDir:          cfg.DataDir,
+	}
+	if cfg.TorControlSocket != "" {
+		o.ControlNetwork, o.ControlAddr = "unix", cfg.TorControlSocket
+	}
+	return o
+}
+
+// torTarget is the address tor should connect to for our listener: a wildcard listen
+// address is reached on loopback.
+func torTarget(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -26,6 +26,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -86,6 +87,18 @@ type Config struct {
 	HideNicks       bool   // status_hide_nicks: /status and the live page omit nick lists; default false
 	Pprof           bool   // serve /debug/pprof/ on the ops listener; default false
 
+	TorMode             string // none | control | launch | external (--tor); default none
+	TorControlHost      string // control: tor's control port host, default "127.0.0.1"
+	TorControlPort      int    // control: tor's control port, default 9051; 1..65535
+	TorControlSocket    string // control: tor's control socket path; "" = use host:port
+	TorControlPassword  string // SECRET control: password for HASHEDPASSWORD authentication; "" = cookie
+	TorCookieFile       string // control: cookie file; "" = the path tor reports
+	TorBinary           string // launch: the tor executable, default "tor" (looked up in PATH)
+	TorHiddenServiceDir string // external: the HiddenServiceDir of the operator's tor (its hostname is read)
+	TorOnionKeyFile     string // control/launch: the onion's hs_ed25519_secret_key; "" = <data dir>/onion/hs_ed25519_secret_key
+	OnionVirtualPort    int    // the onion's virtual port, default 5222; 1..65535
+	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
+
 	LogLevel  string // DEBUG | INFO | WARNING | ERROR, stored upper-case canonical; default INFO
 	LogFormat string // text | json, default text
 
@@ -145,10 +158,17 @@ func Default() Config {
 		HeartbeatPongWait:      30 * time.Second,
 
 		HealthCheckHost: "127.0.0.1",
-		HealthCheckPort: 8080,
-		OpsToken:        "",
-		HideNicks:       false,
-		Pprof:           false,
+
+		TorMode:          "none",
+		TorControlHost:   "127.0.0.1",
+		TorControlPort:   9051,
+		TorBinary:        "tor",
+		OnionVirtualPort: 5222,
+		TorPoW:           true,
+		HealthCheckPort:  8080,
+		OpsToken:         "",
+		HideNicks:        false,
+		Pprof:            false,
 
 		LogLevel:  "INFO",
 		LogFormat: "text",
@@ -218,6 +238,12 @@ func (c Config) Validate() error {
 		if !s.valid(v) {
 			return errors.New(c.label(s.key, v) + ": " + s.accepted)
 		}
+	}
+	switch {
+	case c.TorMode == "external" && c.TorHiddenServiceDir == "":
+		return errors.New(`tor_mode="external" needs tor_hidden_service_dir: the HiddenServiceDir whose hostname file names this directory's onion`)
+	case c.TorMode != "none" && c.Location != "":
+		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
 	}
 	if c.HeartbeatHardEvict < c.HeartbeatIdleThreshold {
 		hard, idle := c.HeartbeatHardEvict, c.HeartbeatIdleThreshold
@@ -463,6 +489,21 @@ func settingsTable() []setting {
 		func(c *Config) any { return &c.OpsToken })
 	opsToken.secret = true
 
+	torMode := dsSetting("tor_mode", kindString, "tor: none (plain TCP), control (publish the onion through a tor control port), launch (start tor), external (behind an operator-run tor)",
+		"accepted values are none, control, launch, external", validTorMode,
+		func(c *Config) any { return &c.TorMode })
+	torMode.flag = "tor"
+	torMode.norm = lowerTrim
+	torPassword := dsSetting("tor_control_password", kindString, "tor control port password (HASHEDPASSWORD); secret",
+		"accepted values are single-line text", validLine,
+		func(c *Config) any { return &c.TorControlPassword })
+	torPassword.secret = true
+	pathSetting := func(k, help string, field func(*Config) any) setting {
+		s := dsSetting(k, kindString, help, "accepted values are a file system path (single line) or \"\"", validLine, field)
+		s.norm = strings.TrimSpace
+		return s
+	}
+
 	logLevel := dsSetting("log_level", kindString, "log level: DEBUG, INFO, WARNING or ERROR",
 		"accepted values are DEBUG, INFO, WARNING, ERROR (any case; aliases TRACE, WARN, SUCCESS, CRITICAL)", validLogLevel,
 		func(c *Config) any { return &c.LogLevel })
@@ -553,6 +594,31 @@ func settingsTable() []setting {
 		dsSetting("pprof", kindBool, "serve /debug/pprof/ on the ops listener",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.Pprof }),
+
+		torMode,
+		dsSetting("tor_control_host", kindString, "tor control port host (tor_mode=control)",
+			"accepted values are an IP address or host name without port", validHost,
+			func(c *Config) any { return &c.TorControlHost }),
+		dsSetting("tor_control_port", kindInt, "tor control port (tor_mode=control)",
+			"accepted values are integers 1..65535", intIn(1, 65535),
+			func(c *Config) any { return &c.TorControlPort }),
+		pathSetting("tor_control_socket", `tor control socket path, instead of host:port ("" = use host:port)`,
+			func(c *Config) any { return &c.TorControlSocket }),
+		torPassword,
+		pathSetting("tor_cookie_file", `tor control cookie file ("" = the path tor reports)`,
+			func(c *Config) any { return &c.TorCookieFile }),
+		pathSetting("tor_binary", "tor executable for tor_mode=launch",
+			func(c *Config) any { return &c.TorBinary }),
+		pathSetting("tor_hidden_service_dir", "HiddenServiceDir of the operator's tor (tor_mode=external; its hostname file is read)",
+			func(c *Config) any { return &c.TorHiddenServiceDir }),
+		pathSetting("tor_onion_key_file", `the onion's key, tor's hs_ed25519_secret_key format ("" = <data dir>/onion/hs_ed25519_secret_key)`,
+			func(c *Config) any { return &c.TorOnionKeyFile }),
+		dsSetting("onion_virtual_port", kindInt, "the onion service's port",
+			"accepted values are integers 1..65535", intIn(1, 65535),
+			func(c *Config) any { return &c.OnionVirtualPort }),
+		dsSetting("tor_pow", kindBool, "enable tor's proof-of-work defences for the onion (tor >= 0.4.8)",
+			boolAccepted, nil,
+			func(c *Config) any { return &c.TorPoW }),
 
 		logLevel,
 		logFormat,
@@ -682,6 +748,28 @@ func validLogLevel(v any) bool {
 		return true
 	}
 	return false
+}
+
+// OnionKeyPath is where the onion's key lives: tor_onion_key_file, or
+// <data dir>/onion/hs_ed25519_secret_key.
+func (c Config) OnionKeyPath() string {
+	if c.TorOnionKeyFile != "" {
+		return c.TorOnionKeyFile
+	}
+	return filepath.Join(c.DataDir, "onion", "hs_ed25519_secret_key")
+}
+
+func validTorMode(v any) bool {
+	switch v.(string) {
+	case "none", "control", "launch", "external":
+		return true
+	}
+	return false
+}
+
+// validLine accepts any text without control characters (paths, passwords).
+func validLine(v any) bool {
+	return !strings.ContainsFunc(v.(string), unicode.IsControl)
 }
 
 func validLogFormat(v any) bool {

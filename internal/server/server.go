@@ -56,6 +56,7 @@ type Server struct {
 
 	listening atomic.Bool
 	recent    recentDisconnects
+	checks    atomic.Pointer[[]func() (bool, string)] // more health checks (the onion)
 }
 
 // dirLines caches the directory side of the handshake.
@@ -622,7 +623,29 @@ func (s *Server) Health() (ok bool, reason string) {
 	case total >= s.reg.Max():
 		return false, "at capacity"
 	}
+	if cs := s.checks.Load(); cs != nil {
+		for _, check := range *cs {
+			if ok, reason := check(); !ok {
+				return false, reason
+			}
+		}
+	}
 	return true, ""
+}
+
+// AddHealthCheck adds a condition Health reports on, such as "the onion is published".
+func (s *Server) AddHealthCheck(check func() (ok bool, reason string)) {
+	for {
+		old := s.checks.Load()
+		var next []func() (bool, string)
+		if old != nil {
+			next = append(next, *old...)
+		}
+		next = append(next, check)
+		if s.checks.CompareAndSwap(old, &next) {
+			return
+		}
+	}
 }
 
 // Reload applies a new configuration without dropping any peer: motd, rate limits and
@@ -641,7 +664,10 @@ func (s *Server) Reload(next config.Config) ([]config.Change, error) {
 	for _, c := range changes {
 		switch c.Key {
 		case "network", "host", "port", "data_dir", "location", "health_check_host", "health_check_port",
-			"ops_token", "pprof", "status_hide_nicks", "log_format":
+			"ops_token", "pprof", "status_hide_nicks", "log_format",
+			"tor_mode", "tor_control_host", "tor_control_port", "tor_control_socket", "tor_control_password",
+			"tor_cookie_file", "tor_binary", "tor_hidden_service_dir", "tor_onion_key_file", "onion_virtual_port",
+			"tor_pow":
 			restart = append(restart, c.Key)
 		}
 	}
@@ -650,6 +676,10 @@ func (s *Server) Reload(next config.Config) ([]config.Change, error) {
 		next.Network, next.Host, next.Port, next.DataDir, next.Location = cur.Network, cur.Host, cur.Port, cur.DataDir, cur.Location
 		next.HealthCheckHost, next.HealthCheckPort, next.OpsToken = cur.HealthCheckHost, cur.HealthCheckPort, cur.OpsToken
 		next.Pprof, next.HideNicks, next.LogFormat = cur.Pprof, cur.HideNicks, cur.LogFormat
+		next.TorMode, next.TorControlHost, next.TorControlPort, next.TorControlSocket = cur.TorMode, cur.TorControlHost, cur.TorControlPort, cur.TorControlSocket
+		next.TorControlPassword, next.TorCookieFile, next.TorBinary = cur.TorControlPassword, cur.TorCookieFile, cur.TorBinary
+		next.TorHiddenServiceDir, next.TorOnionKeyFile, next.OnionVirtualPort = cur.TorHiddenServiceDir, cur.TorOnionKeyFile, cur.OnionVirtualPort
+		next.TorPoW = cur.TorPoW
 		s.log.Warn("reload: these settings need a restart and were not applied", "keys", restart)
 	}
 	s.cfg.Store(&next)

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+	"golang.org/x/net/proxy"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
@@ -141,7 +142,17 @@ type client struct {
 
 func (tg *target) dialWith(t *testing.T, d *net.Dialer) *client {
 	t.Helper()
-	conn, err := d.Dial("tcp", tg.addr)
+	var dialer proxy.Dialer = d
+	if socks := os.Getenv("JM_DIRECTORY_SOCKS"); socks != "" && tg.external {
+		// Through Tor's SOCKS5 port to an onion: a fresh isolation username per
+		// connection is not needed, one circuit for all test peers is fine.
+		pd, err := proxy.SOCKS5("tcp", socks, nil, d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dialer = pd
+	}
+	conn, err := dialer.Dial("tcp", tg.addr)
 	if err != nil {
 		t.Fatal(err)
 	}

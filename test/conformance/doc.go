@@ -7,4 +7,7 @@
 //
 //	go test ./test/conformance/
 //	JM_DIRECTORY_ADDR=127.0.0.1:5222 go test ./test/conformance/
+//
+// With JM_DIRECTORY_SOCKS=host:port as well, every connection goes through that SOCKS5
+// proxy (Tor's SOCKS port), so JM_DIRECTORY_ADDR may be an onion: xyz.onion:5222.
 package conformance

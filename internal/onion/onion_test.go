@@ -1,0 +1,286 @@
+package onion
+
+import (
+	"bufio"
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/onionkey"
+)
+
+// fakeTor is a control port that accepts NULL authentication and ADD_ONION; it can
+// drop every open connection, as a restarting tor would.
+type fakeTor struct {
+	ln        net.Listener
+	rejectPoW bool
+	mu        sync.Mutex
+	conns     []net.Conn
+	adds      []string
+}
+
+func newFake(t *testing.T, rejectPoW bool) *fakeTor {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTor{ln: ln, rejectPoW: rejectPoW}
+	t.Cleanup(func() { ln.Close(); f.dropAll() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			f.mu.Lock()
+			f.conns = append(f.conns, c)
+			f.mu.Unlock()
+			go f.serve(c)
+		}
+	}()
+	return f
+}
+
+func (f *fakeTor) serve(c net.Conn) {
+	r := bufio.NewReader(c)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		cmd := strings.TrimSuffix(line, "\r\n")
+		var reply string
+		switch {
+		case cmd == "PROTOCOLINFO 1":
+			reply = "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=NULL\r\n250-VERSION Tor=\"0.4.9.11\"\r\n250 OK\r\n"
+		case cmd == "AUTHENTICATE":
+			reply = "250 OK\r\n"
+		case strings.HasPrefix(cmd, "ADD_ONION "):
+			f.mu.Lock()
+			f.adds = append(f.adds, cmd)
+			f.mu.Unlock()
+			if f.rejectPoW && strings.Contains(cmd, "PoWDefensesEnabled") {
+				reply = "513 Invalid argument\r\n"
+				break
+			}
+			blob := strings.Fields(cmd)[1]
+			k, err := onionkey.ParseControlBlob(blob)
+			if err != nil {
+				reply = "513 Invalid key blob\r\n"
+				break
+			}
+			reply = "250-ServiceID=" + k.Onion() + "\r\n250 OK\r\n"
+		default:
+			reply = "510 Unrecognized command\r\n"
+		}
+		if _, err := c.Write([]byte(reply)); err != nil {
+			return
+		}
+	}
+}
+
+func (f *fakeTor) dropAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		c.Close()
+	}
+	f.conns = nil
+}
+
+func (f *fakeTor) addCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.adds)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// TestControlPublishesAndRepublishes: the onion is published with the persistent key,
+// the hostname file names it, health follows the control connection, and after tor
+// drops the connection the onion is published again with the same key.
+func TestControlPublishesAndRepublishes(t *testing.T) {
+	f := newFake(t, false)
+	dir := t.TempDir()
+	opts := Options{Mode: "control", ControlNetwork: "tcp", ControlAddr: f.ln.Addr().String(),
+		KeyFile: filepath.Join(dir, "onion", "hs_ed25519_secret_key"), VirtualPort: 5222, PoW: true, DataDir: dir}
+	s, err := New(opts, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, reason := s.Health(); ok || reason == "" {
+		t.Fatalf("healthy before publishing: %v %q", ok, reason)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
+	waitFor(t, "published", func() bool { ok, _ := s.Health(); return ok })
+
+	loc := s.Location()
+	if !strings.HasSuffix(loc, ".onion:5222") || len(loc) != 56+len(".onion:5222") {
+		t.Fatalf("location %q", loc)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, HostnameFile))
+	if err != nil || string(b) != loc+"\n" {
+		t.Fatalf("hostname file %q %v, want %q", b, err, loc)
+	}
+	f.mu.Lock()
+	first := f.adds[0]
+	f.mu.Unlock()
+	if !strings.Contains(first, "PoWDefensesEnabled=1") || !strings.HasSuffix(first, "Port=5222,127.0.0.1:5999") || strings.Contains(first, "Detach") {
+		t.Fatalf("ADD_ONION %q", first)
+	}
+	if st := s.Status(); !st.PoW || st.TorVersion != "0.4.9.11" || !st.Published {
+		t.Fatalf("status %+v", st)
+	}
+
+	f.dropAll()
+	waitFor(t, "unhealthy after the drop", func() bool { ok, _ := s.Health(); return !ok })
+	waitFor(t, "published again", func() bool { ok, _ := s.Health(); return ok && f.addCount() >= 2 })
+	f.mu.Lock()
+	again := f.adds[1]
+	f.mu.Unlock()
+	if again != first {
+		t.Fatalf("republished with a different command:\n%s\n%s", first, again)
+	}
+
+	// A restart loads the same key: same location.
+	s2, err := New(opts, quiet())
+	if err != nil || s2.Location() != loc {
+		t.Fatalf("after restart: %q %v, want %q", s2.Location(), err, loc)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if ok, reason := s.Health(); ok || reason != "shutting down" {
+		t.Fatalf("after stop: %v %q", ok, reason)
+	}
+}
+
+func TestControlPoWRefusedFallsBack(t *testing.T) {
+	f := newFake(t, true)
+	dir := t.TempDir()
+	s, err := New(Options{Mode: "control", ControlNetwork: "tcp", ControlAddr: f.ln.Addr().String(),
+		KeyFile: filepath.Join(dir, "k"), VirtualPort: 5222, PoW: true, DataDir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx, "127.0.0.1:1")
+	waitFor(t, "published", func() bool { ok, _ := s.Health(); return ok })
+	if st := s.Status(); st.PoW || f.addCount() != 2 {
+		t.Fatalf("status %+v after %d ADD_ONIONs, want PoW off after one retry", st, f.addCount())
+	}
+}
+
+func TestControlUnreachableIsUnhealthy(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens here
+	dir := t.TempDir()
+	s, err := New(Options{Mode: "control", ControlNetwork: "tcp", ControlAddr: addr,
+		KeyFile: filepath.Join(dir, "k"), VirtualPort: 5222, DataDir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx, "127.0.0.1:1")
+	waitFor(t, "a control error", func() bool { _, r := s.Health(); return strings.HasPrefix(r, "tor control: ") })
+}
+
+func TestExternal(t *testing.T) {
+	k, err := onionkey.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := t.TempDir()
+	os.WriteFile(filepath.Join(hs, "hostname"), []byte(k.Onion()+".onion\n"), 0o600)
+	s, err := New(Options{Mode: "external", HiddenServiceDir: hs, VirtualPort: 5222, DataDir: t.TempDir()}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Location() != k.Onion()+".onion:5222" {
+		t.Fatalf("location %q", s.Location())
+	}
+	if ok, _ := s.Health(); !ok {
+		t.Fatal("external onion not healthy")
+	}
+	os.WriteFile(filepath.Join(hs, "hostname"), []byte("notanonion.onion\n"), 0o600)
+	if _, err := New(Options{Mode: "external", HiddenServiceDir: hs, VirtualPort: 5222}, quiet()); err == nil {
+		t.Fatal("bad hostname accepted")
+	}
+	if _, err := New(Options{Mode: "external", HiddenServiceDir: t.TempDir()}, quiet()); err == nil {
+		t.Fatal("missing hostname accepted")
+	}
+}
+
+// TestLaunchRealTor starts a network-less tor, publishes through its control socket,
+// and when tor is killed starts it again and publishes the same onion.
+func TestLaunchRealTor(t *testing.T) {
+	if _, err := exec.LookPath("tor"); err != nil {
+		t.Skip("tor is not installed (CI installs it)")
+	}
+	dir, err := os.MkdirTemp("", "jmo") // short: unix socket paths are limited to 108 bytes
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	s, err := New(Options{Mode: "launch", TorBinary: "tor", ExtraTorrc: []string{"DisableNetwork 1"},
+		KeyFile: filepath.Join(dir, "onion", "hs_ed25519_secret_key"), VirtualPort: 5222, PoW: true, DataDir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
+	waitFor(t, "published by the launched tor", func() bool { ok, _ := s.Health(); return ok })
+	if st := s.Status(); !st.PoW || st.TorVersion == "" {
+		t.Fatalf("status %+v", st)
+	}
+	pidb, err := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(pidb)))
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "unhealthy after tor died", func() bool { ok, _ := s.Health(); return !ok })
+	waitFor(t, "published by the restarted tor", func() bool { ok, _ := s.Health(); return ok })
+	pidb2, _ := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
+	if strings.TrimSpace(string(pidb2)) == strconv.Itoa(pid) {
+		t.Fatal("same tor pid after the kill")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("launch mode did not stop")
+	}
+}
