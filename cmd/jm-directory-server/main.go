@@ -126,9 +126,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("ops endpoints listening", opsAttrs...)
 
-	var onionSvc *onion.Service
+	onionDone := make(chan struct{})
 	if cfg.TorMode != "none" {
-		onionSvc, err = onion.New(onionOptions(cfg), log)
+		onionSvc, err := onion.New(onionOptions(cfg), log)
 		if err != nil {
 			log.Error("cannot set up the onion", "err", err)
 			return 1
@@ -136,10 +136,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		srv.SetLocation(onionSvc.Location())
 		srv.AddHealthCheck(onionSvc.Health)
 		go func() {
+			defer close(onionDone)
 			if err := onionSvc.Run(ctx, torTarget(ln.Addr())); err != nil {
 				log.Error("onion service stopped", "err", err)
 			}
 		}()
+	} else {
+		close(onionDone)
 	}
 	srv.AdvertiseListener(ln.Addr())
 	entry := srv.Location()
@@ -151,6 +154,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		"directory_nodes", entry, "version", server.Version)
 
 	err = srv.Serve(ctx, ln)
+	stop()      // Serve may also return on its own (a listener error)
+	<-onionDone // a launched tor is stopped before we exit
 	shutCtx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	_ = httpSrv.Shutdown(shutCtx)
