@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
+
+	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 )
 
 // identityFile is the name of the directory's key file inside its data dir.
@@ -58,7 +60,7 @@ func LoadOrCreateIdentity(dataDir string) (id Identity, created bool, err error)
 	if err != nil {
 		return Identity{}, false, fmt.Errorf("jm: generate identity key: %w", err)
 	}
-	won, err := writeNewKeyFile(dataDir, path, key)
+	won, err := writeNewKeyFile(path, key)
 	if err != nil {
 		return Identity{}, false, err
 	}
@@ -124,21 +126,9 @@ func parseKeyFile(b []byte) (*secp256k1.PrivateKey, error) {
 	return secp256k1.NewPrivateKey(&s), nil
 }
 
-// writeNewKeyFile writes key to a temporary file in dir, fsyncs it and links
-// it to path. It reports won=false (and no error) if path already existed.
-func writeNewKeyFile(dir, path string, key *secp256k1.PrivateKey) (won bool, err error) {
-	tmp, err := os.CreateTemp(dir, "."+identityFile+".tmp-*")
-	if err != nil {
-		return false, fmt.Errorf("jm: create identity: %w", err)
-	}
-	tmpName := tmp.Name()
-	defer os.Remove(tmpName) // the hard link, if made, keeps the data
-	defer func() {
-		if tmp != nil {
-			tmp.Close()
-		}
-	}()
-
+// writeNewKeyFile writes key to path (secretfile.WriteNew: mode 0600, atomic, never
+// over an existing file). It reports won=false (and no error) if path already existed.
+func writeNewKeyFile(path string, key *secp256k1.PrivateKey) (won bool, err error) {
 	var content [identityKeyHexLen + 1]byte
 	defer clear(content[:])
 	raw := key.Key.Bytes()
@@ -146,38 +136,12 @@ func writeNewKeyFile(dir, path string, key *secp256k1.PrivateKey) (won bool, err
 	hex.Encode(content[:identityKeyHexLen], raw[:])
 	content[identityKeyHexLen] = '\n'
 
-	if err := tmp.Chmod(0o600); err != nil {
-		return false, fmt.Errorf("jm: create identity: %w", err)
+	err = secretfile.WriteNew(path, content[:])
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
 	}
-	if _, err := tmp.Write(content[:]); err != nil {
-		return false, fmt.Errorf("jm: write identity: %w", err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return false, fmt.Errorf("jm: sync identity: %w", err)
-	}
-	err = tmp.Close()
-	tmp = nil
 	if err != nil {
-		return false, fmt.Errorf("jm: write identity: %w", err)
-	}
-	if err := os.Link(tmpName, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return false, nil
-		}
 		return false, fmt.Errorf("jm: create identity: %w", err)
 	}
-	syncDir(dir)
 	return true, nil
-}
-
-// syncDir fsyncs a directory so that a new entry survives a crash. Errors are
-// ignored: some platforms and file systems cannot sync directories, and the
-// key file itself is already durable.
-func syncDir(dir string) {
-	d, err := os.Open(dir)
-	if err != nil {
-		return
-	}
-	_ = d.Sync()
-	_ = d.Close()
 }

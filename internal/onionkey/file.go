@@ -7,9 +7,10 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 )
 
 var (
@@ -143,99 +144,18 @@ func readImport(src string) (Key, error) {
 }
 
 // WriteSecretFile writes k to path in tor's hs_ed25519_secret_key format with mode 0600,
-// creating the directory (mode 0700) if it is missing. It never replaces an existing
-// file: if path exists, the error wraps fs.ErrExist.
-//
-// The write is atomic: the key goes to a temporary file in the same directory, which is
-// synced and then hard-linked to path (a link fails if path exists) and removed. On a
-// file system without hard links, path is created exclusively (O_EXCL) instead.
+// creating the directory (mode 0700) if it is missing, atomically (secretfile.WriteNew).
+// It never replaces an existing file: if path exists, the error wraps fs.ErrExist.
 func WriteSecretFile(path string, k Key) error {
 	if k.IsZero() {
 		return errors.New("onionkey: refusing to write the zero key")
 	}
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("onionkey: %w", err)
-	}
-	if _, err := os.Lstat(path); err == nil {
-		return existsError(path)
-	}
-	data := k.SecretFile()
-	tmp, err := writeTemp(dir, "."+filepath.Base(path)+".tmp-*", data)
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp)
-	if err := os.Link(tmp, path); err != nil {
-		if errors.Is(err, fs.ErrExist) {
-			return existsError(path)
-		}
-		// No hard links here (some FUSE and network file systems): create exclusively.
-		if err := writeExclusive(path, data); err != nil {
-			return err
-		}
-	}
-	syncDir(dir)
-	return nil
-}
-
-// existsError is WriteSecretFile's error for an existing path.
-func existsError(path string) error {
-	return fmt.Errorf("onionkey: %s already exists; not overwriting it: %w", path, fs.ErrExist)
-}
-
-// writeTemp writes data to a new temporary file (mode 0600) in dir, synced, and returns
-// its name.
-func writeTemp(dir, pattern string, data []byte) (string, error) {
-	f, err := os.CreateTemp(dir, pattern) // mode 0600
-	if err != nil {
-		return "", fmt.Errorf("onionkey: %w", err)
-	}
-	name := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", fmt.Errorf("onionkey: writing %s: %w", name, err)
-	}
-	return name, nil
-}
-
-// writeExclusive creates path (which must not exist) with mode 0600 and writes data.
-func writeExclusive(path string, data []byte) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := secretfile.WriteNew(path, k.SecretFile())
 	if errors.Is(err, fs.ErrExist) {
-		return existsError(path)
+		return fmt.Errorf("onionkey: %s already exists; not overwriting it: %w", path, fs.ErrExist)
 	}
 	if err != nil {
 		return fmt.Errorf("onionkey: %w", err)
 	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path) // ours, and incomplete
-		return fmt.Errorf("onionkey: writing %s: %w", path, err)
-	}
 	return nil
-}
-
-// syncDir makes a new directory entry durable, where the platform allows it.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -118,26 +119,19 @@ func resolveToken(configured, dataDir string) (string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", fmt.Errorf("ops: %w", err)
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", fmt.Errorf("ops: %w", err)
-	}
 	var raw [32]byte
 	if _, err := rand.Read(raw[:]); err != nil {
 		return "", err
 	}
 	tok := hex.EncodeToString(raw[:])
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	err := secretfile.WriteNew(path, []byte(tok+"\n"))
 	if errors.Is(err, fs.ErrExist) {
 		return resolveToken("", dataDir) // created concurrently: use that one
 	}
 	if err != nil {
 		return "", fmt.Errorf("ops: %w", err)
 	}
-	if _, err := f.WriteString(tok + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("ops: %w", err)
-	}
-	return tok, f.Close()
+	return tok, nil
 }
 
 func (o *Ops) routes() {

@@ -1,0 +1,107 @@
+// Package secretfile writes small secret files (keys, tokens) the one way this server
+// does it: mode 0600, atomically, and never over an existing file.
+package secretfile
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// WriteNew writes data to path with mode 0600, creating the directory (mode 0700) if it
+// is missing. It never replaces an existing file (or symlink): if path exists, the error
+// wraps fs.ErrExist, and concurrent writers agree on exactly one winner.
+//
+// The write is atomic: data goes to a temporary file in the same directory, which is
+// synced, hard-linked to path (a link fails if path exists) and removed. On a file
+// system without hard links, path is created exclusively (O_EXCL) instead. The
+// directory is synced so the new entry survives a crash where the platform allows it.
+func WriteNew(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return exists(path)
+	}
+	tmp, err := writeTemp(dir, "."+filepath.Base(path)+".tmp-*", data)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp) // the hard link, if made, keeps the data
+	if err := os.Link(tmp, path); err != nil {
+		if errors.Is(err, fs.ErrExist) {
+			return exists(path)
+		}
+		// No hard links here (some FUSE and network file systems): create exclusively.
+		if err := writeExclusive(path, data); err != nil {
+			return err
+		}
+	}
+	syncDir(dir)
+	return nil
+}
+
+func exists(path string) error {
+	return &fs.PathError{Op: "create", Path: path, Err: fs.ErrExist}
+}
+
+// writeTemp writes data to a new temporary file (mode 0600) in dir, synced, and returns
+// its name.
+func writeTemp(dir, pattern string, data []byte) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	err = f.Chmod(0o600)
+	if err == nil {
+		_, err = f.Write(data)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(name)
+		return "", fmt.Errorf("writing %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// writeExclusive creates path (which must not exist) with mode 0600 and writes data.
+func writeExclusive(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return exists(path)
+	}
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path) // ours, and incomplete
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	return nil
+}
+
+// syncDir fsyncs a directory so that a new entry survives a crash. Errors are ignored:
+// some platforms and file systems cannot sync directories, and the file itself is
+// already durable.
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync()
+		_ = d.Close()
+	}
+}
