@@ -52,7 +52,7 @@ func (s *Service) runLaunch(ctx context.Context) error {
 		return fmt.Errorf("tor_mode=launch: %w", err)
 	}
 	sock := filepath.Join(dir, "control.sock")
-	backoff := minBackoff
+	var r retry
 	for ctx.Err() == nil {
 		start := time.Now()
 		_ = os.Remove(sock)
@@ -90,16 +90,10 @@ func (s *Service) runLaunch(ctx context.Context) error {
 			break
 		}
 		s.setState(false, "tor exited")
-		s.log.Warn("tor exited; starting it again", "err", werr, "retry_in", backoff.String(),
+		d := r.delay(time.Since(start))
+		s.log.Warn("tor exited; starting it again", "err", werr, "retry_in", d.String(),
 			"log", filepath.Join(dir, "notice.log"))
-		if time.Since(start) > time.Minute {
-			backoff = minBackoff
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, maxBackoff)
+		sleep(ctx, d)
 	}
 	s.setState(false, "shutting down")
 	return nil

@@ -145,6 +145,30 @@ const (
 	maxBackoff = 30 * time.Second
 )
 
+// retry is the backoff between attempts: minBackoff, doubling up to maxBackoff, and back
+// to minBackoff after an attempt that lasted over a minute (it was up for a while).
+type retry struct{ next time.Duration }
+
+// delay returns the wait after an attempt that ran for ranFor.
+func (r *retry) delay(ranFor time.Duration) time.Duration {
+	if r.next == 0 || ranFor > time.Minute {
+		r.next = minBackoff
+	}
+	d := r.next
+	r.next = min(r.next*2, maxBackoff)
+	return d
+}
+
+// sleep waits d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // Run publishes the onion and keeps it published until ctx ends. target is the
 // directory's listener as tor should reach it (host:port).
 func (s *Service) Run(ctx context.Context, target string) error {
@@ -165,7 +189,7 @@ func (s *Service) Run(ctx context.Context, target string) error {
 
 // controlLoop connects, publishes and waits, again and again, with backoff.
 func (s *Service) controlLoop(ctx context.Context, network, addr string, auth torctl.Auth) error {
-	backoff := minBackoff
+	var r retry
 	for ctx.Err() == nil {
 		start := time.Now()
 		err := s.publishOnce(ctx, network, addr, auth)
@@ -177,15 +201,9 @@ func (s *Service) controlLoop(ctx context.Context, network, addr string, auth to
 			reason = "tor control: " + err.Error()
 		}
 		s.setState(false, reason)
-		s.log.Warn("onion not published", "err", err, "retry_in", backoff.String())
-		if time.Since(start) > time.Minute {
-			backoff = minBackoff // it was up for a while: start over
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, maxBackoff)
+		d := r.delay(time.Since(start))
+		s.log.Warn("onion not published", "err", err, "retry_in", d.String())
+		sleep(ctx, d)
 	}
 	s.setState(false, "shutting down")
 	return nil
