@@ -155,18 +155,10 @@ const flushRounds = 4
 // to a blocking writer goroutine.
 func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 	for range flushRounds {
-		p.mu.Lock()
-		if p.closed || len(p.queue) == 0 || p.inIO {
-			// Nothing to do, or SendUrgent is writing and will restart a writer if needed.
-			p.writer = false
-			p.mu.Unlock()
+		batch := p.takeBatch()
+		if batch == nil {
 			return false
 		}
-		batch := p.queue
-		p.queue, p.spare = p.spare[:0], nil
-		p.inIO = true
-		p.mu.Unlock()
-
 		written, rest, err := p.tryWritev(batch, iov)
 		if err != nil {
 			p.mu.Lock()
@@ -177,7 +169,6 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 			return false
 		}
 		p.mu.Lock()
-		p.inIO = false
 		if !p.closed {
 			p.queued -= written
 		}
@@ -185,15 +176,13 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 			// The socket is full: keep the order and let a writer goroutine wait for it,
 			// under the write deadline. p.writer stays set: that goroutine owns the queue.
 			p.queue = append(rest, p.queue...)
+			p.releaseBatchLocked(batch)
 			p.mu.Unlock()
 			handoffs.Add(1)
 			go p.writeLoop()
 			return false
 		}
-		clear(batch)
-		if p.spare == nil {
-			p.spare = batch[:0]
-		}
+		p.releaseBatchLocked(batch)
 		p.mu.Unlock()
 	}
 	return true

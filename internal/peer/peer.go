@@ -219,7 +219,9 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	p.inIO = true
 	p.mu.Unlock()
 
-	written, rest, err := p.tryWriteLines(batch)
+	iov := iovPool.Get().(*[]syscall.Iovec)
+	written, rest, err := p.tryWritev(batch, iov)
+	iovPool.Put(iov)
 	if err != nil {
 		p.Close(stats.CloseWriteError)
 		return false
@@ -246,53 +248,6 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	return true
 }
 
-// tryWriteLines writes lines in order as far as the socket takes them without blocking.
-// It returns the bytes written and the unwritten remainder (the first element possibly a
-// tail of a partly written line).
-func (p *Peer) tryWriteLines(lines [][]byte) (written int, rest [][]byte, err error) {
-	for i, l := range lines {
-		n, err := p.tryWrite(l)
-		written += n
-		if err != nil {
-			return written, nil, err
-		}
-		if n < len(l) {
-			rest = append([][]byte{l[n:]}, lines[i+1:]...)
-			return written, rest, nil
-		}
-	}
-	return written, nil, nil
-}
-
-// tryWrite writes as much of b as the socket accepts right now. A full socket buffer
-// is not an error: it returns the bytes written so far.
-func (p *Peer) tryWrite(b []byte) (int, error) {
-	n := 0
-	var werr error
-	err := p.raw.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			m, err := syscall.Write(int(fd), b[n:])
-			if m > 0 {
-				n += m
-			}
-			if err == syscall.EINTR {
-				continue
-			}
-			if err != nil && err != syscall.EAGAIN {
-				werr = err
-			}
-			if err != nil || m <= 0 {
-				break
-			}
-		}
-		return true // never wait for writability here
-	})
-	if werr == nil {
-		werr = err
-	}
-	return n, werr
-}
-
 // QueuedBytes is the number of bytes accepted for the peer and not yet written.
 func (p *Peer) QueuedBytes() int {
 	p.mu.Lock()
@@ -308,25 +263,13 @@ const writeChunk = 64 << 10
 // idle peer holds no writer goroutine.
 func (p *Peer) writeLoop() {
 	for {
-		p.mu.Lock()
-		if p.closed || len(p.queue) == 0 || p.inIO {
-			// Nothing to do, or SendUrgent is writing and will restart a writer if needed.
-			p.writer = false
-			p.mu.Unlock()
+		batch := p.takeBatch()
+		if batch == nil {
 			return
 		}
-		batch := p.queue
-		p.queue, p.spare = p.spare[:0], nil
-		p.inIO = true
-		p.mu.Unlock()
-
 		err := p.writeBatch(batch)
-		clear(batch)
 		p.mu.Lock()
-		p.inIO = false
-		if p.spare == nil {
-			p.spare = batch[:0]
-		}
+		p.releaseBatchLocked(batch)
 		p.mu.Unlock()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
@@ -336,6 +279,33 @@ func (p *Peer) writeLoop() {
 			}
 			return
 		}
+	}
+}
+
+// takeBatch hands the queue to the calling drainer (writer goroutine or flusher) for
+// writing and marks a write in progress. It returns nil, and gives up the drainer role,
+// when there is nothing to do: the peer is closed, the queue is empty, or SendUrgent is
+// writing (it restarts a drainer if lines remain).
+func (p *Peer) takeBatch() [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || len(p.queue) == 0 || p.inIO {
+		p.writer = false
+		return nil
+	}
+	batch := p.queue
+	p.queue, p.spare = p.spare[:0], nil
+	p.inIO = true
+	return batch
+}
+
+// releaseBatchLocked ends the write of a batch from takeBatch and keeps its backing array
+// for the next queue.
+func (p *Peer) releaseBatchLocked(batch [][]byte) {
+	p.inIO = false
+	clear(batch)
+	if p.spare == nil {
+		p.spare = batch[:0]
 	}
 }
 
