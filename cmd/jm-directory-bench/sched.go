@@ -86,7 +86,11 @@ func schedReport(r io.Reader) (*report, error) {
 		return nil, errors.New("the trace holds no events")
 	}
 	rep := newReport("sched")
-	for _, c := range append([]string{"read_loop", "writer", "flusher"}, "other") {
+	names := []string{}
+	for _, c := range schedClasses {
+		names = append(names, c.name)
+	}
+	for _, c := range append(names, "other") {
 		d := waits[c]
 		over := 0
 		for _, w := range d {
