@@ -98,6 +98,12 @@ type Config struct {
 	TorOnionKeyFile     string // control/launch: the onion's hs_ed25519_secret_key; "" = <data dir>/onion/hs_ed25519_secret_key
 	OnionVirtualPort    int    // the onion's virtual port, default 5222; 1..65535
 	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
+	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control/launch
+
+	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 16, >= 1
+	CircuitMaxPending     int           // connections per circuit still handshaking, default 4, >= 1
+	CircuitBanAfter       int           // abusive closes that ban a circuit, default 3; 0 = never ban
+	CircuitBanDuration    time.Duration // how long a ban (and a strike) lasts, default 600s, > 0
 
 	LogLevel  string // DEBUG | INFO | WARNING | ERROR, stored upper-case canonical; default INFO
 	LogFormat string // text | json, default text
@@ -165,10 +171,16 @@ func Default() Config {
 		TorBinary:        "tor",
 		OnionVirtualPort: 5222,
 		TorPoW:           true,
-		HealthCheckPort:  8080,
-		OpsToken:         "",
-		HideNicks:        false,
-		Pprof:            false,
+
+		CircuitMaxConnections: 16,
+		CircuitMaxPending:     4,
+		CircuitBanAfter:       3,
+		CircuitBanDuration:    10 * time.Minute,
+
+		HealthCheckPort: 8080,
+		OpsToken:        "",
+		HideNicks:       false,
+		Pprof:           false,
 
 		LogLevel:  "INFO",
 		LogFormat: "text",
@@ -242,6 +254,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.TorMode == "external" && c.TorHiddenServiceDir == "":
 		return errors.New(`tor_mode="external" needs tor_hidden_service_dir: the HiddenServiceDir whose hostname file names this directory's onion`)
+	case c.TorProxyProtocol && (c.TorMode == "control" || c.TorMode == "launch"):
+		return fmt.Errorf("tor_proxy_protocol is set, but with tor_mode=%q tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol", c.TorMode)
 	case c.TorMode != "none" && c.Location != "":
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
 	}
@@ -619,6 +633,22 @@ func settingsTable() []setting {
 		dsSetting("tor_pow", kindBool, "enable tor's proof-of-work defences for the onion (tor >= 0.4.8)",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.TorPoW }),
+		dsSetting("tor_proxy_protocol", kindBool,
+			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; needs tor_mode none or external",
+			boolAccepted, nil,
+			func(c *Config) any { return &c.TorProxyProtocol }),
+		dsSetting("circuit_max_connections", kindInt, "open connections per Tor circuit (tor_proxy_protocol)",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.CircuitMaxConnections }),
+		dsSetting("circuit_max_pending", kindInt, "connections per Tor circuit still handshaking (tor_proxy_protocol)",
+			intsFrom(1), intIn(1, math.MaxInt),
+			func(c *Config) any { return &c.CircuitMaxPending }),
+		dsSetting("circuit_ban_after", kindInt, "abusive disconnects that ban a Tor circuit (tor_proxy_protocol; 0 = never ban)",
+			"accepted values are integers >= 0 (0 = never ban)", intIn(0, math.MaxInt),
+			func(c *Config) any { return &c.CircuitBanAfter }),
+		dsSetting("circuit_ban_duration", kindDuration, "how long a circuit ban, and a strike towards one, lasts",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.CircuitBanDuration }),
 
 		logLevel,
 		logFormat,

@@ -16,8 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/time/rate"
-
+	"github.com/jm-directory/jm-directory-server/internal/circuit"
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
@@ -40,7 +39,8 @@ type Server struct {
 	reg     *registry.Registry
 	rt      *router.Router
 	sweeper *liveness.Sweeper
-	flusher *peer.Flusher // writes every peer's queued lines from GOMAXPROCS−1 goroutines
+	flusher *peer.Flusher  // writes every peer's queued lines from GOMAXPROCS−1 goroutines
+	clients *circuit.Table // per-circuit limits, caps and bans (tor_proxy_protocol)
 	ctr     stats.Counters
 	started time.Time
 
@@ -82,6 +82,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		started: time.Now(),
 		conns:   map[*peer.Peer]struct{}{},
 		flusher: peer.NewFlusher(0),
+		clients: circuit.NewTable(circuit.DefaultMaxIdle),
 	}
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
@@ -234,36 +235,58 @@ func (s *Server) untrack(p *peer.Peer) {
 	s.mu.Unlock()
 }
 
-// Accept handles one connection: it runs the handshake and, once the peer is accepted,
-// starts a fresh goroutine for the peer's read loop and returns. The handshake's deep
-// call stack (JSON decoding, validation) stays behind in this goroutine, so an idle
-// peer's goroutine keeps only the small stack its read loop needs: stacks are most of a
-// peer's memory. Callers run Accept in a goroutine of their own.
+// Accept handles one connection: it reads the PROXY header when tor_proxy_protocol is
+// on, admits the connection on its circuit, runs the handshake and, once the peer is
+// accepted, starts a fresh goroutine for the peer's read loop and returns. The
+// handshake's deep call stack (JSON decoding, validation) stays behind in this
+// goroutine, so an idle peer's goroutine keeps only the small stack its read loop
+// needs: stacks are most of a peer's memory. Callers run Accept in a goroutine of their
+// own.
 func (s *Server) Accept(conn net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn", id)
-	p := peer.New(id, conn, peer.Limits{QueueBytes: s.conf().OutboundQueueBytes, WriteTimeout: s.conf().WriteTimeout}, &s.ctr, log)
+	cfg := s.conf()
+	p := peer.New(id, conn, peer.Limits{QueueBytes: cfg.OutboundQueueBytes, WriteTimeout: cfg.WriteTimeout}, &s.ctr, log)
 	p.UseFlusher(s.flusher)
 	if !s.track(p) {
 		conn.Close()
 		return
 	}
-	if n := s.pending.Add(1); n > int64(s.conf().MaxPendingHandshakes) {
+	// refuse ends a connection that was never handshaked.
+	refuse := func(reason stats.CloseReason) {
 		s.pending.Add(-1)
-		p.Close(stats.ClosePendingCap)
-		s.ctr.Close(stats.ClosePendingCap)
-		s.untrack(p)
-		log.Debug("closed", "reason", stats.ClosePendingCap.String())
-		return
-	}
-	lr, ok := s.handshake(p)
-	s.pending.Add(-1)
-	if !ok {
+		p.Close(reason)
 		s.ctr.Close(p.Reason())
 		s.untrack(p)
 		log.Debug("closed before handshake", "reason", p.Reason().String())
+	}
+	if n := s.pending.Add(1); n > int64(cfg.MaxPendingHandshakes) {
+		refuse(stats.ClosePendingCap)
 		return
 	}
+	_ = conn.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
+	lr := wire.NewLineReader(conn, cfg.MaxLineLength)
+	var cid circuit.ID
+	if cfg.TorProxyProtocol {
+		var ok bool
+		if cid, ok = s.proxyHeader(p, lr); !ok {
+			refuse(p.Reason())
+			return
+		}
+	}
+	cl, why := s.clients.Open(cid, time.Now(), circuit.LimitsOf(cfg))
+	if why != stats.CloseNone {
+		refuse(why)
+		return
+	}
+	ok := s.handshake(p, lr)
+	s.clients.Handshaked(cl)
+	if !ok {
+		refuse(p.Reason())
+		s.release(cl, p.Reason())
+		return
+	}
+	s.pending.Add(-1)
 	s.ctr.Accepted.Add(1)
 	log.Info("peer joined", "role", p.Role())
 	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
@@ -271,9 +294,42 @@ func (s *Server) Accept(conn net.Conn) {
 	go func() {
 		defer s.wg.Done()
 		defer s.untrack(p)
-		s.readLoop(p, lr)
+		s.readLoop(p, lr, cl.Buckets())
 		s.leave(p)
+		s.release(cl, p.Reason())
 	}()
+}
+
+// proxyHeader reads and parses the PROXY v1 line tor writes before the client's bytes.
+// A connection without one is closed: with tor_proxy_protocol on, every connection must
+// come through tor.
+func (s *Server) proxyHeader(p *peer.Peer, lr *wire.LineReader) (circuit.ID, bool) {
+	line, err := lr.ReadLine()
+	if err != nil {
+		reason := closeReason(p, err, true) // a timeout, the client gone, …
+		if reason == stats.CloseLineTooLong {
+			reason = stats.CloseProxyHeader
+		}
+		p.Close(reason)
+		return circuit.ID{}, false
+	}
+	id, err := circuit.ParseHeader(line)
+	if err != nil {
+		p.Log.Debug("bad proxy header", "err", err)
+		p.Close(stats.CloseProxyHeader)
+		return circuit.ID{}, false
+	}
+	p.Log.Debug("proxy header", "circuit", id.String())
+	return id, true
+}
+
+// release ends a connection on its circuit and logs a ban it imposed (with the
+// circuit, never the nick).
+func (s *Server) release(cl *circuit.Client, reason stats.CloseReason) {
+	lim := circuit.LimitsOf(s.conf())
+	if s.clients.Release(cl, reason, time.Now(), lim) {
+		s.log.Warn("circuit banned", "circuit", cl.ID().String(), "reason", reason.String(), "for", lim.BanFor)
+	}
 }
 
 // closeReason maps a read error to a close reason, unless the peer was already closed
@@ -297,26 +353,24 @@ func closeReason(p *peer.Peer, err error, handshaking bool) stats.CloseReason {
 	return stats.CloseReadError
 }
 
-// handshake reads and answers the first line. On success the peer is registered and its
-// line reader (which may already hold later lines) is returned.
-func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
+// handshake reads and answers the handshake line, under the read deadline Accept set.
+// On success the peer is registered; lr may already hold later lines.
+func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader) bool {
 	conn := p.Conn()
-	_ = conn.SetReadDeadline(time.Now().Add(s.conf().HandshakeTimeout))
-	lr := wire.NewLineReader(conn, s.conf().MaxLineLength)
 	line, err := lr.ReadLine()
 	if err != nil {
 		p.Close(closeReason(p, err, true))
-		return nil, false
+		return false
 	}
 	env, err := wire.Decode(line)
 	if err != nil {
 		p.Log.Debug("malformed handshake line", "err", err)
 		p.Close(stats.CloseMalformed)
-		return nil, false
+		return false
 	}
 	if env.Type != wire.TypeHandshake {
 		p.Close(stats.CloseNotHandshake)
-		return nil, false
+		return false
 	}
 	s.ctr.In[stats.MsgHandshake].Add(1)
 	s.ctr.BytesIn.Add(uint64(len(line)))
@@ -325,7 +379,7 @@ func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
 	})
 	if rej != nil {
 		s.rejectHandshake(p, rej)
-		return nil, false
+		return false
 	}
 	p.SetHello(hello)
 	p.Touch(time.Now())
@@ -335,22 +389,22 @@ func (s *Server) handshake(p *peer.Peer) (*wire.LineReader, bool) {
 		case registry.Registered:
 			_ = conn.SetReadDeadline(time.Time{})
 			s.ctr.Sent(stats.MsgDNHandshake, 1, len(s.dir.Load().accept))
-			return lr, true
+			return true
 		case registry.Gone:
-			return nil, false
+			return false
 		case registry.Full:
 			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeCapacity,
 				Detail: fmt.Sprintf("maximum peers reached (%d)", s.reg.Max())})
-			return nil, false
+			return false
 		case registry.Checking:
 			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
 				Detail: "nick already registered (owner being checked)"})
-			return nil, false
+			return false
 		case registry.Duplicate:
 			if attempt > 0 || s.ownerAlive(owner) {
 				s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
 					Detail: "nick already registered by a live peer"})
-				return nil, false
+				return false
 			}
 		}
 	}
@@ -420,54 +474,34 @@ func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 	p.Close(stats.CloseRejected)
 }
 
-// connLimits is the per-connection abuse accounting; only the reader goroutine uses it.
+// connLimits is a connection's abuse accounting; only its reader goroutine uses it. The
+// token buckets and the violation count belong to the connection's circuit (its own
+// when it has no circuit identity); spoofing is counted per connection.
 type connLimits struct {
-	cfg        *config.Config // the configuration the buckets were set from
-	msgs       *rate.Limiter
-	getPeers   *rate.Limiter
-	orderbooks *rate.Limiter
-	violations int
-	spoofs     int
+	b      *circuit.Buckets
+	cfg    *config.Config // the configuration the buckets were last brought up to date with
+	spoofs int
 }
 
-// apply sets the buckets from c: at the first line, and again after a reload.
-func (l *connLimits) apply(c *config.Config, now time.Time) {
-	set := func(b **rate.Limiter, r rate.Limit, burst int) {
-		if *b == nil {
-			*b = rate.NewLimiter(r, burst)
-			return
-		}
-		(*b).SetLimitAt(now, r)
-		(*b).SetBurstAt(now, burst)
-	}
-	set(&l.msgs, rate.Limit(c.MessageRateLimit), c.MessageBurstLimit)
-	set(&l.getPeers, perMinute(c.GetPeerlistPerMinute), c.GetPeerlistPerMinute)
-	set(&l.orderbooks, perMinute(c.OrderbookPerMinute), c.OrderbookPerMinute)
-	l.cfg = c
-}
-
-// admit takes a token from bucket and reports whether the message may proceed. A
-// refused message is dropped and counted with reason, and is a violation: past the
-// configured number the peer is cut.
-func (s *Server) admit(p *peer.Peer, lim *connLimits, bucket *rate.Limiter, reason stats.DropReason, now time.Time) bool {
-	if bucket.AllowN(now, 1) {
+// admit takes a token from a bucket and reports whether the message may proceed. A
+// refused message is dropped and counted with reason, and is a violation of the
+// circuit: past the configured number of them the connection is cut.
+func (s *Server) admit(p *peer.Peer, lim *connLimits, which circuit.Bucket, reason stats.DropReason, now time.Time) bool {
+	if lim.b.Allow(which, now) {
 		return true
 	}
 	s.ctr.Drop(reason)
 	s.ctr.RateViolate.Add(1)
-	lim.violations++
-	if th := lim.cfg.RateLimitDisconnectThreshold; th > 0 && lim.violations >= th {
+	n := lim.b.Violation()
+	if th := lim.cfg.RateLimitDisconnectThreshold; th > 0 && n >= int64(th) {
 		p.Close(stats.CloseRateLimit)
 	}
 	return false
 }
 
-// perMinute is the rate of n events per minute.
-func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
-
 // readLoop handles every line of a handshaked peer until the connection ends.
-func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
-	var lim connLimits
+func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *circuit.Buckets) {
+	lim := connLimits{b: b}
 	for {
 		line, err := lr.ReadLine()
 		if err != nil {
@@ -487,9 +521,10 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader) {
 		s.ctr.BytesIn.Add(uint64(len(line)))
 		c := s.conf()
 		if c != lim.cfg {
-			lim.apply(c, now)
+			lim.b.Use(c, now)
+			lim.cfg = c
 		}
-		if !s.admit(p, &lim, lim.msgs, stats.DropRateLimited, now) {
+		if !s.admit(p, &lim, circuit.Messages, stats.DropRateLimited, now) {
 			if p.Closed() {
 				return
 			}
@@ -529,7 +564,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		}
 		switch cmd := wire.FirstCommand(rest); cmd {
 		case "orderbook":
-			if !s.admit(p, lim, lim.orderbooks, stats.DropOrderbookCap, now) {
+			if !s.admit(p, lim, circuit.Orderbook, stats.DropOrderbookCap, now) {
 				return !p.Closed()
 			}
 		default:
@@ -541,7 +576,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		s.ctr.RelayLatency.Observe(int64(time.Since(now)))
 		s.flusher.Help() // a broadcaster reads on only as fast as its lines go out
 	case wire.TypeGetPeerlist:
-		if !s.admit(p, lim, lim.getPeers, stats.DropGetPeerlistCap, now) {
+		if !s.admit(p, lim, circuit.GetPeerlist, stats.DropGetPeerlistCap, now) {
 			return !p.Closed()
 		}
 		s.rt.GetPeerlist(p)
@@ -667,7 +702,7 @@ func (s *Server) Reload(next config.Config) ([]config.Change, error) {
 			"ops_token", "pprof", "status_hide_nicks", "log_format",
 			"tor_mode", "tor_control_host", "tor_control_port", "tor_control_socket", "tor_control_password",
 			"tor_cookie_file", "tor_binary", "tor_hidden_service_dir", "tor_onion_key_file", "onion_virtual_port",
-			"tor_pow":
+			"tor_pow", "tor_proxy_protocol":
 			restart = append(restart, c.Key)
 		}
 	}
@@ -679,7 +714,7 @@ func (s *Server) Reload(next config.Config) ([]config.Change, error) {
 		next.TorMode, next.TorControlHost, next.TorControlPort, next.TorControlSocket = cur.TorMode, cur.TorControlHost, cur.TorControlPort, cur.TorControlSocket
 		next.TorControlPassword, next.TorCookieFile, next.TorBinary = cur.TorControlPassword, cur.TorCookieFile, cur.TorBinary
 		next.TorHiddenServiceDir, next.TorOnionKeyFile, next.OnionVirtualPort = cur.TorHiddenServiceDir, cur.TorOnionKeyFile, cur.OnionVirtualPort
-		next.TorPoW = cur.TorPoW
+		next.TorPoW, next.TorProxyProtocol = cur.TorPoW, cur.TorProxyProtocol
 		s.log.Warn("reload: these settings need a restart and were not applied", "keys", restart)
 	}
 	s.cfg.Store(&next)
@@ -714,6 +749,8 @@ type Status struct {
 	BytesIn, BytesOut uint64
 	Received, Relayed uint64
 	RateViolations    uint64
+	ProxyProtocol     bool              // limits are keyed on the PROXY header's circuit
+	Circuits          circuit.Counts    // circuits seen through PROXY headers
 	Offers            map[string]uint64 // offer pubmsgs seen, by command
 	Recent            []Disconnect      // newest first
 
@@ -734,6 +771,8 @@ func (s *Server) Status(withNicks bool) Status {
 		BytesIn: s.ctr.BytesIn.Load(), BytesOut: s.ctr.BytesOut.Load(),
 		Received: s.ctr.Received(), Relayed: s.ctr.Relayed(),
 		RateViolations: s.ctr.RateViolate.Load(),
+		ProxyProtocol:  s.conf().TorProxyProtocol,
+		Circuits:       s.clients.Counts(time.Now()),
 		Offers:         map[string]uint64{},
 		Recent:         s.recent.last(20),
 	}

@@ -28,6 +28,9 @@ const (
 	CloseReplaced                     // unresponsive owner of a nick a newcomer claimed
 	ClosePeerRequested                // the peer sent 801 disconnect
 	CloseShutdown                     // the server is stopping
+	CloseProxyHeader                  // no valid PROXY v1 header first (tor_proxy_protocol)
+	CloseBanned                       // the connection's circuit is banned
+	CloseCircuitCap                   // the circuit already has too many connections, or too many handshaking
 	NumCloseReasons
 )
 
@@ -50,6 +53,20 @@ var closeNames = [...]string{
 	CloseReplaced:         "unresponsive nick owner replaced",
 	ClosePeerRequested:    "peer requested disconnect",
 	CloseShutdown:         "shutdown",
+	CloseProxyHeader:      "bad proxy header",
+	CloseBanned:           "circuit banned",
+	CloseCircuitCap:       "circuit connection cap",
+}
+
+// Abusive reports whether a close counts as a strike against the client's circuit:
+// the connection itself broke a rule (flooding, spoofing, garbage, stalling the
+// handshake), as opposed to leaving, being rejected or being cut for slowness.
+func (r CloseReason) Abusive() bool {
+	switch r {
+	case CloseRateLimit, CloseSpoofing, CloseLineTooLong, CloseMalformed, CloseNotHandshake, CloseHandshakeTimeout:
+		return true
+	}
+	return false
 }
 
 func (r CloseReason) String() string {

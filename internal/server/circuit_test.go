@@ -1,0 +1,237 @@
+package server_test
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
+)
+
+// torHeader is the PROXY line tor writes for rendezvous circuit gid
+// (HiddenServiceExportCircuitID haproxy).
+func torHeader(gid uint32) string {
+	return fmt.Sprintf("PROXY TCP6 fc00:dead:beef:4dad::%x:%x ::1 %d 5222\r\n", gid>>16, gid&0xffff, gid&0xffff)
+}
+
+// nick pads tag to a well-formed JoinMarket nick (J5, base58, padded with O).
+func nick(tag string) string { return ("J5" + tag + "OOOOOOOOOOOOOO")[:16] }
+
+// syncBuffer collects log output from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type circuitDir struct {
+	*testdir.Dir
+	t   *testing.T
+	log *syncBuffer
+}
+
+func startCircuitDir(t *testing.T, adjust func(*config.Config)) circuitDir {
+	buf := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d := testdir.Start(t, func(c *config.Config) {
+		c.TorProxyProtocol = true
+		c.HandshakeTimeout = 2 * time.Second
+		if adjust != nil {
+			adjust(c)
+		}
+	}, log)
+	return circuitDir{d, t, buf}
+}
+
+// dial connects and writes header (if any) and then rest in one write, as tor does.
+func (d circuitDir) dial(header, rest string) net.Conn {
+	d.t.Helper()
+	conn, err := net.DialTimeout("tcp", d.Addr, testdir.Timeout)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.t.Cleanup(func() { conn.Close() })
+	if _, err := io.WriteString(conn, header+rest); err != nil {
+		d.t.Fatal(err)
+	}
+	return conn
+}
+
+// join connects over circuit gid and completes an accepted handshake.
+func (d circuitDir) join(gid uint32, nick string) (net.Conn, *bufio.Reader) {
+	d.t.Helper()
+	conn := d.dial(torHeader(gid), "")
+	return conn, testdir.Handshake(d.t, conn, nick, "NOT-SERVING-ONION", d.Network, nil)
+}
+
+// refused asserts that the directory closes conn without sending a byte.
+func (d circuitDir) refused(conn net.Conn, what string) {
+	d.t.Helper()
+	_ = conn.SetReadDeadline(time.Now().Add(testdir.Timeout))
+	b := make([]byte, 512)
+	n, err := conn.Read(b)
+	var ne net.Error
+	if n > 0 || err == nil || (errors.As(err, &ne) && ne.Timeout()) {
+		d.t.Fatalf("%s: read %q, %v; want the connection closed without an answer", what, b[:n], err)
+	}
+}
+
+// closes waits until the server has counted want closes for reason.
+func (d circuitDir) closes(reason stats.CloseReason, want uint64) {
+	d.t.Helper()
+	deadline := time.Now().Add(testdir.Timeout)
+	for {
+		got := d.Srv.Status(false).Closes[reason.String()]
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("closes[%q] = %d, want %d", reason, got, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestProxyHeaderRequired(t *testing.T) {
+	d := startCircuitDir(t, nil)
+	handshake := func(nick string) string {
+		return `{"type": 793, "line": "{\"app-name\": \"joinmarket\", \"directory\": false, \"location-string\": \"NOT-SERVING-ONION\", \"proto-ver\": 5, \"features\": {}, \"nick\": \"` + nick + `\", \"network\": \"regtest\"}"}` + "\r\n"
+	}
+	// A client that reached the listener without tor's header.
+	d.refused(d.dial("", handshake(nick("nope"))), "no header")
+	// A version 2 header, an UNKNOWN family is fine, a bad address is not.
+	d.refused(d.dial("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c", ""), "v2 header")
+	d.refused(d.dial("PROXY TCP6 nonsense ::1 1 5222\r\n", handshake(nick("bad"))), "bad address")
+	d.closes(stats.CloseProxyHeader, 3)
+	// The header and the handshake arriving in one segment, as from tor.
+	conn := d.dial(torHeader(7), "")
+	testdir.Handshake(t, conn, nick("ok7"), "NOT-SERVING-ONION", d.Network, nil)
+	conn = d.dial("PROXY UNKNOWN\r\n", "")
+	testdir.Handshake(t, conn, nick("unknown"), "NOT-SERVING-ONION", d.Network, nil)
+	if st := d.Srv.Status(false); st.Peers != 2 || st.Circuits.Connected != 1 {
+		t.Fatalf("peers %d circuits %+v", st.Peers, st.Circuits)
+	}
+	// A header that never comes is a handshake timeout.
+	slow := d.dial("", "PROXY TCP6 fc00")
+	d.refused(slow, "partial header")
+	d.closes(stats.CloseHandshakeTimeout, 1)
+}
+
+func TestCircuitCaps(t *testing.T) {
+	d := startCircuitDir(t, func(c *config.Config) {
+		c.CircuitMaxConnections = 2
+		c.CircuitMaxPending = 1
+	})
+	d.join(1, nick("one1"))
+	d.join(1, nick("one2"))
+	d.refused(d.dial(torHeader(1), ""), "third connection on circuit 1")
+	d.join(2, nick("two1"))
+	// One connection on circuit 3 still handshaking: a second is refused until it is done.
+	pending := d.dial(torHeader(3), "")
+	time.Sleep(50 * time.Millisecond) // let the server read the header
+	d.refused(d.dial(torHeader(3), ""), "second handshaking connection on circuit 3")
+	testdir.Handshake(t, pending, nick("three1"), "NOT-SERVING-ONION", d.Network, nil)
+	d.join(3, nick("three2"))
+	d.closes(stats.CloseCircuitCap, 2)
+	if st := d.Srv.Status(false); st.Peers != 5 || st.Circuits.Connected != 3 {
+		t.Fatalf("peers %d circuits %+v", st.Peers, st.Circuits)
+	}
+}
+
+func TestRateLimitsPerCircuit(t *testing.T) {
+	d := startCircuitDir(t, func(c *config.Config) { c.GetPeerlistPerMinute = 1 })
+	ask := func(conn net.Conn) {
+		if _, err := io.WriteString(conn, `{"type": 791, "line": ""}`+"\r\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, _ := d.join(4, nick("fourA"))
+	b, _ := d.join(4, nick("fourB"))
+	c, _ := d.join(5, nick("five"))
+	ask(a)
+	ask(b) // same circuit: its one GETPEERLIST a minute is spent
+	ask(c)
+	deadline := time.Now().Add(testdir.Timeout)
+	ctr := d.Srv.Counters()
+	for ctr.DropCounts()[stats.DropGetPeerlistCap.String()] != 1 || ctr.In[stats.MsgGetPeerlist].Load() != 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("getpeerlist drops %d of %d received; want 1 of 3",
+				ctr.DropCounts()[stats.DropGetPeerlistCap.String()], ctr.In[stats.MsgGetPeerlist].Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCircuitBan(t *testing.T) {
+	d := startCircuitDir(t, func(c *config.Config) { c.CircuitBanAfter = 2 })
+	keep, keepR := d.join(9, nick("keeper"))
+	for i := range 2 {
+		conn, _ := d.join(9, nick(fmt.Sprintf("abuser%d", i+1)))
+		if _, err := io.WriteString(conn, "this is not json\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		d.refused(conn, "malformed line")
+	}
+	d.closes(stats.CloseMalformed, 2)
+	// The circuit is released just after the close is counted.
+	for deadline := time.Now().Add(testdir.Timeout); d.Srv.Status(false).Circuits.Banned != 1; {
+		if time.Now().After(deadline) {
+			t.Fatalf("circuit not banned after two malformed lines: %+v", d.Srv.Status(false).Circuits)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	d.refused(d.dial(torHeader(9), ""), "new connection on the banned circuit")
+	d.closes(stats.CloseBanned, 1)
+	d.join(10, nick("other")) // another circuit is not affected
+	// The circuit's open connection stays.
+	if _, err := io.WriteString(keep, `{"type": 791, "line": ""}`+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = keep.SetReadDeadline(time.Now().Add(testdir.Timeout))
+	for {
+		line, err := keepR.ReadString('\n')
+		if err != nil {
+			t.Fatalf("the banned circuit's open connection: %v", err)
+		}
+		if strings.Contains(line, `"type": 789`) || strings.Contains(line, `"type":789`) {
+			break
+		}
+	}
+	st := d.Srv.Status(false)
+	if st.Circuits.Banned != 1 || st.Circuits.Bans != 1 {
+		t.Fatalf("circuits %+v", st.Circuits)
+	}
+	log := d.log.String()
+	var banLine string
+	for _, l := range strings.Split(log, "\n") {
+		if strings.Contains(l, "circuit banned") {
+			banLine = l
+		}
+	}
+	if !strings.Contains(banLine, "circuit=9 ") || !strings.Contains(banLine, `reason="malformed line"`) {
+		t.Fatalf("ban log line %q", banLine)
+	}
+	if strings.Contains(log, nick("abuser")) || strings.Contains(log, nick("keeper")) {
+		t.Fatalf("a nick reached the info log:\n%s", log)
+	}
+}
