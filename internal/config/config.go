@@ -100,7 +100,7 @@ type Config struct {
 	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
 	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control/launch
 
-	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 16, >= 1
+	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 10 (as the deploy torrc's HiddenServiceMaxStreams), >= 1
 	CircuitMaxPending     int           // connections per circuit still handshaking, default 4, >= 1
 	CircuitBanAfter       int           // abusive closes that ban a circuit, default 3; 0 = never ban
 	CircuitBanDuration    time.Duration // how long a ban (and a strike) lasts, default 600s, > 0
@@ -172,7 +172,7 @@ func Default() Config {
 		OnionVirtualPort: 5222,
 		TorPoW:           true,
 
-		CircuitMaxConnections: 16,
+		CircuitMaxConnections: 10,
 		CircuitMaxPending:     4,
 		CircuitBanAfter:       3,
 		CircuitBanDuration:    10 * time.Minute,

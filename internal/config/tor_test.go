@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTorSettings(t *testing.T) {
@@ -32,6 +33,12 @@ func TestTorSettings(t *testing.T) {
 		{nil, []string{"TOR_MODE=control", "LOCATION=abc.onion:5222"}, "unset location"},
 		{[]string{"--tor-control-port", "0"}, nil, "1..65535"},
 		{nil, []string{"TOR_CONTROL_PASSWORD=a\nb"}, "(redacted)"},
+		{[]string{"--tor", "control", "--tor-proxy-protocol"}, nil, "ADD_ONION, which cannot export circuit IDs"},
+		{nil, []string{"TOR_MODE=launch", "TOR_PROXY_PROTOCOL=true"}, "use tor_mode=external"},
+		{nil, []string{"CIRCUIT_MAX_CONNECTIONS=0"}, "CIRCUIT_MAX_CONNECTIONS=0 (environment): accepted values are integers >= 1"},
+		{nil, []string{"CIRCUIT_MAX_PENDING=0"}, "CIRCUIT_MAX_PENDING=0 (environment)"},
+		{nil, []string{"CIRCUIT_BAN_AFTER=-1"}, "0 = never ban"},
+		{nil, []string{"CIRCUIT_BAN_DURATION=0"}, "CIRCUIT_BAN_DURATION=0 (environment): accepted values are durations > 0"},
 	} {
 		_, err := Load(f.opts(tc.args, tc.env...))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
@@ -41,5 +48,18 @@ func TestTorSettings(t *testing.T) {
 	c = mustLoad(t, f.opts([]string{"--tor", "external", "--tor-hidden-service-dir", "/var/lib/tor/jm"}))
 	if c.TorHiddenServiceDir != "/var/lib/tor/jm" {
 		t.Fatalf("hidden service dir %q", c.TorHiddenServiceDir)
+	}
+	c = mustLoad(t, f.opts([]string{"--tor", "external", "--tor-hidden-service-dir", "/var/lib/tor/jm"},
+		"TOR_PROXY_PROTOCOL=yes", "CIRCUIT_MAX_CONNECTIONS=3", "CIRCUIT_MAX_PENDING=2", "CIRCUIT_BAN_AFTER=0", "CIRCUIT_BAN_DURATION=90"))
+	if !c.TorProxyProtocol || c.CircuitMaxConnections != 3 || c.CircuitMaxPending != 2 || c.CircuitBanAfter != 0 || c.CircuitBanDuration != 90*time.Second {
+		t.Fatalf("circuit settings: %+v", c)
+	}
+	d := Default()
+	if d.TorProxyProtocol || d.CircuitMaxConnections != 10 || d.CircuitMaxPending != 4 || d.CircuitBanAfter != 3 || d.CircuitBanDuration != 10*time.Minute {
+		t.Fatalf("circuit defaults: %+v", d)
+	}
+	// Without tor (tor_mode none) the header may come from any proxy in front.
+	if c := mustLoad(t, f.opts(nil, "TOR_PROXY_PROTOCOL=true")); !c.TorProxyProtocol {
+		t.Fatal("tor_proxy_protocol refused with tor_mode none")
 	}
 }

@@ -23,7 +23,7 @@ type collector struct {
 	peers, handshaking, maxPeers, uptime, queueBytes, queueMax, build *prometheus.Desc
 	handshakes, rejections, msgsIn, msgsOut, bytesIn, bytesOut        *prometheus.Desc
 	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
-	offers, latency                                                   *prometheus.Desc
+	offers, latency, circuits, bans, forgotten                        *prometheus.Desc
 }
 
 func newCollector(srv *server.Server) *collector {
@@ -47,12 +47,15 @@ func newCollector(srv *server.Server) *collector {
 		bytesOut:    d("sent_bytes_total", "Bytes of lines queued to peers."),
 		drops:       d("dropped_messages_total", "Messages not relayed, by reason.", "reason"),
 		disconnects: d("disconnects_total", "Connections closed, by reason.", "reason"),
-		violations:  d("rate_limit_violations_total", "Messages refused by a per-connection rate limit or cap."),
+		violations:  d("rate_limit_violations_total", "Messages refused by a rate limit or cap (per circuit with tor_proxy_protocol, else per connection)."),
 		pings:       d("heartbeat_pings_total", "798 pings sent to idle ping-capable peers."),
 		probes:      d("heartbeat_probes_total", "Legacy !orderbook probes sent to idle makers without ping."),
 		evictions:   d("heartbeat_evictions_total", "Peers cut by the heartbeat, by reason.", "reason"),
 		offers:      d("offers_seen_total", "Offer pubmsgs relayed, by command.", "command"),
 		latency:     d("relay_latency_seconds", "Time from reading a pubmsg or privmsg to having queued it to every recipient."),
+		circuits:    d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
+		bans:        d("circuit_bans_total", "Circuit bans imposed."),
+		forgotten:   d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
 	}
 }
 
@@ -108,6 +111,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, cmd := range stats.OfferCommands {
 		counter(c.offers, ctr.OffersSeen[i].Load(), cmd)
 	}
+
+	gauge(c.circuits, float64(st.Circuits.Connected), "connected")
+	gauge(c.circuits, float64(st.Circuits.Banned), "banned")
+	counter(c.bans, st.Circuits.Bans)
+	counter(c.forgotten, st.Circuits.Forgotten)
 
 	cum, count, sum := ctr.RelayLatency.Snapshot()
 	buckets := make(map[float64]uint64, len(cum))

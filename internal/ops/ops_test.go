@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -15,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -194,28 +197,7 @@ func TestMetrics(t *testing.T) {
 	}
 	value := func(name string, labels map[string]string) float64 {
 		t.Helper()
-		f, ok := fams[name]
-		if !ok {
-			t.Fatalf("no family %s", name)
-		}
-	next:
-		for _, m := range f.Metric {
-			for _, l := range m.Label {
-				if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
-					continue next
-				}
-			}
-			switch {
-			case m.Gauge != nil:
-				return m.Gauge.GetValue()
-			case m.Counter != nil:
-				return m.Counter.GetValue()
-			case m.Histogram != nil:
-				return float64(m.Histogram.GetSampleCount())
-			}
-		}
-		t.Fatalf("%s%v not found", name, labels)
-		return 0
+		return metric(t, fams, name, labels)
 	}
 	checks := []struct {
 		name   string
@@ -245,6 +227,92 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, secret := range []string{makerNick, takerNick, "27102", d.Srv.Nick()} {
+		if strings.Contains(text, secret) {
+			t.Errorf("metrics mention %q", secret)
+		}
+	}
+}
+
+// metric returns the value of the first metric of family name whose labels include labels.
+func metric(t *testing.T, fams map[string]*dto.MetricFamily, name string, labels map[string]string) float64 {
+	t.Helper()
+	f, ok := fams[name]
+	if !ok {
+		t.Fatalf("no family %s", name)
+	}
+next:
+	for _, m := range f.Metric {
+		for _, l := range m.Label {
+			if v, ok := labels[l.GetName()]; ok && v != l.GetValue() {
+				continue next
+			}
+		}
+		switch {
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("%s%v not found", name, labels)
+	return 0
+}
+
+// TestCircuits: with tor_proxy_protocol the rate limiter is keyed by circuit, and
+// /status and /metrics count circuits and bans without naming any.
+func TestCircuits(t *testing.T) {
+	d := testdir.Start(t, func(c *config.Config) { c.TorProxyProtocol, c.CircuitBanAfter = true, 1 }, discard)
+	dial := func(gid int) net.Conn {
+		conn, err := net.Dial("tcp", d.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		fmt.Fprintf(conn, "PROXY TCP6 fc00:dead:beef:4dad::%x:%x ::1 1 5222\r\n", gid>>16, gid&0xffff)
+		return conn
+	}
+	testdir.Handshake(t, dial(4242), makerNick, "127.0.0.1:27102", d.Network, features)
+	bad := dial(4343)
+	testdir.Handshake(t, bad, takerNick, "NOT-SERVING-ONION", d.Network, features)
+	fmt.Fprint(bad, "garbage\r\n")
+	waitFor(t, "the ban", func() bool { return d.Srv.Status(false).Circuits.Bans == 1 })
+
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	var st struct {
+		RateLimiter map[string]any `json:"rate_limiter"`
+	}
+	if err := json.Unmarshal(get(t, op.Handler(), "/status", "").Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"tracked_peers": 1.0, "total_violations": 0.0, "keyed_by": "circuit",
+		"circuits": 1.0, "banned_circuits": 1.0, "circuit_bans_total": 1.0}
+	if !maps.Equal(st.RateLimiter, want) {
+		t.Fatalf("rate_limiter %v, want %v", st.RateLimiter, want)
+	}
+	text := get(t, op.Handler(), "/metrics", "").Body.String()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"jm_directory_circuits", map[string]string{"state": "connected"}, 1},
+		{"jm_directory_circuits", map[string]string{"state": "banned"}, 1},
+		{"jm_directory_circuit_bans_total", nil, 1},
+		{"jm_directory_circuit_bans_forgotten_total", nil, 0},
+		{"jm_directory_disconnects_total", map[string]string{"reason": "malformed_line"}, 1},
+	} {
+		if got := metric(t, fams, c.name, c.labels); got != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
+		}
+	}
+	for _, secret := range []string{"4242", "4343", "fc00", makerNick, takerNick} {
 		if strings.Contains(text, secret) {
 			t.Errorf("metrics mention %q", secret)
 		}

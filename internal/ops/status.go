@@ -54,9 +54,15 @@ type NickList struct {
 	Nicks []string `json:"nicks"`
 }
 
-// RateLimiterStats summarises rate limiting.
+// RateLimiterStats summarises rate limiting. tracked_peers and total_violations are
+// joinmarket-ng's; the rest are this server's.
 type RateLimiterStats struct {
+	TrackedPeers    int    `json:"tracked_peers"` // holders of token buckets: connections, or circuits
 	TotalViolations uint64 `json:"total_violations"`
+	KeyedBy         string `json:"keyed_by"` // "connection", or "circuit" with tor_proxy_protocol
+	Circuits        int    `json:"circuits"` // circuits with an open connection
+	BannedCircuits  int    `json:"banned_circuits"`
+	CircuitBans     uint64 `json:"circuit_bans_total"`
 }
 
 // Status builds the /status body.
@@ -95,7 +101,7 @@ func (o *Ops) Status() StatusResponse {
 
 		Version: st.Version, Nick: st.Nick, Location: st.Location, NicksHidden: o.opt.HideNicks,
 		Handshaking:       st.Pending,
-		RateLimiter:       RateLimiterStats{TotalViolations: st.RateViolations},
+		RateLimiter:       rateLimiter(st),
 		MessagesReceived:  st.In,
 		MessagesSent:      st.Out,
 		BytesReceived:     st.BytesIn,
@@ -105,6 +111,15 @@ func (o *Ops) Status() StatusResponse {
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
 	}
+}
+
+func rateLimiter(st server.Status) RateLimiterStats {
+	r := RateLimiterStats{TrackedPeers: st.Peers + st.Pending, TotalViolations: st.RateViolations, KeyedBy: "connection",
+		Circuits: st.Circuits.Connected, BannedCircuits: st.Circuits.Banned, CircuitBans: st.Circuits.Bans}
+	if st.ProxyProtocol {
+		r.KeyedBy, r.TrackedPeers = "circuit", st.Circuits.Connected
+	}
+	return r
 }
 
 func (o *Ops) status(w http.ResponseWriter, _ *http.Request) {
