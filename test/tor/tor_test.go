@@ -1,7 +1,9 @@
 // Package tor tests the directory end to end over a real, private Tor network: the
 // server runs in tor_mode=control against the onion host of ../shared/tools/tor-testnet,
 // and the conformance suite's core scenarios reach it through the Tor client's SOCKS5
-// port. Then the whole Tor network restarts and the same onion must come back.
+// port. Then the whole Tor network restarts and the same onion must come back. Last, a
+// second server behind a HiddenServiceDir onion with circuit-ID export checks that
+// limits and bans follow the Tor circuit.
 //
 // It needs tor (Debian's package) and tor-testnet; without them it skips, except under
 // CI=true, where it fails: CI installs tor.
@@ -9,8 +11,12 @@ package tor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +25,11 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/proxy"
+
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 // coreScenarios are the conformance tests run through Tor: maker and taker handshakes,
@@ -219,6 +229,191 @@ func TestOverTor(t *testing.T) {
 	}
 	conformance(t, n, location)
 	t.Logf("reconnected and passed again after %v", time.Since(start).Round(time.Millisecond))
+
+	circuits(t, n, bin, work)
+	t.Logf("per-circuit bans checked after %v", time.Since(start).Round(time.Millisecond))
+}
+
+// circuits checks per-circuit identity over real Tor: a second server runs in
+// tor_mode=external with tor_proxy_protocol behind a HiddenServiceDir onion on the onion
+// host with HiddenServiceExportCircuitID haproxy (set with SETCONF, as an operator's
+// torrc would). Connections over one circuit (one SOCKS isolation username) share an
+// identity: an abusive one gets the circuit banned (circuit_ban_after=1), and a new
+// connection over it is refused, while the circuit's open connection stays and another
+// circuit is served.
+func circuits(t *testing.T, n *network, bin, work string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	hsDir := filepath.Join(work, "hs")
+	ctl, err := torctl.Dial(context.Background(), "tcp", "127.0.0.1:"+n.vars["TOR_HS_CONTROL_PORT"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	if _, err := ctl.Authenticate(torctl.Auth{Password: n.vars["TOR_CONTROL_PASSWORD"]}); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := ctl.Command(fmt.Sprintf("SETCONF HiddenServiceDir=%s HiddenServicePort=%s HiddenServiceExportCircuitID=haproxy",
+		torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port)))); err != nil {
+		t.Fatalf("SETCONF hidden service: %v %v", r, err)
+	}
+	onion := waitFile(t, filepath.Join(hsDir, "hostname"), 30*time.Second)
+
+	logPath := filepath.Join(work, "server2.log")
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(bin)
+	srv.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(work, "data2"), fmt.Sprintf("PORT=%d", port),
+		"HEALTH_CHECK_PORT=0", "LOG_LEVEL=DEBUG", "TOR_MODE=external", "TOR_HIDDEN_SERVICE_DIR="+hsDir,
+		"TOR_PROXY_PROTOCOL=true", "CIRCUIT_BAN_AFTER=1")
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		_ = srv.Wait()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("server (external, proxy protocol) log:\n%s", b)
+		}
+	}()
+	addr := onion + ":5222"
+	socks := "127.0.0.1:" + n.vars["TOR_SOCKS_PORT"]
+	dial := func(circuit string) (net.Conn, error) {
+		d, err := proxy.SOCKS5("tcp", socks, &proxy.Auth{User: circuit, Password: "x"}, proxy.Direct)
+		if err != nil {
+			return nil, err
+		}
+		return d.Dial("tcp", addr)
+	}
+	// The first connection waits for the descriptor to propagate.
+	var keep net.Conn
+	var keepR *bufio.Reader
+	for attempt := 1; ; attempt++ {
+		keep, err = dial("circuit-a")
+		if err == nil {
+			keepR, err = joinOver(keep, "J5circuitAkeepOO")
+			if err == nil {
+				break
+			}
+			keep.Close()
+		}
+		if attempt == 8 {
+			t.Fatalf("joining %s over Tor: %v", addr, err)
+		}
+		t.Logf("attempt %d to reach the external onion failed (%v); retrying after NEWNYM", attempt, err)
+		n.newnym()
+		time.Sleep(3 * time.Second)
+	}
+	defer keep.Close()
+	gidA := lastCircuit(t, logPath)
+
+	// A second connection over circuit a misbehaves: the circuit is banned.
+	bad, err := dial("circuit-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	if _, err := joinOver(bad, "J5circuitAbadOOO"); err != nil {
+		t.Fatal(err)
+	}
+	if got := lastCircuit(t, logPath); got != gidA {
+		t.Fatalf("two connections with one SOCKS username came over circuits %s and %s", gidA, got)
+	}
+	if _, err := io.WriteString(bad, "not json\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitLog(t, logPath, `msg="circuit banned" circuit=`+gidA+" ", 1, 20*time.Second)
+
+	// A new connection over circuit a is closed before any answer.
+	again, err := dial("circuit-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close()
+	if _, err := joinOver(again, "J5circuitAagainO"); err == nil {
+		t.Fatal("a connection over the banned circuit was accepted")
+	}
+	waitLog(t, logPath, `reason="circuit banned"`, 1, 10*time.Second)
+
+	// Another circuit is served, and circuit a's open connection still is.
+	other, err := dial("circuit-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	if _, err := joinOver(other, "J5circuitBOOOOOO"); err != nil {
+		t.Fatalf("another circuit: %v", err)
+	}
+	if gidB := lastCircuit(t, logPath); gidB == gidA {
+		t.Fatalf("two SOCKS usernames came over one circuit %s", gidA)
+	}
+	if _, err := io.WriteString(keep, `{"type": 791, "line": ""}`+"\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = keep.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		line, err := keepR.ReadBytes('\n')
+		if err != nil {
+			t.Fatalf("the banned circuit's open connection: %v", err)
+		}
+		if env, err := wire.Decode(bytes.TrimRight(line, "\r\n")); err == nil && env.Type == wire.TypePeerlist {
+			break
+		}
+	}
+}
+
+// joinOver sends a taker's handshake as nick and waits for an accepting 795.
+func joinOver(conn net.Conn, nick string) (*bufio.Reader, error) {
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	defer conn.SetDeadline(time.Time{})
+	hs := handshake.ClientHello{Nick: nick, Location: "NOT-SERVING-ONION", Network: "regtest"}.Line()
+	if _, err := io.WriteString(conn, `{"type": 793, "line": `+string(wire.AppendQuoted(nil, hs))+"}\r\n"); err != nil {
+		return nil, err
+	}
+	br := bufio.NewReader(conn)
+	line, err := br.ReadBytes('\n')
+	if err != nil {
+		return nil, err
+	}
+	env, err := wire.Decode(bytes.TrimRight(line, "\r\n"))
+	var dn struct {
+		Accepted bool `json:"accepted"`
+	}
+	if err != nil || env.Type != wire.TypeDNHandshake || json.Unmarshal([]byte(env.Line), &dn) != nil || !dn.Accepted {
+		return nil, fmt.Errorf("not accepted: %q", line)
+	}
+	return br, nil
+}
+
+// lastCircuit returns the circuit named by the server's last "proxy header" log line.
+func lastCircuit(t *testing.T, logPath string) string {
+	t.Helper()
+	b, _ := os.ReadFile(logPath)
+	var id string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.Contains(line, `msg="proxy header"`) {
+			_, id, _ = strings.Cut(line, " circuit=")
+			id, _, _ = strings.Cut(id, " ")
+		}
+	}
+	if id == "" {
+		t.Fatalf("the server logged no proxy header with a circuit:\n%s", b)
+	}
+	for _, r := range id {
+		if r < '0' || r > '9' {
+			t.Fatalf("circuit %q is not tor's numeric circuit ID: the header's source is outside fc00:dead:beef:4dad::/96", id)
+		}
+	}
+	return id
 }
 
 func statusOrErr(n *network) string {
