@@ -118,7 +118,7 @@ func TestLive(t *testing.T) {
 			`(?m)^  Takers: +1 +` + takerNick + `$`,
 			`(?m)^Traffic: +received 2 lines \(\d+ B\), sent \d+ lines \(\d+(\.\d)? (B|KiB)\)$`,
 			`(?m)^Offers seen: +none$`,
-			`(?m)^Rate limiting: +0 violations$`,
+			`(?m)^Rate limiting: +0 violations, [23] tracked connections$`,
 			`(?m)^Drops: +none$`,
 			`(?m)^Disconnects: +none$`,
 			`(?m)^Recent: +none$`,
@@ -480,6 +480,26 @@ Rate limiting:  10 violations, 5 tracked connections
 `
 	if out != want {
 		t.Errorf("report:\n%s\nwant:\n%s", out, want)
+	}
+}
+
+// TestCircuitKeyedStatus: with tor_proxy_protocol the report counts circuits.
+func TestCircuitKeyedStatus(t *testing.T) {
+	t.Parallel()
+	const st = `{"network": "mainnet", "uptime_seconds": 1, "server_status": "running", "max_peers": 10000,
+ "stats": {"total_peers": 0, "connected_peers": 0, "passive_peers": 0, "active_peers": 0},
+ "connected_peers": {"total": 0, "nicks": []}, "passive_peers": {"total": 0, "nicks": []},
+ "active_peers": {"total": 0, "nicks": []}, "active_connections": 0,
+ "rate_limiter": {"tracked_peers": 3, "total_violations": 4, "keyed_by": "circuit", "circuits": 3,
+                  "banned_circuits": 1, "circuit_bans_total": 2}}`
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, st) })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	code, out, errs := ctl(environ(t), "--port", portOf(t, hs.Listener.Addr()), "status")
+	if want := "Rate limiting:  4 violations, 3 tracked circuits, 1 banned (2 bans)\n"; code != 0 || errs != "" || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, stderr %q, output:\n%s\nwant a line %q", code, errs, out, want)
 	}
 }
 

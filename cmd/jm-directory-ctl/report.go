@@ -62,11 +62,15 @@ type peerStats struct {
 }
 
 // rateLimiter is the "rate_limiter" object; joinmarket-ng adds the tracked count and
-// the top violators as [connection, count] pairs.
+// the top violators as [connection, count] pairs, this server what it keys limits by
+// and its circuit counts.
 type rateLimiter struct {
 	TrackedPeers    *int    `json:"tracked_peers"`
 	TotalViolations uint64  `json:"total_violations"`
 	TopViolators    [][]any `json:"top_violators"`
+	KeyedBy         string  `json:"keyed_by"`
+	BannedCircuits  int     `json:"banned_circuits"`
+	CircuitBans     uint64  `json:"circuit_bans_total"`
 }
 
 // offerStats is joinmarket-ng's "offers" object.
@@ -169,7 +173,14 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 	if rl := st.RateLimiter; rl != nil {
 		s := fmt.Sprintf("%d violations", rl.TotalViolations)
 		if rl.TrackedPeers != nil {
-			s += fmt.Sprintf(", %d tracked connections", *rl.TrackedPeers)
+			what := "connections"
+			if rl.KeyedBy == "circuit" {
+				what = "circuits"
+			}
+			s += fmt.Sprintf(", %d tracked %s", *rl.TrackedPeers, what)
+		}
+		if rl.KeyedBy == "circuit" {
+			s += fmt.Sprintf(", %d banned (%d bans)", rl.BannedCircuits, rl.CircuitBans)
 		}
 		line("Rate limiting:", "%s", s)
 		for i, v := range rl.TopViolators {

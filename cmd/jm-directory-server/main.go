@@ -210,6 +210,7 @@ func onionOptions(cfg config.Config) onion.Options {
 		KeyFile:          cfg.OnionKeyPath(),
 		VirtualPort:      cfg.OnionVirtualPort,
 		PoW:              cfg.TorPoW,
+		ExportCircuitID:  cfg.TorMode == "launch" && cfg.TorProxyProtocol,
 		HiddenServiceDir: cfg.TorHiddenServiceDir,
 		DataDir:          cfg.DataDir,
 	}

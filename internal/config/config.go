@@ -98,7 +98,7 @@ type Config struct {
 	TorOnionKeyFile     string // control/launch: the onion's hs_ed25519_secret_key; "" = <data dir>/onion/hs_ed25519_secret_key
 	OnionVirtualPort    int    // the onion's virtual port, default 5222; 1..65535
 	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
-	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control/launch
+	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control; launch then publishes from a torrc HiddenServiceDir
 
 	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 10 (as the deploy torrc's HiddenServiceMaxStreams), >= 1
 	CircuitMaxPending     int           // connections per circuit still handshaking, default 4, >= 1
@@ -254,8 +254,8 @@ func (c Config) Validate() error {
 	switch {
 	case c.TorMode == "external" && c.TorHiddenServiceDir == "":
 		return errors.New(`tor_mode="external" needs tor_hidden_service_dir: the HiddenServiceDir whose hostname file names this directory's onion`)
-	case c.TorProxyProtocol && (c.TorMode == "control" || c.TorMode == "launch"):
-		return fmt.Errorf("tor_proxy_protocol is set, but with tor_mode=%q tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol", c.TorMode)
+	case c.TorProxyProtocol && c.TorMode == "control":
+		return errors.New(`tor_proxy_protocol is set, but with tor_mode="control" tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=launch, or tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol`)
 	case c.TorMode != "none" && c.Location != "":
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
 	}
@@ -634,7 +634,7 @@ func settingsTable() []setting {
 			boolAccepted, nil,
 			func(c *Config) any { return &c.TorPoW }),
 		dsSetting("tor_proxy_protocol", kindBool,
-			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; needs tor_mode none or external",
+			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; not with tor_mode control",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.TorProxyProtocol }),
 		dsSetting("circuit_max_connections", kindInt, "open connections per Tor circuit (tor_proxy_protocol)",

@@ -34,7 +34,6 @@ func TestTorSettings(t *testing.T) {
 		{[]string{"--tor-control-port", "0"}, nil, "1..65535"},
 		{nil, []string{"TOR_CONTROL_PASSWORD=a\nb"}, "(redacted)"},
 		{[]string{"--tor", "control", "--tor-proxy-protocol"}, nil, "ADD_ONION, which cannot export circuit IDs"},
-		{nil, []string{"TOR_MODE=launch", "TOR_PROXY_PROTOCOL=true"}, "use tor_mode=external"},
 		{nil, []string{"CIRCUIT_MAX_CONNECTIONS=0"}, "CIRCUIT_MAX_CONNECTIONS=0 (environment): accepted values are integers >= 1"},
 		{nil, []string{"CIRCUIT_MAX_PENDING=0"}, "CIRCUIT_MAX_PENDING=0 (environment)"},
 		{nil, []string{"CIRCUIT_BAN_AFTER=-1"}, "0 = never ban"},
@@ -58,8 +57,11 @@ func TestTorSettings(t *testing.T) {
 	if d.TorProxyProtocol || d.CircuitMaxConnections != 10 || d.CircuitMaxPending != 4 || d.CircuitBanAfter != 3 || d.CircuitBanDuration != 10*time.Minute {
 		t.Fatalf("circuit defaults: %+v", d)
 	}
-	// Without tor (tor_mode none) the header may come from any proxy in front.
-	if c := mustLoad(t, f.opts(nil, "TOR_PROXY_PROTOCOL=true")); !c.TorProxyProtocol {
-		t.Fatal("tor_proxy_protocol refused with tor_mode none")
+	// Without tor (tor_mode none) the header may come from any proxy in front; launch
+	// publishes from a torrc HiddenServiceDir that exports circuit IDs.
+	for _, mode := range []string{"none", "launch"} {
+		if c := mustLoad(t, f.opts([]string{"--tor", mode}, "TOR_PROXY_PROTOCOL=true")); !c.TorProxyProtocol {
+			t.Fatalf("tor_proxy_protocol refused with tor_mode %s", mode)
+		}
 	}
 }

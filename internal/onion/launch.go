@@ -1,20 +1,27 @@
 package onion
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/onionkey"
 
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 )
 
 // TorDir is the launched tor's directory inside the data dir.
 const TorDir = "tor"
+
+// HSDir is the launched tor's HiddenServiceDir inside TorDir (ExportCircuitID only).
+const HSDir = "hs"
 
 // torrc renders the launched tor's configuration: no SOCKS port, a control socket
 // authenticated by cookie, both in dir; tor exits when this process does.
@@ -42,14 +49,23 @@ func (s *Service) runLaunch(ctx context.Context) error {
 		return err
 	}
 	_ = os.Chmod(dir, 0o700) // tor refuses a group-readable control socket directory
-	conf := filepath.Join(dir, "torrc")
-	if err := os.WriteFile(conf, []byte(torrc(dir, s.opts.ExtraTorrc)), 0o600); err != nil {
-		return err
-	}
 	bin, err := exec.LookPath(s.opts.TorBinary)
 	if err != nil {
 		s.setState(false, "tor executable not found")
 		return fmt.Errorf("tor_mode=launch: %w", err)
+	}
+	extra := s.opts.ExtraTorrc
+	if s.opts.ExportCircuitID {
+		lines, err := s.hiddenService(dir, bin)
+		if err != nil {
+			s.setState(false, "cannot prepare the hidden service dir")
+			return fmt.Errorf("tor_mode=launch: %w", err)
+		}
+		extra = append(lines, extra...)
+	}
+	conf := filepath.Join(dir, "torrc")
+	if err := os.WriteFile(conf, []byte(torrc(dir, extra)), 0o600); err != nil {
+		return err
 	}
 	sock := filepath.Join(dir, "control.sock")
 	var r retry
@@ -119,4 +135,89 @@ func waitForSocket(ctx context.Context, path string, exited chan error) bool {
 		case <-t.C:
 		}
 	}
+}
+
+// hiddenService prepares the launched tor's HiddenServiceDir (TorDir/hs, mode 0700) with
+// a copy of the directory's key and returns the torrc lines that publish it with circuit
+// IDs exported, and PoW defences when this tor has them.
+func (s *Service) hiddenService(dir, bin string) ([]string, error) {
+	hs := filepath.Join(dir, HSDir)
+	if err := os.MkdirAll(hs, 0o700); err != nil {
+		return nil, err
+	}
+	if err := os.Chmod(hs, 0o700); err != nil { // tor refuses a group-readable HiddenServiceDir
+		return nil, err
+	}
+	keyFile := filepath.Join(hs, "hs_ed25519_secret_key")
+	if b, err := os.ReadFile(keyFile); err != nil || !bytes.Equal(b, s.key.SecretFile()) {
+		// A copy of the key in tor_onion_key_file, which stays the one to back up.
+		for _, f := range []string{keyFile, filepath.Join(hs, "hs_ed25519_public_key"), filepath.Join(hs, "hostname")} {
+			if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, err
+			}
+		}
+		if err := onionkey.WriteSecretFile(keyFile, s.key); err != nil {
+			return nil, err
+		}
+	}
+	lines := []string{
+		"HiddenServiceDir " + hs,
+		fmt.Sprintf("HiddenServicePort %d %s", s.opts.VirtualPort, s.target),
+		"HiddenServiceExportCircuitID haproxy",
+	}
+	if s.opts.PoW {
+		if v := torVersion(bin); torctl.VersionAtLeast(v, powSince) {
+			lines = append(lines, "HiddenServicePoWDefensesEnabled 1")
+		} else {
+			s.log.Warn("proof-of-work defences are off: tor is older than "+powSince, "tor_version", v)
+		}
+	}
+	return lines, nil
+}
+
+var torVersionRE = regexp.MustCompile(`Tor version (\d+\.\d+\.\d+(?:\.\d+)?)`)
+
+// torVersion asks the tor binary for its version; "" if it cannot tell.
+func torVersion(bin string) string {
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil {
+		return ""
+	}
+	m := torVersionRE.FindSubmatch(out)
+	if m == nil {
+		return ""
+	}
+	return string(m[1])
+}
+
+// watchTorrcService stands in for ADD_ONION when the launched tor publishes from its
+// torrc: it checks that tor serves the directory's key (tor's hostname file), reports
+// the onion published, and waits for the control connection to end.
+func (s *Service) watchTorrcService(ctx context.Context, c *torctl.Conn, version string) error {
+	hostname := filepath.Join(s.opts.DataDir, TorDir, HSDir, "hostname")
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		b, err := os.ReadFile(hostname)
+		if got = strings.TrimSpace(string(b)); err == nil && got != "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("tor wrote no %s", hostname)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if got != s.onion {
+		return fmt.Errorf("tor serves %s from %s, but the key is %s", got, filepath.Dir(hostname), s.onion)
+	}
+	conf, _ := os.ReadFile(filepath.Join(s.opts.DataDir, TorDir, "torrc"))
+	pow := bytes.Contains(conf, []byte("\nHiddenServicePoWDefensesEnabled 1\n"))
+	s.mu.Lock()
+	s.published, s.reason, s.pow, s.torVer = true, "", pow, version
+	s.mu.Unlock()
+	s.log.Info("onion published", "location", s.Location(), "tor_version", version, "pow", pow, "circuit_ids", "exported")
+	return c.Wait(ctx)
 }

@@ -4,7 +4,8 @@
 //     directory's persistent key; when the control connection drops, reconnect with
 //     backoff and publish again (unhealthy meanwhile).
 //   - launch: start a private tor with a generated torrc (control socket in the data
-//     dir), then as control; a tor that exits is started again.
+//     dir), then as control; a tor that exits is started again. With ExportCircuitID the
+//     onion is a HiddenServiceDir in that torrc instead (tor_proxy_protocol).
 //   - external: an operator-run tor publishes the onion from its HiddenServiceDir; read
 //     its hostname.
 //
@@ -44,6 +45,10 @@ type Options struct {
 	KeyFile     string   // control/launch: hs_ed25519_secret_key
 	VirtualPort int      // the onion's port (5222)
 	PoW         bool     // enable PoW defences when tor supports them
+	// ExportCircuitID (launch only): publish from a HiddenServiceDir in the generated
+	// torrc with HiddenServiceExportCircuitID haproxy instead of ADD_ONION, which cannot
+	// export circuit IDs, so that every connection starts with a PROXY header.
+	ExportCircuitID bool
 
 	HiddenServiceDir string // external
 
@@ -222,6 +227,9 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	pi, err := c.Authenticate(auth)
 	if err != nil {
 		return fmt.Errorf("authentication: %w", err)
+	}
+	if s.opts.ExportCircuitID {
+		return s.watchTorrcService(ctx, c, pi.Version)
 	}
 	o := torctl.Onion{KeyBlob: s.key.ControlBlob(), VirtualPort: s.opts.VirtualPort, Target: s.target,
 		PoW: s.opts.PoW && torctl.VersionAtLeast(pi.Version, powSince)}

@@ -284,3 +284,64 @@ func TestLaunchRealTor(t *testing.T) {
 		t.Fatal("launch mode did not stop")
 	}
 }
+
+// TestLaunchExportsCircuitIDs: with ExportCircuitID the launched tor publishes the
+// directory's key from a HiddenServiceDir in its torrc, with circuit-ID export and PoW;
+// another key in the same data dir replaces the copy.
+func TestLaunchExportsCircuitIDs(t *testing.T) {
+	if _, err := exec.LookPath("tor"); err != nil {
+		t.Skip("tor is not installed (CI installs it)")
+	}
+	dir, err := os.MkdirTemp("", "jmo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	run := func(keyFile string) *Service {
+		s, err := New(Options{Mode: "launch", TorBinary: "tor", ExtraTorrc: []string{"DisableNetwork 1"},
+			KeyFile: keyFile, VirtualPort: 5222, PoW: true, DataDir: dir, ExportCircuitID: true}, quiet())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
+		waitFor(t, "published from the torrc", func() bool { ok, _ := s.Health(); return ok })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	s := run(filepath.Join(dir, "onion", "hs_ed25519_secret_key"))
+	if st := s.Status(); !st.PoW || st.TorVersion == "" {
+		t.Fatalf("status %+v", st)
+	}
+	conf, err := os.ReadFile(filepath.Join(dir, TorDir, "torrc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := filepath.Join(dir, TorDir, HSDir)
+	for _, line := range []string{"HiddenServiceDir " + hs, "HiddenServicePort 5222 127.0.0.1:5999",
+		"HiddenServiceExportCircuitID haproxy", "HiddenServicePoWDefensesEnabled 1"} {
+		if !strings.Contains(string(conf), "\n"+line+"\n") {
+			t.Errorf("torrc lacks %q:\n%s", line, conf)
+		}
+	}
+	host, _ := os.ReadFile(filepath.Join(hs, "hostname"))
+	if strings.TrimSpace(string(host)) != strings.TrimSuffix(s.Location(), ":5222") {
+		t.Fatalf("tor serves %q, the directory is %s", host, s.Location())
+	}
+	if fi, err := os.Stat(hs); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Fatalf("hidden service dir: %v %v", fi.Mode(), err)
+	}
+	// Another key: the copy is replaced and tor serves the new onion.
+	other := run(filepath.Join(dir, "other_key"))
+	if other.Location() == s.Location() {
+		t.Fatal("two keys, one onion")
+	}
+	host, _ = os.ReadFile(filepath.Join(hs, "hostname"))
+	if strings.TrimSpace(string(host)) != strings.TrimSuffix(other.Location(), ":5222") {
+		t.Fatalf("after the key change tor serves %q, the directory is %s", host, other.Location())
+	}
+}
