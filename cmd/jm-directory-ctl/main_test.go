@@ -483,7 +483,8 @@ Rate limiting:  10 violations, 5 tracked connections
 	}
 }
 
-// TestCircuitKeyedStatus: with tor_proxy_protocol the report counts circuits.
+// TestCircuitKeyedStatus: with tor_proxy_protocol the report counts circuits; with an
+// onion it describes it.
 func TestCircuitKeyedStatus(t *testing.T) {
 	t.Parallel()
 	const st = `{"network": "mainnet", "uptime_seconds": 1, "server_status": "running", "max_peers": 10000,
@@ -491,15 +492,19 @@ func TestCircuitKeyedStatus(t *testing.T) {
  "connected_peers": {"total": 0, "nicks": []}, "passive_peers": {"total": 0, "nicks": []},
  "active_peers": {"total": 0, "nicks": []}, "active_connections": 0,
  "rate_limiter": {"tracked_peers": 3, "total_violations": 4, "keyed_by": "circuit", "circuits": 3,
-                  "banned_circuits": 1, "circuit_bans_total": 2}}`
+                  "banned_circuits": 1, "circuit_bans_total": 2},
+ "onion": {"mode": "launch", "onion": "abc.onion", "published": true, "pow": true, "tor_version": "0.4.9.11"}}`
 	mux := http.NewServeMux()
 	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, st) })
 	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
 	hs := httptest.NewServer(mux)
 	t.Cleanup(hs.Close)
 	code, out, errs := ctl(environ(t), "--port", portOf(t, hs.Listener.Addr()), "status")
-	if want := "Rate limiting:  4 violations, 3 tracked circuits, 1 banned (2 bans)\n"; code != 0 || errs != "" || !strings.Contains(out, want) {
-		t.Fatalf("exit %d, stderr %q, output:\n%s\nwant a line %q", code, errs, out, want)
+	for _, want := range []string{"Rate limiting:  4 violations, 3 tracked circuits, 1 banned (2 bans)\n",
+		"Onion:          published, tor_mode launch, PoW on, tor 0.4.9.11\n"} {
+		if code != 0 || errs != "" || !strings.Contains(out, want) {
+			t.Fatalf("exit %d, stderr %q, output:\n%s\nwant a line %q", code, errs, out, want)
+		}
 	}
 }
 

@@ -48,6 +48,36 @@ type statusDoc struct {
 	Disconnects       map[string]uint64 `json:"disconnects"`
 	RecentDisconnects []disconnect      `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64 `json:"offers_seen"`
+	Onion             *onionState       `json:"onion"`
+}
+
+// onionState is the "onion" object (absent without tor).
+type onionState struct {
+	Mode       string `json:"mode"`
+	Onion      string `json:"onion"`
+	Published  bool   `json:"published"`
+	Reason     string `json:"reason"`
+	PoW        bool   `json:"pow"`
+	TorVersion string `json:"tor_version"`
+}
+
+// describe is the report's Onion line.
+func (o *onionState) describe() string {
+	s := "not published"
+	if o.Published {
+		s = "published"
+	}
+	if o.Reason != "" {
+		s += " (" + o.Reason + ")"
+	}
+	s += ", tor_mode " + o.Mode
+	if o.PoW {
+		s += ", PoW on"
+	}
+	if o.TorVersion != "" {
+		s += ", tor " + o.TorVersion
+	}
+	return s
 }
 
 // peerStats is the "stats" object.
@@ -139,6 +169,9 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 			loc = "  location " + st.Location
 		}
 		line("Directory nick:", "%s%s", st.Nick, loc)
+	}
+	if st.Onion != nil {
+		line("Onion:", "%s", st.Onion.describe())
 	}
 
 	peers := fmt.Sprintf("%d / %d connected", st.ConnectedPeers.Total, st.MaxPeers)

@@ -135,6 +135,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 		srv.SetLocation(onionSvc.Location())
 		srv.AddHealthCheck(onionSvc.Health)
+		op.SetOnion(onionSvc.Status)
 		go func() {
 			defer close(onionDone)
 			if err := onionSvc.Run(ctx, torTarget(ln.Addr())); err != nil {

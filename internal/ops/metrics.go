@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -18,20 +19,22 @@ import (
 // value comes from a fixed set (roles, message types, reasons, rejection codes, offer
 // commands).
 type collector struct {
-	srv *server.Server
+	srv   *server.Server
+	onion func() *onion.Status // nil result: no onion
 
 	peers, handshaking, maxPeers, uptime, queueBytes, queueMax, build *prometheus.Desc
 	handshakes, rejections, msgsIn, msgsOut, bytesIn, bytesOut        *prometheus.Desc
 	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
-	offers, latency, circuits, bans, forgotten                        *prometheus.Desc
+	offers, latency, circuits, bans, forgotten, onionUp               *prometheus.Desc
 }
 
-func newCollector(srv *server.Server) *collector {
+func newCollector(srv *server.Server, onionStatus func() *onion.Status) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("jm_directory_"+name, help, labels, nil)
 	}
 	return &collector{
 		srv:         srv,
+		onion:       onionStatus,
 		peers:       d("peers", "Handshaked peers by role (maker = serving an onion, taker = not serving).", "role"),
 		handshaking: d("handshaking_connections", "Connections that have not finished the handshake."),
 		maxPeers:    d("max_peers", "Configured maximum number of peers."),
@@ -56,6 +59,7 @@ func newCollector(srv *server.Server) *collector {
 		circuits:    d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
 		bans:        d("circuit_bans_total", "Circuit bans imposed."),
 		forgotten:   d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
+		onionUp:     d("onion_published", "1 while the onion is published (tor accepted it), else 0; absent without tor."),
 	}
 }
 
@@ -116,6 +120,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.circuits, float64(st.Circuits.Banned), "banned")
 	counter(c.bans, st.Circuits.Bans)
 	counter(c.forgotten, st.Circuits.Forgotten)
+
+	if on := c.onion(); on != nil {
+		up := 0.0
+		if on.Published {
+			up = 1
+		}
+		gauge(c.onionUp, up)
+	}
 
 	cum, count, sum := ctr.RelayLatency.Snapshot()
 	buckets := make(map[float64]uint64, len(cum))

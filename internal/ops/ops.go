@@ -25,12 +25,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
@@ -58,6 +60,21 @@ type Ops struct {
 
 	subsMu sync.Mutex               // guards subs
 	subs   map[chan []byte]struct{} // live page streams; a lagging one misses updates
+
+	onion atomic.Pointer[func() onion.Status] // the onion's state, once there is one
+}
+
+// SetOnion makes /status and /metrics report the onion's state from f.
+func (o *Ops) SetOnion(f func() onion.Status) { o.onion.Store(&f) }
+
+// onionStatus is the onion's state, nil without an onion (tor_mode none).
+func (o *Ops) onionStatus() *onion.Status {
+	f := o.onion.Load()
+	if f == nil {
+		return nil
+	}
+	st := (*f)()
+	return &st
 }
 
 // New builds the ops surface. When Addr is not a loopback address a token is required:
@@ -72,7 +89,7 @@ func New(srv *server.Server, opt Options, log *slog.Logger) (*Ops, error) {
 		}
 		o.token = tok
 	}
-	o.reg.MustRegister(newCollector(srv), collectors.NewGoCollector(),
+	o.reg.MustRegister(newCollector(srv, o.onionStatus), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.routes()
 	return o, nil

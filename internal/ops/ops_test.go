@@ -22,6 +22,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
 )
 
@@ -317,6 +318,45 @@ func TestCircuits(t *testing.T) {
 			t.Errorf("metrics mention %q", secret)
 		}
 	}
+}
+
+// TestOnionState: with an onion, /status ends with its state and /metrics says whether
+// it is published; without one neither appears (TestStatusKeys, TestMetrics).
+func TestOnionState(t *testing.T) {
+	d := testdir.Start(t, nil, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	if _, ok := parseMetrics(t, op)["jm_directory_onion_published"]; ok {
+		t.Fatal("onion_published without an onion")
+	}
+	state := onion.Status{Mode: "control", Onion: "abc.onion", Reason: "tor control: EOF", PoW: true, TorVersion: "0.4.9.11"}
+	op.SetOnion(func() onion.Status { return state })
+	body := get(t, op.Handler(), "/status", "").Body.Bytes()
+	if keys := topLevelKeys(t, body); keys[len(keys)-1] != "onion" {
+		t.Fatalf("keys %v: want onion last", keys)
+	}
+	var st struct {
+		Onion onion.Status `json:"onion"`
+	}
+	if err := json.Unmarshal(body, &st); err != nil || st.Onion != state {
+		t.Fatalf("onion %+v (%v), want %+v", st.Onion, err, state)
+	}
+	if v := metric(t, parseMetrics(t, op), "jm_directory_onion_published", nil); v != 0 {
+		t.Fatalf("onion_published %v while not published", v)
+	}
+	state.Published, state.Reason = true, ""
+	if v := metric(t, parseMetrics(t, op), "jm_directory_onion_published", nil); v != 1 {
+		t.Fatalf("onion_published %v while published", v)
+	}
+}
+
+func parseMetrics(t *testing.T, op *Ops) map[string]*dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(get(t, op.Handler(), "/metrics", "").Body.String()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
 }
 
 // TestTokenOnNonLoopback: on a non-loopback bind the stream, /status and /metrics need

@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
@@ -34,7 +35,8 @@ type StatusResponse struct {
 	Drops             map[string]uint64   `json:"drops"`       // by reason
 	Disconnects       map[string]uint64   `json:"disconnects"` // by reason
 	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
-	OffersSeen        map[string]uint64   `json:"offers_seen"` // offer pubmsgs by command
+	OffersSeen        map[string]uint64   `json:"offers_seen"`     // offer pubmsgs by command
+	Onion             *onion.Status       `json:"onion,omitempty"` // absent without tor
 }
 
 // PeerStats is joinmarket-ng's "stats" object.
@@ -110,6 +112,7 @@ func (o *Ops) Status() StatusResponse {
 		Disconnects:       st.Closes,
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
+		Onion:             o.onionStatus(),
 	}
 }
 
