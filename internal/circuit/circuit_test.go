@@ -325,3 +325,31 @@ func TestTorGID(t *testing.T) {
 		t.Fatal("an address outside tor's prefix gave a circuit")
 	}
 }
+
+func BenchmarkParseHeader(b *testing.B) {
+	line := []byte(torHeader(123456, 5222))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ParseHeader(line); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkOpenRelease is one connection's work: parse its header, open, handshake, release.
+func BenchmarkOpenRelease(b *testing.B) {
+	tb := NewTable(DefaultMaxIdle)
+	now := time.Now()
+	big := Limits{MaxConns: 1 << 30, MaxPending: 1 << 30, BanAfter: 3, BanFor: time.Minute}
+	for i := range uint32(10000) { // other circuits connected meanwhile
+		tb.Open(tor(i), now, big)
+	}
+	b.ReportAllocs()
+	var gid uint32
+	for b.Loop() {
+		gid++
+		c, _ := tb.Open(tor(20000+gid%1000), now, big)
+		tb.Handshaked(c)
+		tb.Release(c, stats.CloseClientGone, now, big)
+	}
+}
