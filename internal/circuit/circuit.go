@@ -7,8 +7,8 @@
 // fc00:dead:beef:4dad::/96 with the identifier in its low 32 bits. Every connection
 // over one circuit shares one Client: its token buckets, its connection and handshake
 // counts, its strikes and its ban. A client that wants a fresh identity has to build a
-// new rendezvous circuit, which tor's proof-of-work defence makes costly; a new nick is
-// free.
+// new rendezvous circuit, which tor's proof-of-work defence makes costly under attack; a
+// new nick is free.
 //
 // A connection without an identity (tor_proxy_protocol off, or "PROXY UNKNOWN") gets a
 // Client of its own that the Table does not track, so the same code applies the limits
