@@ -443,6 +443,16 @@ func TestBadAnswers(t *testing.T) {
 	}
 }
 
+// fakeOps serves status as /status and a healthy /health; it returns the port.
+func fakeOps(t *testing.T, status string) string {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, status) })
+	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return portOf(t, hs.Listener.Addr())
+}
+
 // TestJoinmarketNGStatus: a joinmarket-ng /status (no extras, its offers and rate-limiter
 // details) is reported too.
 func TestJoinmarketNGStatus(t *testing.T) {
@@ -456,12 +466,7 @@ func TestJoinmarketNGStatus(t *testing.T) {
  "passive_peers": {"total": 3, "nicks": ["J5t1", "J5t2", "J5t3"]},
  "active_peers": {"total": 7, "nicks": ["J5m1", "J5m2", "J5m3", "J5m4", "J5m5", "J5m6", "J5m7", "J5m8", "J5m9", "J5m10", "J5m11", "J5m12"]},
  "active_connections": 10}`
-	mux := http.NewServeMux()
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, ng) })
-	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	code, out, errs := ctl(environ(t), "--port", portOf(t, hs.Listener.Addr()), "status")
+	code, out, errs := ctl(environ(t), "--port", fakeOps(t, ng), "status")
 	if code != 0 || errs != "" {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
@@ -494,12 +499,7 @@ func TestCircuitKeyedStatus(t *testing.T) {
  "rate_limiter": {"tracked_peers": 3, "total_violations": 4, "keyed_by": "circuit", "circuits": 3,
                   "banned_circuits": 1, "circuit_bans_total": 2},
  "onion": {"mode": "launch", "onion": "abc.onion", "published": true, "pow": true, "tor_version": "0.4.9.11"}}`
-	mux := http.NewServeMux()
-	mux.HandleFunc("/status", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, st) })
-	mux.HandleFunc("/health", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, `{"status": "healthy"}`) })
-	hs := httptest.NewServer(mux)
-	t.Cleanup(hs.Close)
-	code, out, errs := ctl(environ(t), "--port", portOf(t, hs.Listener.Addr()), "status")
+	code, out, errs := ctl(environ(t), "--port", fakeOps(t, st), "status")
 	for _, want := range []string{"Rate limiting:  4 violations, 3 tracked circuits, 1 banned (2 bans)\n",
 		"Onion:          published, tor_mode launch, PoW on, tor 0.4.9.11\n"} {
 		if code != 0 || errs != "" || !strings.Contains(out, want) {
