@@ -128,7 +128,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	onionDone := make(chan struct{})
 	if cfg.TorMode != "none" {
-		onionSvc, err := onion.New(onionOptions(cfg), log)
+		opts := onionOptions(cfg)
+		opts.TorRestarted = srv.ForgetCircuits
+		onionSvc, err := onion.New(opts, log)
 		if err != nil {
 			log.Error("cannot set up the onion", "err", err)
 			return 1

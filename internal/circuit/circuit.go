@@ -310,6 +310,21 @@ func (t *Table) Release(c *Client, reason stats.CloseReason, now time.Time, lim 
 	return banned
 }
 
+// Forget drops every strike and ban. Tor numbers circuits from 1 again when it
+// restarts, so after a restart the old numbers name other clients. Open connections keep
+// their counts and buckets.
+func (t *Table) Forget() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, c := range t.clients {
+		c.strikes, c.strikesUntil, c.bannedUntil = 0, time.Time{}, time.Time{}
+		if c.conns == 0 {
+			delete(t.clients, id)
+			t.idle--
+		}
+	}
+}
+
 // remembered reports whether an entry without connections still matters at now.
 func remembered(c *Client, now time.Time) bool {
 	return now.Before(c.bannedUntil) || (c.strikes > 0 && !now.After(c.strikesUntil))

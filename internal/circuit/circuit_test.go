@@ -223,6 +223,31 @@ func TestBanKeepsOpenConnections(t *testing.T) {
 	}
 }
 
+func TestForget(t *testing.T) {
+	tb := NewTable(DefaultMaxIdle)
+	now := time.Unix(1e9, 0)
+	open := mustOpen(t, tb, tor(1), now)
+	tb.Handshaked(open)
+	for _, gid := range []uint32{1, 1, 2} { // circuit 1 banned, circuit 2 one strike
+		c := mustOpen(t, tb, tor(gid), now)
+		tb.Handshaked(c)
+		tb.Release(c, stats.CloseMalformed, now, lim)
+	}
+	if n := tb.Counts(now); n.Banned != 1 || tb.idle != 1 {
+		t.Fatalf("before: %+v idle %d", n, tb.idle)
+	}
+	tb.Forget()
+	if n := tb.Counts(now); n.Banned != 0 || n.Connected != 1 || tb.idle != 0 || len(tb.clients) != 1 {
+		t.Fatalf("after: %+v idle %d entries %d", n, tb.idle, len(tb.clients))
+	}
+	mustOpen(t, tb, tor(1), now) // no longer banned
+	c := mustOpen(t, tb, tor(2), now)
+	tb.Handshaked(c)
+	if tb.Release(c, stats.CloseMalformed, now, lim) {
+		t.Fatal("the strike from before Forget still counted")
+	}
+}
+
 func TestIdleEntriesBounded(t *testing.T) {
 	tb := NewTable(4)
 	now := time.Unix(1e9, 0)

@@ -69,7 +69,10 @@ func (s *Service) runLaunch(ctx context.Context) error {
 	}
 	sock := filepath.Join(dir, "control.sock")
 	var r retry
-	for ctx.Err() == nil {
+	for starts := 0; ctx.Err() == nil; starts++ {
+		if starts > 0 && s.opts.TorRestarted != nil {
+			s.opts.TorRestarted()
+		}
 		start := time.Now()
 		_ = os.Remove(sock)
 		cmd := exec.Command(bin, "-f", conf)

@@ -49,6 +49,9 @@ type Options struct {
 	// torrc with HiddenServiceExportCircuitID haproxy instead of ADD_ONION, which cannot
 	// export circuit IDs, so that every connection starts with a PROXY header.
 	ExportCircuitID bool
+	// TorRestarted (launch only), if set, is called each time the launched tor is
+	// started again, before it serves: its circuit numbers start from 1 again.
+	TorRestarted func()
 
 	HiddenServiceDir string // external
 

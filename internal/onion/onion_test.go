@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -248,8 +249,10 @@ func TestLaunchRealTor(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
+	var restarts atomic.Int32
 	s, err := New(Options{Mode: "launch", TorBinary: "tor", ExtraTorrc: []string{"DisableNetwork 1"},
-		KeyFile: filepath.Join(dir, "onion", "hs_ed25519_secret_key"), VirtualPort: 5222, PoW: true, DataDir: dir}, quiet())
+		KeyFile: filepath.Join(dir, "onion", "hs_ed25519_secret_key"), VirtualPort: 5222, PoW: true, DataDir: dir,
+		TorRestarted: func() { restarts.Add(1) }}, quiet())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -273,6 +276,9 @@ func TestLaunchRealTor(t *testing.T) {
 	pidb2, _ := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
 	if strings.TrimSpace(string(pidb2)) == strconv.Itoa(pid) {
 		t.Fatal("same tor pid after the kill")
+	}
+	if n := restarts.Load(); n != 1 {
+		t.Fatalf("TorRestarted called %d times for one restart", n)
 	}
 	cancel()
 	select {

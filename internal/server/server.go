@@ -323,6 +323,13 @@ func (s *Server) proxyHeader(p *peer.Peer, lr *wire.LineReader) (circuit.ID, boo
 	return id, true
 }
 
+// ForgetCircuits drops every circuit strike and ban, for when tor has restarted and
+// numbers its circuits from 1 again.
+func (s *Server) ForgetCircuits() {
+	s.clients.Forget()
+	s.log.Info("tor restarted: circuit strikes and bans forgotten")
+}
+
 // release ends a connection on its circuit and logs a ban it imposed (with the
 // circuit, never the nick).
 func (s *Server) release(cl *circuit.Client, reason stats.CloseReason) {
