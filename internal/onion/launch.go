@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/onionkey"
-
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 )
 
@@ -171,6 +170,7 @@ func (s *Service) hiddenService(dir, bin string) ([]string, error) {
 	if s.opts.PoW {
 		if v := torVersion(bin); torctl.VersionAtLeast(v, powSince) {
 			lines = append(lines, "HiddenServicePoWDefensesEnabled 1")
+			s.torrcPoW = true
 		} else {
 			s.log.Warn("proof-of-work defences are off: tor is older than "+powSince, "tor_version", v)
 		}
@@ -216,11 +216,9 @@ func (s *Service) watchTorrcService(ctx context.Context, c *torctl.Conn, version
 	if got != s.onion {
 		return fmt.Errorf("tor serves %s from %s, but the key is %s", got, filepath.Dir(hostname), s.onion)
 	}
-	conf, _ := os.ReadFile(filepath.Join(s.opts.DataDir, TorDir, "torrc"))
-	pow := bytes.Contains(conf, []byte("\nHiddenServicePoWDefensesEnabled 1\n"))
 	s.mu.Lock()
-	s.published, s.reason, s.pow, s.torVer = true, "", pow, version
+	s.published, s.reason, s.pow, s.torVer = true, "", s.torrcPoW, version
 	s.mu.Unlock()
-	s.log.Info("onion published", "location", s.Location(), "tor_version", version, "pow", pow, "circuit_ids", "exported")
+	s.log.Info("onion published", "location", s.Location(), "tor_version", version, "pow", s.torrcPoW, "circuit_ids", "exported")
 	return c.Wait(ctx)
 }

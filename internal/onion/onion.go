@@ -65,6 +65,9 @@ type Service struct {
 	key    onionkey.Key
 	onion  string // "<56 chars>.onion"
 	target string // where tor connects, host:port; set by Run
+	// torrcPoW: launch with ExportCircuitID, the generated torrc turns PoW on; set
+	// before the control loop starts
+	torrcPoW bool
 
 	mu        sync.Mutex
 	published bool
