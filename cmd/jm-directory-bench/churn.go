@@ -58,17 +58,9 @@ func runChurn(ctx context.Context, o *churnOptions) (*report, error) {
 		index[s.id.nick] = i
 	}
 
-	var joined atomic.Int64
-	pr := startProgress(o.progress, "churn", func() string { return fmt.Sprintf("joining observers %d/%d", joined.Load(), o.peers) })
 	d := o.dialer(16 << 10)
-	peers, failures, _ := joinAll(ctx, d, specs, o.concurrency, func(ok bool) {
-		if ok {
-			joined.Add(1)
-		}
-	})
-	pr.stop()
-	if err := setupError(failures, o.peers); err != nil {
-		closeAll(peers)
+	peers, err := joinEvery(ctx, o.progress, "churn", "observers ", d, specs, o.concurrency)
+	if err != nil {
 		return nil, err
 	}
 
@@ -146,7 +138,7 @@ func runChurn(ctx context.Context, o *churnOptions) (*report, error) {
 		}
 		return n
 	}
-	pr = startProgress(o.progress, "churn", func() string {
+	pr := startProgress(o.progress, "churn", func() string {
 		return fmt.Sprintf("joins=%d leaves=%d failed=%d notices=%d/%d cut=%d", joins.Load(), leaves.Load(), churnFailed.Load(),
 			noticesNow(), leaves.Load()*int64(len(obs)), cutObservers.Load())
 	})

@@ -320,6 +320,25 @@ func joinAll(ctx context.Context, d *dialer, specs []spec, conc int, onJoin func
 	return peers, failures, last
 }
 
+// joinEvery joins every spec with "joining <what>k/n" on the scenario's progress line,
+// for scenarios that need every peer: unless all join, it closes those that did and
+// returns setupError's error.
+func joinEvery(ctx context.Context, progress io.Writer, scenario, what string, d *dialer, specs []spec, conc int) ([]*peer, error) {
+	var joined atomic.Int64
+	pr := startProgress(progress, scenario, func() string { return fmt.Sprintf("joining %s%d/%d", what, joined.Load(), len(specs)) })
+	peers, failures, _ := joinAll(ctx, d, specs, conc, func(ok bool) {
+		if ok {
+			joined.Add(1)
+		}
+	})
+	pr.stop()
+	if err := setupError(failures, len(specs)); err != nil {
+		closeAll(peers)
+		return nil, err
+	}
+	return peers, nil
+}
+
 // setupError turns join failures into one error for scenarios that need every peer.
 func setupError(failures map[string]int64, n int) error {
 	var total int64

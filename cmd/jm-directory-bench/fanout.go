@@ -483,16 +483,8 @@ func runFanoutScenario(ctx context.Context, c *common, cfg fanoutConfig, name st
 	}
 	specs := makeSpecs(cfg.peers, c.makers, 0)
 	d := c.dialer(64 << 10)
-	var joined atomic.Int64
-	pr := startProgress(c.progress, name, func() string { return fmt.Sprintf("joining %d/%d", joined.Load(), cfg.peers) })
-	peers, failures, _ := joinAll(ctx, d, specs, c.concurrency, func(ok bool) {
-		if ok {
-			joined.Add(1)
-		}
-	})
-	pr.stop()
-	if err := setupError(failures, cfg.peers); err != nil {
-		closeAll(peers)
+	peers, err := joinEvery(ctx, c.progress, name, "", d, specs, c.concurrency)
+	if err != nil {
 		return nil, err
 	}
 	f := newFanout(cfg, peers)
@@ -500,7 +492,7 @@ func runFanoutScenario(ctx context.Context, c *common, cfg fanoutConfig, name st
 	k0 := tcpCounters()
 	cpu0 := cpuTime()
 	start := time.Now()
-	pr = startProgress(c.progress, name, func() string { return f.status(start) })
+	pr := startProgress(c.progress, name, func() string { return f.status(start) })
 	stop := make(chan struct{})
 	timer := time.AfterFunc(cfg.duration, func() { close(stop) })
 	defer timer.Stop()

@@ -59,16 +59,8 @@ func runLatency(ctx context.Context, o *latencyOptions) (*report, error) {
 		answers[i] = pubkeyLine(b.id, a.id.nick, i, h)
 	}
 
-	var joined atomic.Int64
-	pr := startProgress(o.progress, "latency", func() string { return fmt.Sprintf("joining %d/%d", joined.Load(), len(specs)) })
-	peers, failures, _ := joinAll(ctx, o.dialer(64<<10), specs, o.concurrency, func(ok bool) {
-		if ok {
-			joined.Add(1)
-		}
-	})
-	pr.stop()
-	if err := setupError(failures, len(specs)); err != nil {
-		closeAll(peers)
+	peers, err := joinEvery(ctx, o.progress, "latency", "", o.dialer(64<<10), specs, o.concurrency)
+	if err != nil {
 		return nil, err
 	}
 	pa, pb := peers[o.peers], peers[o.peers+1]
@@ -124,7 +116,7 @@ func runLatency(ctx context.Context, o *latencyOptions) (*report, error) {
 	go func() { f.publish(stop); close(bgDone) }()
 	start := time.Now()
 	var done, lost atomic.Int64
-	pr = startProgress(o.progress, "latency", func() string {
+	pr := startProgress(o.progress, "latency", func() string {
 		return fmt.Sprintf("samples=%d/%d lost=%d background: %s", done.Load(), o.samples, lost.Load(), f.status(start))
 	})
 	stopBackground := func() {

@@ -41,16 +41,8 @@ func runOrderbook(ctx context.Context, o *orderbookOptions) (*report, error) {
 		index[specs[i].id.nick] = i
 	}
 
-	var joined atomic.Int64
-	pr := startProgress(o.progress, "orderbook", func() string { return fmt.Sprintf("joining %d/%d", joined.Load(), len(specs)) })
-	peers, failures, _ := joinAll(ctx, o.dialer(4096), specs, o.concurrency, func(ok bool) {
-		if ok {
-			joined.Add(1)
-		}
-	})
-	pr.stop()
-	if err := setupError(failures, len(specs)); err != nil {
-		closeAll(peers)
+	peers, err := joinEvery(ctx, o.progress, "orderbook", "", o.dialer(4096), specs, o.concurrency)
+	if err != nil {
 		return nil, err
 	}
 	tp := peers[o.makers]
@@ -162,7 +154,7 @@ func runOrderbook(ctx context.Context, o *orderbookOptions) (*report, error) {
 	}()
 
 	t0 := time.Now()
-	pr = startProgress(o.progress, "orderbook", func() string {
+	pr := startProgress(o.progress, "orderbook", func() string {
 		return fmt.Sprintf("offers=%d/%d peerlists=%d/%d", nOffers.Load(), o.makers, nLists.Load(), o.makers)
 	})
 	if _, err := tp.write(orderbookLine(T), 5*time.Second); err != nil {
