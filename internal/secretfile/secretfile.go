@@ -55,22 +55,12 @@ func writeTemp(dir, pattern string, data []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	name := f.Name()
-	err = f.Chmod(0o600)
-	if err == nil {
-		_, err = f.Write(data)
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return "", err
 	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(name)
-		return "", fmt.Errorf("writing %s: %w", name, err)
-	}
-	return name, nil
+	return f.Name(), fill(f, data)
 }
 
 // writeExclusive creates path (which must not exist) with mode 0600 and writes data.
@@ -82,7 +72,13 @@ func writeExclusive(path string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	_, err = f.Write(data)
+	return fill(f, data)
+}
+
+// fill writes data to the new file f, syncs and closes it. On failure it removes the
+// file (ours, and incomplete).
+func fill(f *os.File, data []byte) error {
+	_, err := f.Write(data)
 	if err == nil {
 		err = f.Sync()
 	}
@@ -90,8 +86,8 @@ func writeExclusive(path string, data []byte) error {
 		err = cerr
 	}
 	if err != nil {
-		os.Remove(path) // ours, and incomplete
-		return fmt.Errorf("writing %s: %w", path, err)
+		os.Remove(f.Name())
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	return nil
 }
