@@ -188,7 +188,6 @@ type Client struct {
 	strikes        int
 	strikesUntil   time.Time // strikes are forgotten after this
 	bannedUntil    time.Time
-	tracked        bool
 }
 
 // ID returns the client's identity (the zero ID for a connection of its own).
@@ -238,7 +237,7 @@ func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReas
 	c := t.clients[id]
 	switch {
 	case c == nil:
-		c = &Client{id: id, tracked: true}
+		c = &Client{id: id}
 		t.clients[id] = c
 	case now.Before(c.bannedUntil):
 		return nil, stats.CloseBanned
@@ -257,7 +256,7 @@ func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReas
 
 // Handshaked ends a connection's handshake phase, whether it was accepted or not.
 func (t *Table) Handshaked(c *Client) {
-	if !c.tracked {
+	if !c.id.Valid() { // untracked: a connection of its own
 		return
 	}
 	t.mu.Lock()
@@ -270,7 +269,7 @@ func (t *Table) Handshaked(c *Client) {
 // each within lim.BanFor of the last, ban it for lim.BanFor. Release reports whether
 // this close imposed a ban.
 func (t *Table) Release(c *Client, reason stats.CloseReason, now time.Time, lim Limits) (banned bool) {
-	if !c.tracked {
+	if !c.id.Valid() { // untracked: a connection of its own
 		return false
 	}
 	t.mu.Lock()
