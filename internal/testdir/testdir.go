@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -130,28 +131,38 @@ func (d *Dir) Join(t testing.TB, nick, location string, features map[string]bool
 // the reader holding whatever the directory sent after it.
 func Handshake(t testing.TB, conn net.Conn, nick, location, network string, features map[string]bool) *bufio.Reader {
 	t.Helper()
+	br, err := TryHandshake(conn, nick, location, network, features, Timeout)
+	if err != nil {
+		t.Fatalf("%s: %v", nick, err)
+	}
+	return br
+}
+
+// TryHandshake is Handshake returning an error instead of failing the test, with its own
+// deadline (for connections that may be refused, or go through Tor).
+func TryHandshake(conn net.Conn, nick, location, network string, features map[string]bool, timeout time.Duration) (*bufio.Reader, error) {
 	hs := handshake.ClientHello{Nick: nick, Location: location, Network: network, Features: features}.Line()
-	_ = conn.SetDeadline(time.Now().Add(Timeout))
+	_ = conn.SetDeadline(time.Now().Add(timeout))
 	if _, err := io.WriteString(conn, `{"type": 793, "line": `+string(wire.AppendQuoted(nil, hs))+"}\r\n"); err != nil {
-		t.Fatalf("%s: sending the handshake: %v", nick, err)
+		return nil, fmt.Errorf("sending the handshake: %w", err)
 	}
 	br := bufio.NewReader(conn)
 	raw, err := br.ReadBytes('\n')
 	if err != nil {
-		t.Fatalf("%s: waiting for the directory's handshake: %v", nick, err)
+		return nil, fmt.Errorf("waiting for the directory's handshake: %w", err)
 	}
 	env, err := wire.Decode(bytes.TrimSuffix(raw, []byte("\r\n")))
 	if err != nil || env.Type != wire.TypeDNHandshake {
-		t.Fatalf("%s: reply %q: want a 795 (%v)", nick, raw, err)
+		return nil, fmt.Errorf("reply %q: want a 795 (%v)", raw, err)
 	}
 	var dn struct {
 		Accepted bool `json:"accepted"`
 	}
 	if err := json.Unmarshal([]byte(env.Line), &dn); err != nil || !dn.Accepted {
-		t.Fatalf("%s: handshake not accepted: %s (%v)", nick, env.Line, err)
+		return nil, fmt.Errorf("handshake not accepted: %s (%v)", env.Line, err)
 	}
 	_ = conn.SetDeadline(time.Time{})
-	return br
+	return br, nil
 }
 
 // Logger returns a logger that writes the records at level and above to the test's log.

@@ -13,7 +13,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +26,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
-	"github.com/jm-directory/jm-directory-server/internal/handshake"
+	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -371,27 +370,9 @@ func circuits(t *testing.T, n *network, bin, work string) {
 	}
 }
 
-// joinOver sends a taker's handshake as nick and waits for an accepting 795.
+// joinOver joins as a taker named nick and waits for an accepting 795.
 func joinOver(conn net.Conn, nick string) (*bufio.Reader, error) {
-	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
-	defer conn.SetDeadline(time.Time{})
-	hs := handshake.ClientHello{Nick: nick, Location: "NOT-SERVING-ONION", Network: "regtest"}.Line()
-	if _, err := io.WriteString(conn, `{"type": 793, "line": `+string(wire.AppendQuoted(nil, hs))+"}\r\n"); err != nil {
-		return nil, err
-	}
-	br := bufio.NewReader(conn)
-	line, err := br.ReadBytes('\n')
-	if err != nil {
-		return nil, err
-	}
-	env, err := wire.Decode(bytes.TrimRight(line, "\r\n"))
-	var dn struct {
-		Accepted bool `json:"accepted"`
-	}
-	if err != nil || env.Type != wire.TypeDNHandshake || json.Unmarshal([]byte(env.Line), &dn) != nil || !dn.Accepted {
-		return nil, fmt.Errorf("not accepted: %q", line)
-	}
-	return br, nil
+	return testdir.TryHandshake(conn, nick, "NOT-SERVING-ONION", "regtest", nil, 30*time.Second)
 }
 
 // lastCircuit returns the circuit named by the server's last "proxy header" log line.
