@@ -677,17 +677,25 @@ func TestRejectDetailsSendable(t *testing.T) {
 	}
 }
 
-func FuzzParse(f *testing.F) {
-	recs, err := fixtures.Load("handshake")
+// TestSeedCorpusParse: every client handshake line of the transcripts, with and without
+// local locations allowed, is a seed of FuzzParse in testdata/fuzz/FuzzParse.
+func TestSeedCorpusParse(t *testing.T) {
+	recs, err := fixtures.All()
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
+	var seeds [][]any
 	for _, r := range recs {
-		if r.Type == 793 {
-			f.Add(r.Line, true)
-			f.Add(r.Line, false)
+		if r.Dir == "c2s" && r.Type == 793 {
+			seeds = append(seeds, []any{r.Line, true}, []any{r.Line, false})
 		}
 	}
+	fixtures.CheckCorpus(t, "FuzzParse", seeds)
+}
+
+// FuzzParse starts from the transcripts' handshake lines (testdata/fuzz/FuzzParse) and
+// the section 11 examples and edge cases added here.
+func FuzzParse(f *testing.F) {
 	for _, l := range []string{sec11Maker, sec11Taker, sec11NG, sec11WrongNet} {
 		f.Add(l, false)
 	}

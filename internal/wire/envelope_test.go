@@ -163,14 +163,23 @@ func TestSendable(t *testing.T) {
 	}
 }
 
-func FuzzDecode(f *testing.F) {
+// TestSeedCorpusDecode: every wire line of the transcripts, both sides, is a seed of
+// FuzzDecode in testdata/fuzz/FuzzDecode.
+func TestSeedCorpusDecode(t *testing.T) {
 	lines, err := fixtures.RawLines()
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
+	var seeds [][]any
 	for _, l := range lines {
-		f.Add([]byte(l))
+		seeds = append(seeds, []any{[]byte(l)})
 	}
+	fixtures.CheckCorpus(t, "FuzzDecode", seeds)
+}
+
+// FuzzDecode starts from the transcripts' wire lines (testdata/fuzz/FuzzDecode) and the
+// edge cases added here.
+func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"type": 685, "line": "\ud83d\ude00"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		env, err := Decode(b)

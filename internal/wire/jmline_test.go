@@ -53,16 +53,26 @@ func TestAppendEntry(t *testing.T) {
 	}
 }
 
-func FuzzSplitJM(f *testing.F) {
-	recs, err := fixtures.Load("disconnect")
+// TestSeedCorpusSplitJM: the line of every pubmsg and privmsg in the transcripts is a
+// seed of FuzzSplitJM in testdata/fuzz/FuzzSplitJM.
+func TestSeedCorpusSplitJM(t *testing.T) {
+	recs, err := fixtures.All()
 	if err != nil {
-		f.Fatal(err)
+		t.Fatal(err)
 	}
+	var seeds [][]any
 	for _, r := range recs {
 		if r.Type == TypePrivmsg || r.Type == TypePubmsg {
-			f.Add(r.Line)
+			seeds = append(seeds, []any{r.Line})
 		}
 	}
+	fixtures.CheckCorpus(t, "FuzzSplitJM", seeds)
+}
+
+// FuzzSplitJM starts from the transcripts' message lines (testdata/fuzz/FuzzSplitJM).
+func FuzzSplitJM(f *testing.F) {
+	f.Add("J5a!PUBLIC!")
+	f.Add("!!")
 	f.Fuzz(func(t *testing.T, s string) {
 		from, to, rest, ok := SplitJM(s)
 		if !ok {

@@ -3,8 +3,6 @@ package conformance
 import (
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -12,15 +10,6 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/fixtures"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
-
-type fixtureIndex struct {
-	Scenarios map[string]struct {
-		Directory struct {
-			Nick     string `json:"nick"`
-			Location string `json:"location"`
-		} `json:"directory"`
-	} `json:"scenarios"`
-}
 
 // TestFixtureReplay plays every client line of each reference-wire transcript against
 // the directory, in transcript order, and checks that what the directory sends each
@@ -31,27 +20,15 @@ type fixtureIndex struct {
 // for a client it rejected at the handshake (it never joined); this directory only
 // announces the departure of peers it accepted (docs/protocol-choices.md).
 func TestFixtureReplay(t *testing.T) {
-	dir, err := fixtures.Dir()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var idx fixtureIndex
-	if err := json.Unmarshal(b, &idx); err != nil {
-		t.Fatal(err)
-	}
 	for _, sc := range fixtures.Scenarios {
 		t.Run(sc, func(t *testing.T) {
 			recs, err := fixtures.Load(sc)
 			if err != nil {
 				t.Fatal(err)
 			}
-			ref := idx.Scenarios[sc].Directory
-			if ref.Nick == "" {
-				t.Fatalf("index.json has no directory for %s", sc)
+			ref, err := fixtures.Directory(sc)
+			if err != nil {
+				t.Fatal(err)
 			}
 			replay(t, directory(t), recs, ref.Nick, ref.Location)
 		})
