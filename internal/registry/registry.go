@@ -54,6 +54,15 @@ func (r *Registry) Max() int { return int(r.max.Load()) }
 // visible to any other sender, so it is the first line p receives. On Duplicate the
 // current owner is returned.
 func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
+	return r.RegisterThen(p, welcome, nil)
+}
+
+// RegisterThen is Register with admitted, when not nil, called once every check has
+// passed and before welcome is queued: the caller's admission bookkeeping (counts of
+// connections still handshaking, accepted totals) is then complete before the peer can
+// see its answer. admitted runs under the registry's lock and must not call back into
+// the registry. It has run whenever the result is Registered or Gone.
+func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (Result, *peer.Peer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if owner, ok := r.byNick[p.Nick]; ok {
@@ -64,6 +73,9 @@ func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
 	}
 	if int64(len(r.byNick)) >= r.max.Load() {
 		return Full, nil
+	}
+	if admitted != nil {
+		admitted()
 	}
 	if !p.Send(welcome) {
 		return Gone, nil

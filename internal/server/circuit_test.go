@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // torHeader is the PROXY line tor writes for rendezvous circuit gid
@@ -99,17 +101,9 @@ func (d circuitDir) refused(conn net.Conn, what string) {
 // closes waits until the server has counted want closes for reason.
 func (d circuitDir) closes(reason stats.CloseReason, want uint64) {
 	d.t.Helper()
-	deadline := time.Now().Add(testdir.Timeout)
-	for {
-		got := d.Srv.Status(false).Closes[reason.String()]
-		if got == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			d.t.Fatalf("closes[%q] = %d, want %d", reason, got, want)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(d.t, fmt.Sprintf("%d closes for %q", want, reason), func() bool {
+		return d.Srv.Status(false).Closes[reason.String()] == want
+	})
 }
 
 func TestProxyHeaderRequired(t *testing.T) {
@@ -148,7 +142,9 @@ func TestCircuitCaps(t *testing.T) {
 	d.join(2, nick("two1"))
 	// One connection on circuit 3 still handshaking: a second is refused until it is done.
 	pending := d.dial(torHeader(3), "")
-	time.Sleep(50 * time.Millisecond) // let the server read the header
+	testkit.Eventually(t, "circuit 3 opened by its first connection", func() bool {
+		return d.Srv.Status(false).Circuits.Connected == 3
+	})
 	d.refused(d.dial(torHeader(3), ""), "second handshaking connection on circuit 3")
 	testdir.Handshake(t, pending, nick("three1"), "NOT-SERVING-ONION", d.Network, nil)
 	d.join(3, nick("three2"))
@@ -171,15 +167,10 @@ func TestRateLimitsPerCircuit(t *testing.T) {
 	ask(a)
 	ask(b) // same circuit: its one GETPEERLIST a minute is spent
 	ask(c)
-	deadline := time.Now().Add(testdir.Timeout)
 	ctr := d.Srv.Counters()
-	for ctr.DropCounts()[stats.DropGetPeerlistCap.String()] != 1 || ctr.In[stats.MsgGetPeerlist].Load() != 3 {
-		if time.Now().After(deadline) {
-			t.Fatalf("getpeerlist drops %d of %d received; want 1 of 3",
-				ctr.DropCounts()[stats.DropGetPeerlistCap.String()], ctr.In[stats.MsgGetPeerlist].Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, "3 GETPEERLISTs received, 1 of them dropped by the circuit's cap", func() bool {
+		return ctr.DropCounts()[stats.DropGetPeerlistCap.String()] == 1 && ctr.In[stats.MsgGetPeerlist].Load() == 3
+	})
 }
 
 func TestCircuitBan(t *testing.T) {
@@ -194,12 +185,9 @@ func TestCircuitBan(t *testing.T) {
 	}
 	d.closes(stats.CloseMalformed, 2)
 	// The circuit is released just after the close is counted.
-	for deadline := time.Now().Add(testdir.Timeout); d.Srv.Status(false).Circuits.Banned != 1; {
-		if time.Now().After(deadline) {
-			t.Fatalf("circuit not banned after two malformed lines: %+v", d.Srv.Status(false).Circuits)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.Eventually(t, "circuit 9 banned after two malformed lines", func() bool {
+		return d.Srv.Status(false).Circuits.Banned == 1
+	})
 	d.refused(d.dial(torHeader(9), ""), "new connection on the banned circuit")
 	d.closes(stats.CloseBanned, 1)
 	d.join(10, nick("other")) // another circuit is not affected
@@ -222,14 +210,14 @@ func TestCircuitBan(t *testing.T) {
 		t.Fatalf("circuits %+v", st.Circuits)
 	}
 	log := d.log.String()
-	var banLine string
+	var ban map[string]string
 	for _, l := range strings.Split(log, "\n") {
-		if strings.Contains(l, "circuit banned") {
-			banLine = l
+		if rec := logfmt(t, l); rec["msg"] == "circuit banned" {
+			ban = rec
 		}
 	}
-	if !strings.Contains(banLine, "circuit=9 ") || !strings.Contains(banLine, `reason="malformed line"`) {
-		t.Fatalf("ban log line %q", banLine)
+	if ban["circuit"] != "9" || ban["reason"] != "malformed line" {
+		t.Fatalf("ban log record %v", ban)
 	}
 	for _, n := range []string{nick("abuser1"), nick("abuser2"), nick("keeper")} {
 		if strings.Contains(log, n) {
@@ -239,4 +227,31 @@ func TestCircuitBan(t *testing.T) {
 	// After a tor restart the numbers name other clients: the ban is forgotten.
 	d.Srv.ForgetCircuits()
 	d.join(9, nick("nine"))
+}
+
+// logfmt parses one line of slog's text output into its keys and values (quoted values
+// unquoted), so tests compare fields rather than substrings.
+func logfmt(t *testing.T, line string) map[string]string {
+	t.Helper()
+	rec := map[string]string{}
+	for line = strings.TrimSpace(line); line != ""; line = strings.TrimLeft(line, " ") {
+		key, rest, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("log line without key=value: %q", line)
+		}
+		var val string
+		if strings.HasPrefix(rest, `"`) {
+			q, err := strconv.QuotedPrefix(rest)
+			if err != nil {
+				t.Fatalf("log value of %s: %v", key, err)
+			}
+			val, _ = strconv.Unquote(q)
+			rest = rest[len(q):]
+		} else {
+			val, rest, _ = strings.Cut(rest, " ")
+		}
+		rec[key] = val
+		line = rest
+	}
+	return rec
 }

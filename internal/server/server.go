@@ -252,9 +252,25 @@ func (s *Server) Accept(conn net.Conn) {
 		conn.Close()
 		return
 	}
-	// refuse ends a connection that was never handshaked.
-	refuse := func(reason stats.CloseReason) {
+	// The connection counts as handshaking (s.pending, and its circuit's pending count
+	// once it has a circuit) until endHandshake: when it is registered, just before its
+	// 795 is queued, so a client that sees its answer can rely on the counts; or when it
+	// is refused.
+	var cl *circuit.Client
+	handshaking := true
+	endHandshake := func() {
+		if !handshaking {
+			return
+		}
+		handshaking = false
 		s.pending.Add(-1)
+		if cl != nil {
+			s.clients.Handshaked(cl)
+		}
+	}
+	// refuse ends a connection that was never accepted.
+	refuse := func(reason stats.CloseReason) {
+		endHandshake()
 		p.Close(reason)
 		s.ctr.Close(p.Reason())
 		s.untrack(p)
@@ -274,20 +290,17 @@ func (s *Server) Accept(conn net.Conn) {
 			return
 		}
 	}
-	cl, why := s.clients.Open(cid, time.Now(), circuit.LimitsOf(cfg))
+	opened, why := s.clients.Open(cid, time.Now(), circuit.LimitsOf(cfg))
 	if why != stats.CloseNone {
 		refuse(why)
 		return
 	}
-	ok := s.handshake(p, lr)
-	s.clients.Handshaked(cl)
-	if !ok {
+	cl = opened
+	if !s.handshake(p, lr, func() { endHandshake(); s.ctr.Accepted.Add(1) }) {
 		refuse(p.Reason())
 		s.release(cl, p.Reason())
 		return
 	}
-	s.pending.Add(-1)
-	s.ctr.Accepted.Add(1)
 	log.Info("peer joined", "role", p.Role())
 	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
 	s.wg.Add(1) // this goroutine is still counted when Accept runs under Serve
@@ -361,8 +374,10 @@ func closeReason(p *peer.Peer, err error, handshaking bool) stats.CloseReason {
 }
 
 // handshake reads and answers the handshake line, under the read deadline Accept set.
-// On success the peer is registered; lr may already hold later lines.
-func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader) bool {
+// On success the peer is registered; lr may already hold later lines. admitted runs
+// once the peer is sure to be registered, before its 795 is queued (see
+// registry.RegisterThen).
+func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) bool {
 	conn := p.Conn()
 	line, err := lr.ReadLine()
 	if err != nil {
@@ -391,7 +406,7 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader) bool {
 	p.SetHello(hello)
 	p.Touch(time.Now())
 	for attempt := 0; ; attempt++ {
-		res, owner := s.reg.Register(p, s.dir.Load().accept)
+		res, owner := s.reg.RegisterThen(p, s.dir.Load().accept, admitted)
 		switch res {
 		case registry.Registered:
 			_ = conn.SetReadDeadline(time.Time{})
