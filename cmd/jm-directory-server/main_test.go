@@ -182,8 +182,19 @@ func TestCheckConfig(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errOut.String())
 	}
 	for _, want := range []string{`network = "signet"  (environment)`, `port = 6000  (flag)`, "configuration OK"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("output lacks %q:\n%s", want, out.String())
+		if !hasLine(out.String(), want) {
+			t.Errorf("output lacks the line %q:\n%s", want, out.String())
 		}
 	}
+}
+
+// hasLine reports whether text holds want as one whole line (not as part of a longer
+// one: "port = 6000" must not match "health_check_port = 6000").
+func hasLine(text, want string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if l == want {
+			return true
+		}
+	}
+	return false
 }

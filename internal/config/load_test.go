@@ -478,7 +478,7 @@ func TestRealisticConfigTOML(t *testing.T) {
 			t.Errorf("Describe() lists health_check_* as ignored: %s", l)
 		}
 	}
-	if !strings.Contains(d, "health_check_port = 8081  (config.toml)\n") {
+	if !hasLine(d, "health_check_port = 8081  (config.toml)") {
 		t.Errorf("Describe() lacks health_check_port from config.toml:\n%s", d)
 	}
 	if !strings.Contains(d, "(loaded)") {
@@ -880,7 +880,7 @@ func TestConcurrentUse(t *testing.T) {
 		}()
 	}
 	for range 4 {
-		if s := <-done; !strings.Contains(s, "port = 6000  (flag)") {
+		if s := <-done; !hasLine(s, "port = 6000  (flag)") {
 			t.Errorf("Describe lost the original source:\n%s", s)
 		}
 	}
@@ -1089,4 +1089,15 @@ func TestDiffAfterLoad(t *testing.T) {
 			t.Errorf("Diff[%d] = %+v, want %+v", i, got[i], want[i])
 		}
 	}
+}
+
+// hasLine reports whether text holds want as one whole line (not as part of a longer
+// one: "port = 6000" must not match "health_check_port = 6000").
+func hasLine(text, want string) bool {
+	for _, l := range strings.Split(text, "\n") {
+		if l == want {
+			return true
+		}
+	}
+	return false
 }

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/onionkey"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // fakeTor is a control port that accepts NULL authentication and ADD_ONION; it can
@@ -104,17 +104,6 @@ func (f *fakeTor) addCount() int {
 	return len(f.adds)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // TestControlPublishesAndRepublishes: the onion is published with the persistent key,
@@ -135,7 +124,7 @@ func TestControlPublishesAndRepublishes(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
-	waitFor(t, "published", func() bool { ok, _ := s.Health(); return ok })
+	testkit.Eventually(t, "published", func() bool { ok, _ := s.Health(); return ok })
 
 	loc := s.Location()
 	if !strings.HasSuffix(loc, ".onion:5222") || len(loc) != 56+len(".onion:5222") {
@@ -156,8 +145,8 @@ func TestControlPublishesAndRepublishes(t *testing.T) {
 	}
 
 	f.dropAll()
-	waitFor(t, "unhealthy after the drop", func() bool { ok, _ := s.Health(); return !ok })
-	waitFor(t, "published again", func() bool { ok, _ := s.Health(); return ok && f.addCount() >= 2 })
+	testkit.Eventually(t, "unhealthy after the drop", func() bool { ok, _ := s.Health(); return !ok })
+	testkit.Eventually(t, "published again", func() bool { ok, _ := s.Health(); return ok && f.addCount() >= 2 })
 	f.mu.Lock()
 	again := f.adds[1]
 	f.mu.Unlock()
@@ -190,7 +179,7 @@ func TestControlPoWRefusedFallsBack(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx, "127.0.0.1:1")
-	waitFor(t, "published", func() bool { ok, _ := s.Health(); return ok })
+	testkit.Eventually(t, "published", func() bool { ok, _ := s.Health(); return ok })
 	if st := s.Status(); st.PoW || f.addCount() != 2 {
 		t.Fatalf("status %+v after %d ADD_ONIONs, want PoW off after one retry", st, f.addCount())
 	}
@@ -209,7 +198,7 @@ func TestControlUnreachableIsUnhealthy(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go s.Run(ctx, "127.0.0.1:1")
-	waitFor(t, "a control error", func() bool { _, r := s.Health(); return strings.HasPrefix(r, "tor control: ") })
+	testkit.Eventually(t, "a control error", func() bool { _, r := s.Health(); return strings.HasPrefix(r, "tor control: ") })
 }
 
 func TestExternal(t *testing.T) {
@@ -241,9 +230,7 @@ func TestExternal(t *testing.T) {
 // TestLaunchRealTor starts a network-less tor, publishes through its control socket,
 // and when tor is killed starts it again and publishes the same onion.
 func TestLaunchRealTor(t *testing.T) {
-	if _, err := exec.LookPath("tor"); err != nil {
-		t.Skip("tor is not installed (CI installs it)")
-	}
+	testkit.NeedTool(t, "tor")
 	dir, err := os.MkdirTemp("", "jmo") // short: unix socket paths are limited to 108 bytes
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +246,7 @@ func TestLaunchRealTor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
-	waitFor(t, "published by the launched tor", func() bool { ok, _ := s.Health(); return ok })
+	testkit.Eventually(t, "published by the launched tor", func() bool { ok, _ := s.Health(); return ok })
 	if st := s.Status(); !st.PoW || st.TorVersion == "" {
 		t.Fatalf("status %+v", st)
 	}
@@ -271,8 +258,8 @@ func TestLaunchRealTor(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "unhealthy after tor died", func() bool { ok, _ := s.Health(); return !ok })
-	waitFor(t, "published by the restarted tor", func() bool { ok, _ := s.Health(); return ok })
+	testkit.Eventually(t, "unhealthy after tor died", func() bool { ok, _ := s.Health(); return !ok })
+	testkit.Eventually(t, "published by the restarted tor", func() bool { ok, _ := s.Health(); return ok })
 	pidb2, _ := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
 	if strings.TrimSpace(string(pidb2)) == strconv.Itoa(pid) {
 		t.Fatal("same tor pid after the kill")
@@ -295,9 +282,7 @@ func TestLaunchRealTor(t *testing.T) {
 // directory's key from a HiddenServiceDir in its torrc, with circuit-ID export and PoW;
 // another key in the same data dir replaces the copy.
 func TestLaunchExportsCircuitIDs(t *testing.T) {
-	if _, err := exec.LookPath("tor"); err != nil {
-		t.Skip("tor is not installed (CI installs it)")
-	}
+	testkit.NeedTool(t, "tor")
 	dir, err := os.MkdirTemp("", "jmo")
 	if err != nil {
 		t.Fatal(err)
@@ -312,7 +297,7 @@ func TestLaunchExportsCircuitIDs(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
-		waitFor(t, "published from the torrc", func() bool { ok, _ := s.Health(); return ok })
+		testkit.Eventually(t, "published from the torrc", func() bool { ok, _ := s.Health(); return ok })
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)

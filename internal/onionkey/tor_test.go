@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // syncBuffer is a bytes.Buffer safe for tor's output and the test reading it.
@@ -35,10 +37,7 @@ func (b *syncBuffer) String() string {
 // address we derive from our file, and we must read tor's file and derive tor's address.
 // This is what proves the file formats and the derivation match tor's.
 func TestTorAgrees(t *testing.T) {
-	torPath, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor is not on PATH")
-	}
+	torPath := testkit.NeedTool(t, "tor")
 	t.Parallel()
 	dir := t.TempDir()
 	ours := filepath.Join(dir, "ours")

@@ -24,23 +24,13 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 var discard = slog.New(slog.DiscardHandler)
 
 // features are what every test peer announces.
 var features = map[string]bool{"peerlist_features": true}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 const (
 	makerNick = "J59xfsUewpdmrbuM"
@@ -159,7 +149,7 @@ func TestHealthTransitions(t *testing.T) {
 		t.Fatalf("before start: %d %+v", code, hr)
 	}
 	d.Serve(t)
-	waitFor(t, "healthy", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
+	testkit.Eventually(t, "healthy", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
 	if _, hr := health(t, op.Handler()); hr != (HealthResponse{Status: "healthy"}) {
 		t.Fatalf("healthy body: %+v", hr)
 	}
@@ -168,7 +158,7 @@ func TestHealthTransitions(t *testing.T) {
 		t.Fatalf("at capacity: %d %+v", code, hr)
 	}
 	c.Close()
-	waitFor(t, "healthy after a departure", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
+	testkit.Eventually(t, "healthy after a departure", func() bool { c, _ := health(t, op.Handler()); return c == 200 })
 
 	d.Stop()
 	if code, hr := health(t, op.Handler()); code != 503 || hr.Reason != "shutting down" {
@@ -183,7 +173,7 @@ func TestMetrics(t *testing.T) {
 	m, _ := d.Join(t, makerNick, "127.0.0.1:27102", features)
 	d.Join(t, takerNick, "NOT-SERVING-ONION", features)
 	fmt.Fprintf(m, `{"type": 687, "line": "%s!PUBLIC!sw0reloffer 0 27300 1000000 0 0.0002"}`+"\r\n", makerNick)
-	waitFor(t, "the offer relayed", func() bool { return d.Srv.Counters().Relayed() == 1 })
+	testkit.Eventually(t, "the offer relayed", func() bool { return d.Srv.Counters().Relayed() == 1 })
 
 	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	rec := get(t, op.Handler(), "/metrics", "")
@@ -227,7 +217,28 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("no family %s", fam)
 		}
 	}
-	for _, secret := range []string{makerNick, takerNick, "27102", d.Srv.Nick()} {
+	noSecrets(t, fams, text, []string{"27102"}, []string{makerNick, takerNick, d.Srv.Nick()})
+}
+
+// noSecrets checks that no metric label names a peer: no label value contains any of
+// numbers (ports, circuit numbers) or names (nicks, addresses), and the text nowhere
+// contains names. Numbers are looked for in label values only, since the text's own
+// figures (Go runtime gauges, byte counts) may contain any digits.
+func noSecrets(t *testing.T, fams map[string]*dto.MetricFamily, text string, numbers, names []string) {
+	t.Helper()
+	all := append(append([]string(nil), numbers...), names...)
+	for name, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				for _, secret := range all {
+					if strings.Contains(l.GetValue(), secret) || strings.Contains(l.GetName(), secret) {
+						t.Errorf("%s{%s=%q} names %q", name, l.GetName(), l.GetValue(), secret)
+					}
+				}
+			}
+		}
+	}
+	for _, secret := range names {
 		if strings.Contains(text, secret) {
 			t.Errorf("metrics mention %q", secret)
 		}
@@ -278,7 +289,7 @@ func TestCircuits(t *testing.T) {
 	bad := dial(4343)
 	testdir.Handshake(t, bad, takerNick, "NOT-SERVING-ONION", d.Network, features)
 	fmt.Fprint(bad, "garbage\r\n")
-	waitFor(t, "the ban", func() bool { return d.Srv.Status(false).Circuits.Bans == 1 })
+	testkit.Eventually(t, "the ban", func() bool { return d.Srv.Status(false).Circuits.Bans == 1 })
 
 	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	var st struct {
@@ -313,11 +324,7 @@ func TestCircuits(t *testing.T) {
 			t.Errorf("%s%v = %v, want %v", c.name, c.labels, got, c.want)
 		}
 	}
-	for _, secret := range []string{"4242", "4343", "fc00", makerNick, takerNick} {
-		if strings.Contains(text, secret) {
-			t.Errorf("metrics mention %q", secret)
-		}
-	}
+	noSecrets(t, fams, text, []string{"4242", "4343"}, []string{"fc00:dead", makerNick, takerNick})
 }
 
 // TestOnionState: with an onion, /status ends with its state and /metrics says whether

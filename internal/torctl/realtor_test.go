@@ -9,16 +9,15 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // startTor runs a network-less tor with a cookie-authenticated control port and
 // returns its control address.
 func startTor(t *testing.T) (addr string) {
 	t.Helper()
-	bin, err := exec.LookPath("tor")
-	if err != nil {
-		t.Skip("tor is not installed (CI installs it)")
-	}
+	bin := testkit.NeedTool(t, "tor")
 	dir := t.TempDir()
 	torrc := filepath.Join(dir, "torrc")
 	portFile := filepath.Join(dir, "control-port")
@@ -32,16 +31,16 @@ func startTor(t *testing.T) (addr string) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(portFile); err == nil && strings.HasPrefix(string(b), "PORT=") {
-			return strings.TrimSpace(strings.TrimPrefix(string(b), "PORT="))
-		}
-		time.Sleep(50 * time.Millisecond)
+	var port string
+	if !testkit.Poll(testkit.Timeout, func() bool {
+		b, err := os.ReadFile(portFile)
+		port = strings.TrimSpace(strings.TrimPrefix(string(b), "PORT="))
+		return err == nil && strings.HasPrefix(string(b), "PORT=") && strings.HasSuffix(string(b), "\n")
+	}) {
+		log, _ := os.ReadFile(filepath.Join(dir, "tor.log"))
+		t.Fatalf("tor did not open its control port within %v:\n%s", testkit.Timeout, log)
 	}
-	log, _ := os.ReadFile(filepath.Join(dir, "tor.log"))
-	t.Fatalf("tor did not open its control port:\n%s", log)
-	return ""
+	return port
 }
 
 // TestRealTor speaks to the real tor: safe-cookie authentication, GETINFO, ADD_ONION

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 const torrcPath = "deploy/docker/tor/conf/torrc"
@@ -235,14 +236,7 @@ func testTorrc(t *testing.T, dir string, extra ...string) (torrc, hsDir string) 
 // needTor returns tor's path; without tor it skips, or fails under CI (.ci/run installs it).
 func needTor(t *testing.T) string {
 	t.Helper()
-	bin, err := exec.LookPath("tor")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("tor is missing (CI must install it)")
-		}
-		t.Skip("tor is not installed (apt-get install tor): torrc not verified by tor")
-	}
-	return bin
+	return testkit.NeedTool(t, "tor")
 }
 
 // verifyTorrc runs tor --verify-config on a torrc and returns its output and error.
