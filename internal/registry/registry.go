@@ -61,7 +61,8 @@ func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
 // passed and before welcome is queued: the caller's admission bookkeeping (counts of
 // connections still handshaking, accepted totals) is then complete before the peer can
 // see its answer. admitted runs under the registry's lock and must not call back into
-// the registry. It has run whenever the result is Registered or Gone.
+// the registry. It has run whenever the result is Registered, and may have run when it
+// is Gone (p closed while being registered).
 func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (Result, *peer.Peer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -74,10 +75,13 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 	if int64(len(r.byNick)) >= r.max.Load() {
 		return Full, nil
 	}
+	if p.Closed() {
+		return Gone, nil
+	}
 	if admitted != nil {
 		admitted()
 	}
-	if !p.Send(welcome) {
+	if !p.Send(welcome) { // closed just now, after admitted ran
 		return Gone, nil
 	}
 	r.byNick[p.Nick] = p

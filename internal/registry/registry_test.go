@@ -482,3 +482,36 @@ func TestConcurrent(t *testing.T) {
 		t.Fatal("snapshot not empty")
 	}
 }
+
+// TestRegisterThen: admitted runs exactly once, after every check has passed and before
+// the welcome is queued (so admission bookkeeping is complete before the peer can see its
+// answer); a refused or closed peer never runs it.
+func TestRegisterThen(t *testing.T) {
+	r := registry.New(1)
+	a, _ := newPeer(t, 1, nickA, makerLoc, true)
+	calls := 0
+	res, _ := r.RegisterThen(a, welcome, func() {
+		calls++
+		if q := a.QueuedBytes(); q != 0 {
+			t.Errorf("admitted ran with %d bytes already queued", q)
+		}
+	})
+	if res != registry.Registered || calls != 1 {
+		t.Fatalf("RegisterThen = %v after %d calls", res, calls)
+	}
+	never := func() { t.Error("admitted ran for a peer that was not registered") }
+	dup, _ := newPeer(t, 2, nickA, makerLoc, true)
+	if res, _ := r.RegisterThen(dup, welcome, never); res != registry.Duplicate {
+		t.Fatalf("duplicate: %v", res)
+	}
+	full, _ := newPeer(t, 3, nickB, takerLoc, true)
+	if res, _ := r.RegisterThen(full, welcome, never); res != registry.Full {
+		t.Fatalf("full: %v", res)
+	}
+	r.SetMax(2)
+	gone, _ := newPeer(t, 4, nickC, takerLoc, true)
+	gone.Close(stats.CloseClientGone)
+	if res, _ := r.RegisterThen(gone, welcome, never); res != registry.Gone {
+		t.Fatalf("closed: %v", res)
+	}
+}
