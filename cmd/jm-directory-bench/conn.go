@@ -215,8 +215,9 @@ func (d *dialer) join(ctx context.Context, id identity, location string) (*peer,
 	return p, nil
 }
 
-// checkDNHandshake checks the directory's answer as a reference client would (PROTOCOL.md
-// §3.9): a 795 with accepted true, directory true and 5 within the version range.
+// checkDNHandshake checks the directory's answer as a reference client would
+// (docs/protocol.md §3.9): a 795 with accepted true, directory true and 5 within the
+// version range.
 func checkDNHandshake(line []byte) error {
 	env, err := wire.Decode(line)
 	if err != nil {

@@ -16,11 +16,11 @@ import (
 )
 
 // Everything a simulated peer sends is built here, in the reference client's exact form
-// (PROTOCOL.md §1.3, §3.2, §4.3, §4.4): Python json.dumps style envelopes
+// (docs/protocol.md §1.3, §3.2, §4.3, §4.4): Python json.dumps style envelopes
 // {"type": 687, "line": "…"} with ", " / ": " separators and ASCII-only strings, CRLF
 // terminated; the handshake JSON in the reference key order with features {}.
 
-// hostID is the string appended to every signed privmsg payload (PROTOCOL.md §4.4).
+// hostID is the string appended to every signed privmsg payload (docs/protocol.md §4.4).
 const hostID = "onion-network"
 
 // identity is a simulated peer's key, its public key in hex and the nick derived from it.
@@ -30,7 +30,7 @@ type identity struct {
 	nick   string
 }
 
-// newIdentity makes a fresh random identity with a valid nick (PROTOCOL.md §4.1).
+// newIdentity makes a fresh random identity with a valid nick (docs/protocol.md §4.1).
 func newIdentity() identity {
 	k, err := secp256k1.GeneratePrivateKey()
 	if err != nil {
@@ -106,7 +106,7 @@ func handshakeLine(nick, location, network string) []byte {
 	return appendEnvelope(nil, wire.TypeHandshake, handshakeJSON(nick, location, network))
 }
 
-// orderbookLine is a taker's public orderbook request (PROTOCOL.md §11.2).
+// orderbookLine is a taker's public orderbook request (docs/protocol.md §11.2).
 func orderbookLine(nick string) []byte {
 	return appendEnvelope(nil, wire.TypePubmsg, nick+"!PUBLIC!orderbook")
 }
@@ -160,7 +160,7 @@ func signedMessageHash(m string) [32]byte {
 	return sha256.Sum256(h[:])
 }
 
-// signPrivmsg returns the base64 DER signature of msg+"onion-network" (PROTOCOL.md §4.4).
+// signPrivmsg returns the base64 DER signature of msg+"onion-network" (docs/protocol.md §4.4).
 func signPrivmsg(key *secp256k1.PrivateKey, msg string) string {
 	h := signedMessageHash(msg + hostID)
 	return base64.StdEncoding.EncodeToString(ecdsa.Sign(key, h[:]).Serialize())

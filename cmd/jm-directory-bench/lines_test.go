@@ -114,7 +114,7 @@ func decodeLine(t *testing.T, b []byte) wire.Envelope {
 }
 
 // checkSigned verifies a privmsg's trailing pubkey and signature as a reference receiver
-// does (PROTOCOL.md §4.4): signature over the args + "onion-network", nick bound to the key.
+// does (docs/protocol.md §4.4): signature over the args + "onion-network", nick bound to the key.
 func checkSigned(t *testing.T, text string) {
 	t.Helper()
 	from, _, rest, ok := wire.SplitJM(text)
@@ -209,7 +209,7 @@ func TestLineBuilders(t *testing.T) {
 	checkSigned(t, env.Line)
 }
 
-// TestSignatureScheme verifies the worked example of PROTOCOL.md §11.5 with our
+// TestSignatureScheme verifies the worked example of docs/protocol.md §11.5 with our
 // signed-message hash: the hash construction is the reference one.
 func TestSignatureScheme(t *testing.T) {
 	pub, _ := hex.DecodeString("032e5e37acc15778839c3cb6533585f2af6e682f2c3d8410d4d24ac078a9059d9e")

@@ -1,5 +1,5 @@
 // Package handshake parses and validates the client handshake (type 793) and builds the
-// directory's answer (type 795), PROTOCOL.md §3. It is pure: no I/O, no clock.
+// directory's answer (type 795), docs/protocol.md §3. It is pure: no I/O, no clock.
 package handshake
 
 import (
@@ -20,7 +20,7 @@ const AppName = "joinmarket"
 // Networks a directory can serve.
 var Networks = []string{"mainnet", "testnet", "signet", "regtest"}
 
-// Field caps, as joinmarket-rs enforces them (PROTOCOL.md §3.6, §8).
+// Field caps, as joinmarket-rs enforces them (docs/protocol.md §3.6, §8).
 const (
 	maxStringField  = 64
 	maxLocation     = 72
@@ -301,7 +301,7 @@ type ClientHello struct {
 	Features                map[string]bool
 }
 
-// Line renders the 793 "line" as a reference client does (PROTOCOL.md §3.2, §11.1): keys
+// Line renders the 793 "line" as a reference client does (docs/protocol.md §3.2, §11.1): keys
 // in the order app-name, directory, location-string, proto-ver, features, nick, network,
 // with Python json.dumps spacing and features sorted by name.
 func (h ClientHello) Line() string {

@@ -23,7 +23,7 @@ var (
 	regtest = handshake.Policy{Network: "regtest", AllowLocal: true}
 )
 
-// PROTOCOL.md §11.1–§11.3, the decoded "line" of each client 793.
+// docs/protocol.md §11.1–§11.3, the decoded "line" of each client 793.
 const (
 	sec11Maker    = `{"app-name": "joinmarket", "directory": false, "location-string": "4xds6aoarwrib7aa3xsnvjcoy3w2jfburxaxl3jxk7qdquf7fmnn2nad.onion:5222", "proto-ver": 5, "features": {}, "nick": "J59EiPRQrQkXMk5d", "network": "mainnet"}`
 	sec11Taker    = `{"app-name": "joinmarket", "directory": false, "location-string": "NOT-SERVING-ONION", "proto-ver": 5, "features": {}, "nick": "J5ADox6oD453KSSf", "network": "mainnet"}`
@@ -541,7 +541,7 @@ type dnReply struct {
 }
 
 func TestDirectoryAccept(t *testing.T) {
-	// Byte-exact: the RS directory line of PROTOCOL.md §11.1.
+	// Byte-exact: the RS directory line of docs/protocol.md §11.1.
 	d := handshake.Directory{
 		Nick: "J58qZTosNQ6beAwN", Network: "mainnet", Location: dirOnion + ":5222",
 		MOTD: "DIRECTORY NODE: " + dirOnion + ":5222\nJOINMARKET VERSION: joinmarket-rs/0.3.0-alpha\n",
@@ -757,7 +757,7 @@ func FuzzParse(f *testing.F) {
 }
 
 // TestClientHelloLine: the sending side renders exactly what the reference clients sent
-// in the fixtures and in PROTOCOL.md §11.2, and Parse reads it back.
+// in the fixtures and in docs/protocol.md §11.2, and Parse reads it back.
 func TestClientHelloLine(t *testing.T) {
 	recs, err := fixtures.Load("handshake")
 	if err != nil {

@@ -1,5 +1,5 @@
 // Package jm holds JoinMarket identifiers used by the directory node: peer
-// nicks (PROTOCOL §4.1, §4.2), location-strings (§3.7) and the directory's
+// nicks (docs/protocol.md §4.1, §4.2), location-strings (§3.7) and the directory's
 // own persistent secp256k1 identity.
 //
 // ValidNick and ParseLocation run for every handshake; they do not allocate

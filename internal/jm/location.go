@@ -35,7 +35,7 @@ var (
 	errLocNotLocal  = errors.New("not a v3 onion address or local host")
 )
 
-// Location is a parsed location-string (PROTOCOL §3.7).
+// Location is a parsed location-string (docs/protocol.md §3.7).
 type Location struct {
 	Host string // lower-cased onion host ("xxx.onion"), or "127.0.0.1"/"localhost" in local mode; "" when not serving
 	Port int    // 1..65535; 0 when not serving

@@ -37,11 +37,10 @@ var b58Digit = func() (t [256]byte) {
 	return t
 }()
 
-// ValidNick reports whether s is a well-formed JoinMarket nick (PROTOCOL
-// §4.2, RS rule): exactly 16 bytes, 'J', '5', then 14 chars which, with
-// trailing 'O' padding removed, are non-empty Bitcoin-base58 that decodes to
-// at most 10 bytes. ('O' is not in the base58 alphabet, so an 'O' before a
-// non-'O' is invalid.)
+// ValidNick reports whether s is a well-formed JoinMarket nick (docs/protocol.md
+// §4.2, RS rule): exactly 16 bytes, 'J', '5', then 14 chars which, with trailing 'O'
+// padding removed, are non-empty Bitcoin-base58 that decodes to at most 10 bytes. ('O'
+// is not in the base58 alphabet, so an 'O' before a non-'O' is invalid.)
 func ValidNick(s string) bool {
 	if len(s) != nickLen || s[0] != nickHeader[0] || s[1] != nickHeader[1] {
 		return false
@@ -87,7 +86,7 @@ func b58DecodedLen(e string) (n int, ok bool) {
 }
 
 // NickFromPubKey derives the nick of a 33-byte compressed secp256k1 public
-// key (PROTOCOL §4.1): "J5" + base58(sha256(lowercase hex of the key)[:10])
+// key (docs/protocol.md §4.1): "J5" + base58(sha256(lowercase hex of the key)[:10])
 // right-padded with 'O' to 14 chars. The hash is taken over the hex text, not
 // the raw key bytes. The caller is responsible for passing a compressed key;
 // any other byte string yields a syntactically valid but meaningless nick.

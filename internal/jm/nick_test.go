@@ -10,7 +10,7 @@ import (
 	"github.com/mr-tron/base58"
 )
 
-// nickVectors are PROTOCOL §4.1 and the §11 example identities.
+// nickVectors are docs/protocol.md §4.1 and the §11 example identities.
 var nickVectors = []struct {
 	name, priv, pub, nick string
 }{

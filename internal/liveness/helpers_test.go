@@ -9,7 +9,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
 )
 
-// settings are the joinmarket-ng / joinmarket-rs defaults (PROTOCOL.md §7).
+// settings are the joinmarket-ng / joinmarket-rs defaults (docs/protocol.md §7).
 var settings = liveness.Settings{Sweep: 60 * time.Second, Idle: 600 * time.Second, HardEvict: 1500 * time.Second, PongWait: 30 * time.Second}
 
 // harness is the shared peer harness with a sweeper over its registry and router.

@@ -1,5 +1,5 @@
 // Package liveness finds peers that are gone without closing their connection
-// (PROTOCOL.md §7): every sweep interval, peers idle past the idle threshold are probed —
+// (docs/protocol.md §7): every sweep interval, peers idle past the idle threshold are probed —
 // with a 798 ping if they advertised "ping", with the legacy "<dn>!PUBLIC!orderbook"
 // pubmsg if they are makers without ping — and peers that leave a ping unanswered for the
 // pong wait, or stay silent past the hard-evict threshold, are cut.

@@ -21,7 +21,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
-// Identities used throughout (§11 of PROTOCOL.md and the brief).
+// Identities used throughout (§11 of docs/protocol.md).
 const (
 	// OnionA is the onion a maker serves.
 	OnionA = "4xds6aoarwrib7aa3xsnvjcoy3w2jfburxaxl3jxk7qdquf7fmnn2nad.onion"

@@ -1,4 +1,4 @@
-// Package router moves messages between registered peers (PROTOCOL.md §6): pubmsg
+// Package router moves messages between registered peers (docs/protocol.md §6): pubmsg
 // fan-out, privmsg forwarding with the sender's location, GETPEERLIST replies and ";D"
 // notices. Message bodies are relayed opaquely: the "line" string token is copied byte
 // for byte and no command is ever whitelisted.

@@ -232,7 +232,7 @@ func TypeOf(t int) MsgType {
 	return MsgOther
 }
 
-// Offer commands counted in OffersSeen (PROTOCOL.md §4.3); anything else is not an offer.
+// Offer commands counted in OffersSeen (docs/protocol.md §4.3); anything else is not an offer.
 var OfferCommands = [...]string{"sw0reloffer", "sw0absoffer", "swreloffer", "swabsoffer", "reloffer", "absoffer"}
 
 // OfferIndex returns the index of cmd in OfferCommands, or -1.

@@ -31,7 +31,7 @@ func FirstCommand(rest string) string {
 	return rest
 }
 
-// AppendEntry appends one peerlist entry (PROTOCOL.md §6.6): "nick;location", with ";D"
+// AppendEntry appends one peerlist entry (docs/protocol.md §6.6): "nick;location", with ";D"
 // when the peer has left, or ";F:a+b" with the peer's true features (sorted) when features
 // is non-empty. D and F are never combined.
 func AppendEntry(dst []byte, nick, location string, left bool, features []string) []byte {

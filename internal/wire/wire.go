@@ -1,5 +1,5 @@
 // Package wire implements the framing of the JoinMarket onion message channel as the
-// directory node speaks it (PROTOCOL.md §1–§2).
+// directory node speaks it (docs/protocol.md §1–§2).
 //
 // Protocol flow, as seen by the directory:
 //
@@ -21,7 +21,7 @@
 // nothing is re-escaped.
 package wire
 
-// Message types on the wire (PROTOCOL.md §2.1).
+// Message types on the wire (docs/protocol.md §2.1).
 const (
 	TypePrivmsg           = 685 // C→D→C "from!to!cmd args…"
 	TypePubmsg            = 687 // C→D→all "from!PUBLIC!cmd args…"
@@ -45,7 +45,7 @@ const (
 const MaxLine = 40000
 
 // Sendable reports whether the directory may ever send a message of type t. Types that
-// reference clients treat as local events or crash on (PROTOCOL.md §2.2–§2.3, Appendix B)
+// reference clients treat as local events or crash on (docs/protocol.md §2.2–§2.3, Appendix B)
 // are never sent to anybody.
 func Sendable(t int) bool {
 	switch t {

@@ -246,7 +246,7 @@ func (c *client) next(timeout time.Duration) (wire.Envelope, error) {
 }
 
 // checkRefSafe fails the test for any line a reference client would choke on
-// (PROTOCOL.md §2.3, Appendix B).
+// (docs/protocol.md §2.3, Appendix B).
 func checkRefSafe(t *testing.T, raw []byte) {
 	t.Helper()
 	if !bytes.HasSuffix(raw, []byte("\r\n")) {

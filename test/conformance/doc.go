@@ -2,7 +2,7 @@
 // a directory over TCP — by default a fresh in-process server per test; with
 // JM_DIRECTORY_ADDR=host:port (and JM_DIRECTORY_NETWORK, default regtest) any running
 // directory, whose tests needing custom settings are then skipped — and checks every rule
-// of PROTOCOL.md that a reference or joinmarket-ng client depends on, including a replay
+// of docs/protocol.md that a reference or joinmarket-ng client depends on, including a replay
 // of the reference-wire fixtures.
 //
 //	go test ./test/conformance/
