@@ -2,12 +2,15 @@ package main
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 func TestRelayHandshakeAndForward(t *testing.T) {
@@ -47,15 +50,17 @@ func TestRelayHandshakeAndForward(t *testing.T) {
 		return client{c, br}
 	}
 	a, b, c := dial(), dial(), dial()
-	for len(*r.conns.Load()) < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, "three joined connections", func() bool { return len(*r.conns.Load()) == 3 })
 
-	// Two complete lines and half of a third in one write, the rest later.
-	if _, err := io.WriteString(a.c, "one\r\ntwo\r\nthr"); err != nil {
+	// Two complete lines and half of a third in one write, the rest only once the relay
+	// has forwarded the complete ones to b and c: it has read the first write, and holds
+	// the half line.
+	first := "one\r\ntwo\r\nthr"
+	if _, err := io.WriteString(a.c, first); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	complete := int64(2 * len("one\r\ntwo\r\n"))
+	testkit.Eventually(t, "the relay forwarding the complete lines", func() bool { return r.bytesF.Load() >= complete })
 	if _, err := io.WriteString(a.c, "ee\r\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -113,44 +118,53 @@ func TestRelayCutsSlowConsumer(t *testing.T) {
 	}
 	pub, good, slow := join(), join(), join()
 	_ = slow.conn.(*net.TCPConn).SetReadBuffer(4096)
-	for len(*r.conns.Load()) < 3 {
-		time.Sleep(time.Millisecond)
-	}
+	testkit.Eventually(t, "three joined connections", func() bool { return len(*r.conns.Load()) == 3 })
 	line := []byte(strings.Repeat("x", 999) + "\n")
 	// 16 MB: more than the slow reader's socket buffers and queue together.
 	const n, step = 16000, 200
 	var got atomic.Int64
-	readErr := make(chan error, 1)
+	var readErr error               // set before readDone is closed
+	readDone := make(chan struct{}) // closed when the good reader stops
 	go func() {
+		defer close(readDone)
 		_ = good.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 		for got.Load() < n {
 			var k int64
 			err := good.readChunk(func([]byte) { k++ })
 			got.Add(k)
 			if err != nil {
-				readErr <- err
+				readErr = err
 				return
 			}
 		}
-		readErr <- nil
 	}()
+	stopped := func() bool {
+		select {
+		case <-readDone:
+			return true
+		default:
+			return false
+		}
+	}
 	for i := 0; i < n; i++ {
 		if _, err := pub.write(line, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		if (i+1)%step == 0 {
-			for got.Load() < int64(i+1) {
-				select {
-				case err := <-readErr:
-					t.Fatalf("good reader: %v after %d of %d", err, got.Load(), n)
-				default:
-					time.Sleep(100 * time.Microsecond)
-				}
+			// The good reader keeps up: it has every line written so far (or has
+			// stopped, which is checked next).
+			want := int64(i + 1)
+			testkit.Eventually(t, fmt.Sprintf("the good reader receiving line %d", want), func() bool {
+				return got.Load() >= want || stopped()
+			})
+			if got.Load() < want {
+				t.Fatalf("good reader: %v after %d of %d", readErr, got.Load(), n)
 			}
 		}
 	}
-	if err := <-readErr; err != nil || got.Load() != n {
-		t.Fatalf("good reader got %d of %d: %v", got.Load(), n, err)
+	<-readDone
+	if readErr != nil || got.Load() != n {
+		t.Fatalf("good reader got %d of %d: %v", got.Load(), n, readErr)
 	}
 	if r.cut.Load() != 1 {
 		t.Fatalf("cut %d, want the slow reader", r.cut.Load())

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // The Search tests are not parallel: TestSearchProgress changes progressInterval.
@@ -144,16 +147,30 @@ func TestSearchCancel(t *testing.T) {
 	if k, err := Search(ctx, "abcdefghijkl", 2, nil); !errors.Is(err, context.Canceled) || !k.IsZero() {
 		t.Errorf("cancelled before: %v, %v", k, err)
 	}
-	// Cancelled while searching: returns promptly.
-	ctx, cancel = context.WithCancel(context.Background())
-	time.AfterFunc(100*time.Millisecond, cancel)
-	start := time.Now()
-	k, err := Search(ctx, "abcdefghijkl", 2, nil)
-	if !errors.Is(err, context.Canceled) || !k.IsZero() {
-		t.Errorf("cancelled during: %v, %v", k, err)
-	}
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Search took %v to stop", d)
+	// Cancelled while searching: returns promptly. The cancel comes with the first
+	// progress report that counts tried keys (the timeout only bounds the test if none
+	// ever comes; Search then reports a deadline, not a cancel).
+	old := progressInterval
+	progressInterval = 20 * time.Millisecond
+	defer func() { progressInterval = old }()
+	ctx, cancel = context.WithTimeout(context.Background(), testkit.Timeout)
+	defer cancel()
+	var cancelled atomic.Int64 // unix nanoseconds of the cancel
+	k, err := Search(ctx, "abcdefghijkl", 2, func(tried uint64) {
+		if tried > 0 && cancelled.Load() == 0 {
+			cancelled.Store(time.Now().UnixNano())
+			cancel()
+		}
+	})
+	if cancelled.Load() == 0 {
+		t.Errorf("no progress report counted tried keys within %v (Search: %v, %v)", testkit.Timeout, k, err)
+	} else {
+		if !errors.Is(err, context.Canceled) || !k.IsZero() {
+			t.Errorf("cancelled during: %v, %v", k, err)
+		}
+		if d := time.Since(time.Unix(0, cancelled.Load())); d > 3*time.Second {
+			t.Errorf("Search took %v to stop", d)
+		}
 	}
 	// A deadline is reported as such.
 	ctx, cancel = context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -169,23 +186,40 @@ func TestSearchProgress(t *testing.T) {
 	defer func() { progressInterval = old }()
 
 	var (
-		mu    sync.Mutex
-		calls []uint64
-		busy  atomic.Int32
+		mu       sync.Mutex
+		calls    []uint64
+		busy     atomic.Int32
+		returned atomic.Bool  // Search has returned
+		late     atomic.Int32 // progress calls after that
 	)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	_, err := Search(ctx, "abcdefghijkl", 2, func(n uint64) {
+		if returned.Load() {
+			late.Add(1)
+			return
+		}
 		if busy.Add(1) != 1 {
 			t.Error("progress called concurrently")
 		}
 		mu.Lock()
+		if len(calls) == 0 && !searchRunning() {
+			t.Error("searchRunning does not see the goroutine calling progress")
+		}
 		calls = append(calls, n)
 		mu.Unlock()
 		busy.Add(-1)
 	})
+	returned.Store(true)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatal(err)
+	}
+	// Nothing is reported after Search returned: every goroutine it started, the one
+	// calling progress among them, is gone (one that has been waited for may take a
+	// moment to exit, hence the wait), and none called progress in between.
+	testkit.Eventually(t, "Search's goroutines exiting", func() bool { return !searchRunning() })
+	if n := late.Load(); n != 0 {
+		t.Errorf("progress called %d times after Search returned", n)
 	}
 	mu.Lock()
 	defer mu.Unlock()
@@ -200,29 +234,37 @@ func TestSearchProgress(t *testing.T) {
 	if calls[len(calls)-1] == 0 || calls[len(calls)-1]%batch != 0 {
 		t.Errorf("last progress %d: want a positive multiple of %d", calls[len(calls)-1], batch)
 	}
-	// Nothing is reported after Search returned.
-	n := len(calls)
-	mu.Unlock()
-	time.Sleep(60 * time.Millisecond)
-	mu.Lock()
-	if len(calls) != n {
-		t.Error("progress called after Search returned")
-	}
+}
+
+// searchRunning reports whether a goroutine that Search started is still alive: one
+// with a function of Search (a closure: Search.func1, …) on its stack.
+func searchRunning() bool {
+	buf := make([]byte, 1<<20)
+	return bytes.Contains(buf[:runtime.Stack(buf, true)], []byte("/onionkey.Search."))
 }
 
 // BenchmarkSearch measures the search rate of one worker.
 func BenchmarkSearch(b *testing.B) {
 	var tried atomic.Uint64
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	ctx := triedCtx{Context: context.Background(), tried: &tried, n: uint64(b.N)}
 	b.ResetTimer()
-	go func() {
-		for tried.Load() < uint64(b.N) {
-			time.Sleep(time.Millisecond)
-		}
-		cancel()
-	}()
 	searchWorker(ctx, newMatcher("abcdefghijkl"), randomStart, &tried)
+}
+
+// triedCtx is a context that ends once tried reaches n: the worker stops within one
+// batch of b.N keys, with no goroutine polling the count. It works because searchWorker
+// checks ctx.Err() before every batch (Done never closes).
+type triedCtx struct {
+	context.Context
+	tried *atomic.Uint64
+	n     uint64
+}
+
+func (c triedCtx) Err() error {
+	if c.tried.Load() >= c.n {
+		return context.Canceled
+	}
+	return nil
 }
 
 // BenchmarkGenerate measures the plain route for comparison.

@@ -2,15 +2,18 @@ package peer_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // tcpPair returns a connected loopback TCP pair (server side, client side).
@@ -94,14 +97,31 @@ func TestDirectWriteError(t *testing.T) {
 	srv, cli := tcpPair(t)
 	_ = cli.SetLinger(0)
 	cli.Close() // RST
+	awaitReset(t, srv)
 	p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Second},
 		new(stats.Counters), slog.New(slog.DiscardHandler))
-	deadline := time.Now().Add(10 * time.Second)
-	for !p.Closed() && time.Now().Before(deadline) {
-		p.SendUrgent([]byte("x\r\n"))
-		time.Sleep(time.Millisecond)
+	// The socket is reset: the direct write fails at once, from SendUrgent itself.
+	if p.SendUrgent([]byte("x\r\n")) {
+		t.Fatal("SendUrgent to a reset socket = true")
+	}
+	if !p.Closed() {
+		t.Fatal("peer still open after its write failed")
 	}
 	if r := p.Reason(); r != stats.CloseWriteError {
 		t.Fatalf("reason %v, want write error", r)
 	}
+}
+
+// awaitReset returns once srv has received the client's RST (the client closed with
+// SO_LINGER 0). Until then a write to srv may still succeed; afterwards every write
+// fails (EPIPE). The client sends nothing, so a read on srv ends only with the reset;
+// it consumes nothing a test needs.
+func awaitReset(t *testing.T, srv *net.TCPConn) {
+	t.Helper()
+	_ = srv.SetReadDeadline(time.Now().Add(testkit.Timeout))
+	n, err := srv.Read(make([]byte, 1))
+	if n != 0 || !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("waiting for the client's reset: read %d bytes, %v", n, err)
+	}
+	_ = srv.SetReadDeadline(time.Time{})
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // TestFlusherDeliversInOrder: broadcasts from several senders to several socket peers go
@@ -66,12 +67,15 @@ func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 			}
 		}()
 	}
-	// Peer 0's reader starts late: its socket fills and the flusher must hand it over.
+	// Peer 0's reader starts late: only once the flusher has handed a full socket to a
+	// writer goroutine. Peer 0's fills for certain while nobody reads it (its buffers
+	// are fixed at 32 KiB, the senders queue about 1 MB for it), so the wait ends.
 	errs := make(chan error, peers)
 	for i, sd := range sides {
 		go func() {
-			if i == 0 {
-				time.Sleep(100 * time.Millisecond)
+			if i == 0 && !testkit.Poll(testkit.Timeout, func() bool { return peer.Handoffs() > handoffs }) {
+				errs <- fmt.Errorf("peer 0: no socket was handed to a writer goroutine within %v while nobody read it", testkit.Timeout)
+				return
 			}
 			next := make([]int, senders)
 			for range senders * perSender {
@@ -104,8 +108,11 @@ func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 		t.Error("the late reader's socket never filled: the hand-off to a writer goroutine was not exercised")
 	}
 	for i, sd := range sides {
-		if sd.p.Closed() || sd.p.QueuedBytes() != 0 {
-			t.Errorf("peer %d: closed=%v queued=%d", i, sd.p.Closed(), sd.p.QueuedBytes())
+		// The reader may see the last bytes before the goroutine that wrote them has
+		// taken them off the peer's queue count.
+		testkit.Eventually(t, fmt.Sprintf("peer %d's queue count reaching 0", i), func() bool { return sd.p.QueuedBytes() == 0 })
+		if sd.p.Closed() {
+			t.Errorf("peer %d closed: %v", i, sd.p.Reason())
 		}
 	}
 }
@@ -143,10 +150,9 @@ func TestFlusherSlowConsumerStillCut(t *testing.T) {
 	if r := a.Reason(); r != stats.CloseSlowConsumer {
 		t.Fatalf("A closed with %v, want slow consumer", r)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for b.QueuedBytes() > 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// B's reader takes all n lines: its queue empties (Close would empty it too, hence
+	// the check below).
+	testkit.Eventually(t, "B's queue draining", func() bool { return b.QueuedBytes() == 0 })
 	if b.Closed() || b.QueuedBytes() != 0 {
 		t.Fatalf("B: closed=%v queued=%d; want everything delivered", b.Closed(), b.QueuedBytes())
 	}
@@ -159,8 +165,8 @@ func TestFlusherWriteError(t *testing.T) {
 	srvA, cliA := tcpPair(t)
 	srvB, cliB := tcpPair(t)
 	_ = cliA.SetLinger(0)
-	cliA.Close() // RST: A's next writes fail
-	time.Sleep(20 * time.Millisecond)
+	cliA.Close()        // RST
+	awaitReset(t, srvA) // from now on every write to A fails
 	lim := peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Second}
 	a := peer.New(1, srvA, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
 	b := peer.New(2, srvB, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
@@ -170,7 +176,6 @@ func TestFlusherWriteError(t *testing.T) {
 	for i := range 50 {
 		a.Send(line(fmt.Sprintf("x%d", i)))
 		b.Send(line(fmt.Sprintf("x%d", i)))
-		time.Sleep(time.Millisecond)
 	}
 	waitClosed(t, a.Done(), "A after RST")
 	if r := a.Reason(); r != stats.CloseWriteError {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 func parse(t *testing.T, s string) (Reply, error) {
@@ -278,12 +280,35 @@ func TestWaitSeesClose(t *testing.T) {
 		t.Fatal("Wait did not see the close")
 	}
 
+	// A tor that stays silent: Wait blocks reading until ctx ends.
 	f2 := startFake(t, func(cmd string, w *bufio.Writer) bool { return true })
 	c2 := dialFake(t, f2)
 	ctx, cancel := context.WithCancel(context.Background())
-	go func() { time.Sleep(20 * time.Millisecond); cancel() }()
-	if err := c2.Wait(ctx); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Wait after cancel: %v", err)
+	defer cancel()
+	done2 := make(chan error, 1)
+	go func() { done2 <- c2.Wait(ctx) }()
+	// Cancel once Wait is under way: it holds the connection's lock for as long as it
+	// reads.
+	testkit.Eventually(t, "Wait taking the connection", func() bool {
+		if c2.mu.TryLock() {
+			c2.mu.Unlock()
+			return false
+		}
+		return true
+	})
+	select {
+	case err := <-done2:
+		t.Fatalf("Wait returned %v before ctx ended, with the connection open", err)
+	default:
+	}
+	cancel()
+	select {
+	case err := <-done2:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Wait after cancel: %v", err)
+		}
+	case <-time.After(testkit.Timeout):
+		t.Fatal("Wait did not return after ctx ended")
 	}
 }
 

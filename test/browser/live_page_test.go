@@ -27,6 +27,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -301,35 +302,34 @@ const readState = `(() => {
   };
 })()`
 
-// waitState polls the page's DOM until ok holds, failing the test at the deadline with
-// the last state seen.
+// waitState polls the page's DOM until ok holds, failing the test after waitFor with the
+// last state seen.
 func waitState(t *testing.T, tab context.Context, what string, ok func(pageState) bool) pageState {
 	t.Helper()
 	start := time.Now()
-	deadline := start.Add(waitFor)
 	var last pageState
 	var lastErr error
-	for {
-		ctx, cancel := context.WithTimeout(tab, time.Until(deadline)+time.Second)
+	found := testkit.Poll(waitFor, func() bool {
+		// One read may take at most the rest of the wait and a second: a hung tab
+		// cannot hold the test up for longer than that.
+		ctx, cancel := context.WithTimeout(tab, max(waitFor-time.Since(start), 0)+time.Second)
 		st, err := chromedp.Run(ctx, chromedp.Evaluate[pageState](readState))
 		cancel()
-		if err == nil {
-			last, lastErr = st, nil
-			if ok(st) {
-				t.Logf("page shows %s after %v: peers %s, health %q", what, time.Since(start).Round(time.Millisecond), st.counts(), st.Health)
-				return st
-			}
-		} else {
+		if err != nil {
 			lastErr = err
 			if errors.Is(tab.Err(), context.Canceled) || errors.Is(tab.Err(), context.DeadlineExceeded) {
 				t.Fatalf("waiting for %s: browser gone: %v", what, err)
 			}
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("page never showed %s within %v; last state %+v (read error: %v)", what, waitFor, last, lastErr)
-		}
-		time.Sleep(50 * time.Millisecond) // poll interval, not an assertion
+		last, lastErr = st, nil
+		return ok(st)
+	})
+	if !found {
+		t.Fatalf("page never showed %s within %v; last state %+v (read error: %v)", what, waitFor, last, lastErr)
 	}
+	t.Logf("page shows %s after %v: peers %s, health %q", what, time.Since(start).Round(time.Millisecond), last.counts(), last.Health)
+	return last
 }
 
 // waitCounts waits until the page shows total/makers/takers, e.g. "5/3/2".

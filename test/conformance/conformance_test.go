@@ -9,6 +9,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -462,36 +463,30 @@ func TestMaxPeers(t *testing.T) {
 	}
 	c.expectClosed()
 	a.conn.Close()
-	// A slot is free again once a peer leaves.
-	deadline := time.Now().Add(recvTimeout)
-	for {
-		c := tg.dial(t)
-		c.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
-		if c.recvDN()["accepted"] == true {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("slot never freed")
-		}
+	// A slot is free again once a peer leaves: as soon as the directory has seen a go.
+	testkit.EventuallyWithin(t, recvTimeout, "the directory unregistering the peer that left", func() bool {
+		return tg.srv.Status(false).Peers == 1
+	})
+	d := tg.dial(t)
+	d.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
+	if hs := d.recvDN(); hs["accepted"] != true {
+		t.Fatalf("refused with a slot free: %v", hs)
 	}
 }
 
 func TestPendingHandshakeCap(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 2 })
-	a, b := tg.dial(t), tg.dial(t) // handshaking, silent
-	a.sendRaw("{")                 // make sure both are accepted and counted
+	a, b := tg.dial(t), tg.dial(t) // handshaking: half a line each, then silence
+	a.sendRaw("{")
 	b.sendRaw("{")
-	deadline := time.Now().Add(recvTimeout)
-	for {
-		c := tg.dial(t)
-		c.sendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))) + "}\r\n")
-		_, err := c.next(recvTimeout)
-		if err == errClosed {
-			break // refused: the cap holds
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("third pending handshake was served")
-		}
+	// Both count once the directory has accepted their connections.
+	testkit.EventuallyWithin(t, recvTimeout, "two pending handshakes", func() bool {
+		return tg.srv.Status(false).Pending == 2
+	})
+	c := tg.dial(t)
+	c.sendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))) + "}\r\n")
+	if env, err := c.next(recvTimeout); err != errClosed {
+		t.Fatalf("third pending handshake: got %d %q, %v; want the connection closed", env.Type, env.Line, err)
 	}
 }
 
