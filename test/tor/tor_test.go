@@ -1,18 +1,17 @@
-// Package tor tests the directory end to end over a real, private Tor network: the
-// server runs in tor_mode=control against the onion host of ../shared/tools/tor-testnet,
-// and the conformance suite's core scenarios reach it through the Tor client's SOCKS5
-// port. Then the whole Tor network restarts and the same onion must come back. Last, a
-// second server behind a HiddenServiceDir onion with circuit-ID export checks that
-// limits and bans follow the Tor circuit.
+// Package tor tests the directory end to end over a real, private Tor network started
+// by internal/tortest: the server runs in tor_mode=control against the network's onion
+// host, and the conformance suite's core scenarios reach it through the Tor client's
+// SOCKS5 port. Then the whole Tor network restarts and the same onion must come back.
+// Last, a second server behind a HiddenServiceDir onion with circuit-ID export checks
+// that limits and bans follow the Tor circuit.
 //
-// It needs tor (Debian's package) and tor-testnet; without them it skips, except under
-// CI=true, where it fails: CI installs tor.
+// It needs tor and tor-gencert (Debian's tor package); without them it skips, except
+// under CI=true, where it fails: CI installs tor.
 package tor
 
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"net"
@@ -27,7 +26,9 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
+	"github.com/jm-directory/jm-directory-server/internal/tortest"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -35,101 +36,36 @@ import (
 // pubmsg fan-out, privmsg with the location peerlist.
 const coreScenarios = "^(TestHandshakeAccepted|TestPubmsgFanout|TestPrivmsgLocationPeerlist)$"
 
-func prerequisites(t *testing.T) (testnet string) {
-	t.Helper()
-	missing := func(what string) {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing (CI must install it)", what)
-		}
-		t.Skipf("%s is missing", what)
-	}
-	if _, err := exec.LookPath("tor"); err != nil {
-		missing("tor")
-	}
-	testnet = os.Getenv("TOR_TESTNET")
-	if testnet == "" {
-		testnet = filepath.Join(repoRoot(t), "..", "shared", "tools", "tor-testnet")
-	}
-	if _, err := os.Stat(testnet); err != nil {
-		missing("tor-testnet (" + testnet + ")")
-	}
-	return testnet
-}
-
 func repoRoot(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
-// network is a running tor-testnet.
-type network struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	vars map[string]string
-}
-
-func (n *network) run(args ...string) string {
-	n.t.Helper()
-	cmd := exec.Command(n.bin, args...)
-	cmd.Env = append(os.Environ(), fmt.Sprintf("TOR_TESTNET_OWNER_PID=%d", os.Getpid()))
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		n.t.Fatalf("tor-testnet %s: %v\n%s", strings.Join(args, " "), err, stderr.String())
-	}
-	return string(out)
-}
-
-func (n *network) start() {
-	n.t.Helper()
-	out := n.run("start", n.dir)
-	n.vars = map[string]string{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		k, v, ok := strings.Cut(sc.Text(), "=")
-		if ok {
-			n.vars[k] = strings.Trim(v, "'")
-		}
-	}
-	for _, k := range []string{"TOR_SOCKS_PORT", "TOR_CONTROL_PORT", "TOR_CONTROL_PASSWORD", "TOR_HS_CONTROL_PORT", "TOR_HS_CONTROL_COOKIE_FILE"} {
-		if n.vars[k] == "" {
-			n.t.Fatalf("tor-testnet start printed no %s:\n%s", k, out)
-		}
-	}
-}
-
-// newnym makes the client forget failed descriptor and intro-point lookups.
-func (n *network) newnym() {
-	c, err := torctl.Dial(context.Background(), "tcp", "127.0.0.1:"+n.vars["TOR_CONTROL_PORT"])
-	if err != nil {
-		return
-	}
-	defer c.Close()
-	if _, err := c.Authenticate(torctl.Auth{Password: n.vars["TOR_CONTROL_PASSWORD"]}); err == nil {
-		_, _ = c.Command("SIGNAL NEWNYM")
-	}
-}
-
-// conformance runs the core scenarios against addr through the SOCKS port, retrying
-// while the onion is not reachable yet.
-func conformance(t *testing.T, n *network, addr string) {
+// conformance runs the core scenarios against addr through the SOCKS port, once the
+// client has fetched the onion's descriptor. A run that failed because Tor could not
+// make a connection ("cannot reach the directory", the conformance client's dial
+// failure) is run again after NEWNYM, a few times: a first connection to a fresh onion
+// may fail while the client and the service disagree for a moment. Any other failure is
+// the directory's and fails the test at once.
+func conformance(t *testing.T, n *tortest.Network, addr string) {
 	t.Helper()
-	socks := "127.0.0.1:" + n.vars["TOR_SOCKS_PORT"]
+	if err := n.WaitOnion(addr, time.Minute); err != nil {
+		t.Fatalf("%v\nonion host log:\n%s", err, n.LogTail(tortest.Host, 20))
+	}
 	var out []byte
 	var err error
-	for attempt := 1; attempt <= 6; attempt++ {
+	for attempt := 1; ; attempt++ {
 		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-count=1", "-v", "-run", coreScenarios, "./test/conformance/")
 		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "JM_DIRECTORY_ADDR="+addr, "JM_DIRECTORY_SOCKS="+socks)
+		cmd.Env = append(os.Environ(), "JM_DIRECTORY_ADDR="+addr, "JM_DIRECTORY_SOCKS="+n.SOCKSAddr())
 		out, err = cmd.CombinedOutput()
-		if err == nil {
+		if err == nil || !bytes.Contains(out, []byte("cannot reach the directory: ")) || attempt == 4 {
 			break
 		}
-		t.Logf("attempt %d through Tor failed (%v); retrying after NEWNYM", attempt, err)
-		n.newnym()
-		time.Sleep(3 * time.Second)
+		t.Logf("attempt %d: Tor could not reach the onion (%s); NEWNYM and again", attempt, tail(out, 3))
+		if err := n.NewNym(); err != nil {
+			t.Logf("NEWNYM: %v", err)
+		}
 	}
 	if err != nil {
 		t.Fatalf("conformance over Tor: %v\n%s", err, out)
@@ -142,48 +78,65 @@ func conformance(t *testing.T, n *network, addr string) {
 	if strings.Contains(string(out), "--- SKIP") {
 		t.Fatalf("a core scenario was skipped over Tor:\n%s", out)
 	}
+	t.Logf("core scenarios passed over Tor; the clients set aside %d departure notices of earlier tests' peers",
+		bytes.Count(out, []byte("ignoring another client's departure notice")))
 }
 
-// waitFile waits for a file to exist and returns its content.
+// tail returns the last lines of out.
+func tail(out []byte, lines int) string {
+	all := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
+	return strings.Join(all[max(0, len(all)-lines):], "\n")
+}
+
+// waitFile waits for a file to exist with some content and returns it, trimmed.
 func waitFile(t *testing.T, path string, d time.Duration) string {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
-			return strings.TrimSpace(string(b))
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("%s did not appear within %v", path, d)
-	return ""
+	var content string
+	testkit.EventuallyWithin(t, d, path+" appearing", func() bool {
+		b, err := os.ReadFile(path)
+		content = strings.TrimSpace(string(b))
+		return err == nil && content != ""
+	})
+	return content
+}
+
+// waitLog waits until the server log holds at least count lines containing s. (On a
+// failure the test's cleanup prints the log.)
+func waitLog(t *testing.T, path, s string, count int, d time.Duration) {
+	t.Helper()
+	testkit.EventuallyWithin(t, d, fmt.Sprintf("%s reaching %d %q lines", filepath.Base(path), count, s), func() bool {
+		b, _ := os.ReadFile(path)
+		return strings.Count(string(b), s) >= count
+	})
 }
 
 func TestOverTor(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a Tor network (about a minute)")
+		t.Skip("starts a private Tor network (about 30 s in all)")
 	}
-	testnet := prerequisites(t)
+	start := time.Now()
+	n := tortest.Start(t)
+	t.Logf("Tor network ready in %v", time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("tor logs:\n%s", n.Logs(15))
+		}
+	})
 	work, err := os.MkdirTemp("", "jmtor") // short paths: tor's unix sockets
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &network{t: t, bin: testnet, dir: filepath.Join(work, "tn")}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("tor-testnet status:\n%s", statusOrErr(n))
-		}
-		_ = exec.Command(n.bin, "stop", n.dir).Run()
-		_ = os.RemoveAll(work)
-	})
-	start := time.Now()
-	n.start()
-	t.Logf("Tor network ready in %v", time.Since(start).Round(time.Millisecond))
+	t.Cleanup(func() { _ = os.RemoveAll(work) })
 
 	bin := filepath.Join(work, "jm-directory-server")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/jm-directory-server")
 	build.Dir = repoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
+	}
+	hsHost, hsPort, err := net.SplitHostPort(n.HostControlAddr())
+	if err != nil {
+		t.Fatal(err)
 	}
 	data := filepath.Join(work, "data")
 	logPath := filepath.Join(work, "server.log")
@@ -193,8 +146,8 @@ func TestOverTor(t *testing.T) {
 	}
 	srv := exec.Command(bin)
 	srv.Env = append(os.Environ(), "DATA_DIR="+data, "PORT=0", "HEALTH_CHECK_PORT=0", "LOG_LEVEL=INFO",
-		"TOR_MODE=control", "TOR_CONTROL_PORT="+n.vars["TOR_HS_CONTROL_PORT"],
-		"TOR_COOKIE_FILE="+n.vars["TOR_HS_CONTROL_COOKIE_FILE"])
+		"TOR_MODE=control", "TOR_CONTROL_HOST="+hsHost, "TOR_CONTROL_PORT="+hsPort,
+		"TOR_COOKIE_FILE="+n.HostCookieFile())
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -219,9 +172,11 @@ func TestOverTor(t *testing.T) {
 
 	// Restart the whole Tor network: the control connection drops, the server
 	// reconnects and publishes the same onion with its persistent key.
-	n.run("stop", n.dir)
+	n.Stop()
 	waitLog(t, logPath, "onion not published", 1, 30*time.Second)
-	n.start()
+	restart := time.Now()
+	n.Restart()
+	t.Logf("Tor network ready again in %v", time.Since(restart).Round(time.Millisecond))
 	waitLog(t, logPath, "onion published", 2, 90*time.Second)
 	if again := waitFile(t, filepath.Join(data, "hostname"), time.Second); again != location {
 		t.Fatalf("after the restart the onion is %s, was %s", again, location)
@@ -240,7 +195,7 @@ func TestOverTor(t *testing.T) {
 // identity: an abusive one gets the circuit banned (circuit_ban_after=1), and a new
 // connection over it is refused, while the circuit's open connection stays and another
 // circuit is served.
-func circuits(t *testing.T, n *network, bin, work string) {
+func circuits(t *testing.T, n *tortest.Network, bin, work string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -249,17 +204,18 @@ func circuits(t *testing.T, n *network, bin, work string) {
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
 	hsDir := filepath.Join(work, "hs")
-	ctl, err := torctl.Dial(context.Background(), "tcp", "127.0.0.1:"+n.vars["TOR_HS_CONTROL_PORT"])
+	ctl, err := n.Control(tortest.Host)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ctl.Close()
-	if _, err := ctl.Authenticate(torctl.Auth{Password: n.vars["TOR_CONTROL_PASSWORD"]}); err != nil {
-		t.Fatal(err)
+	r, err := ctl.Command(fmt.Sprintf("SETCONF HiddenServiceDir=%s HiddenServicePort=%s HiddenServiceExportCircuitID=haproxy",
+		torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port))))
+	if err == nil {
+		err = r.Err()
 	}
-	if r, err := ctl.Command(fmt.Sprintf("SETCONF HiddenServiceDir=%s HiddenServicePort=%s HiddenServiceExportCircuitID=haproxy",
-		torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port)))); err != nil {
-		t.Fatalf("SETCONF hidden service: %v %v", r, err)
+	if err != nil {
+		t.Fatalf("SETCONF hidden service: %v", err)
 	}
 	onion := waitFile(t, filepath.Join(hsDir, "hostname"), 30*time.Second)
 
@@ -285,32 +241,34 @@ func circuits(t *testing.T, n *network, bin, work string) {
 		}
 	}()
 	addr := onion + ":5222"
-	socks := "127.0.0.1:" + n.vars["TOR_SOCKS_PORT"]
 	dial := func(circuit string) (net.Conn, error) {
-		d, err := proxy.SOCKS5("tcp", socks, &proxy.Auth{User: circuit, Password: "x"}, proxy.Direct)
+		d, err := proxy.SOCKS5("tcp", n.SOCKSAddr(), &proxy.Auth{User: circuit, Password: "x"}, proxy.Direct)
 		if err != nil {
 			return nil, err
 		}
 		return d.Dial("tcp", addr)
 	}
-	// The first connection waits for the descriptor to propagate.
+	// The first connection waits for the descriptor to be published and fetched, and
+	// is retried (after NEWNYM) while Tor fails it.
+	if err := n.WaitOnion(onion, time.Minute); err != nil {
+		t.Fatalf("%v\nonion host log:\n%s", err, n.LogTail(tortest.Host, 20))
+	}
 	var keep net.Conn
 	var keepR *bufio.Reader
-	for attempt := 1; ; attempt++ {
-		keep, err = dial("circuit-a")
-		if err == nil {
-			keepR, err = joinOver(keep, "J5circuitAkeepOO")
-			if err == nil {
-				break
-			}
-			keep.Close()
+	err = n.Retry(90*time.Second, func() error {
+		c, err := dial("circuit-a")
+		if err != nil {
+			return err
 		}
-		if attempt == 8 {
-			t.Fatalf("joining %s over Tor: %v", addr, err)
+		if keepR, err = joinOver(c, "J5circuitAkeepOO"); err != nil {
+			c.Close()
+			return err
 		}
-		t.Logf("attempt %d to reach the external onion failed (%v); retrying after NEWNYM", attempt, err)
-		n.newnym()
-		time.Sleep(3 * time.Second)
+		keep = c
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("joining %s over Tor: %v", addr, err)
 	}
 	defer keep.Close()
 	gidA := lastCircuit(t, logPath)
@@ -395,27 +353,4 @@ func lastCircuit(t *testing.T, logPath string) string {
 		}
 	}
 	return id
-}
-
-func statusOrErr(n *network) string {
-	out, err := exec.Command(n.bin, "status", n.dir).CombinedOutput()
-	if err != nil {
-		return err.Error()
-	}
-	return string(out)
-}
-
-// waitLog waits until the server log holds at least count lines containing s.
-func waitLog(t *testing.T, path, s string, count int, d time.Duration) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		b, _ := os.ReadFile(path)
-		if strings.Count(string(b), s) >= count {
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	b, _ := os.ReadFile(path)
-	t.Fatalf("server log has fewer than %d %q lines after %v:\n%s", count, s, d, b)
 }
