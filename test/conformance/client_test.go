@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,46 @@ type target struct {
 	network  string
 	external bool
 	srv      *server.Server // nil when external
+
+	mu    sync.Mutex
+	nicks map[string]bool // every nick this test's clients have sent a handshake for
+}
+
+// own records that nick belongs to one of this test's clients.
+func (tg *target) own(nick string) {
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	if tg.nicks == nil {
+		tg.nicks = map[string]bool{}
+	}
+	tg.nicks[nick] = true
+}
+
+// foreign reports whether env is a departure notice that concerns none of this test's
+// peers: a peerlist of ";D" entries for nicks this test never used, plus at most the
+// directory's own entry. An external directory is shared (with earlier tests of the run,
+// earlier runs, other users), and over Tor a departure can reach a peer that joined
+// after it; a reference client takes such notices in its stride, and so do these
+// clients, but only against an external directory: an in-process one is this test's
+// alone, and every line it sends must be expected.
+func (tg *target) foreign(env wire.Envelope, dnNick string) bool {
+	if !tg.external || env.Type != wire.TypePeerlist || env.Line == "" {
+		return false
+	}
+	tg.mu.Lock()
+	defer tg.mu.Unlock()
+	departures := 0
+	for _, e := range strings.Split(env.Line, ",") {
+		nick, _, _ := strings.Cut(e, ";")
+		switch {
+		case strings.HasSuffix(e, ";D") && !tg.nicks[nick]:
+			departures++
+		case nick == dnNick && !strings.HasSuffix(e, ";D"):
+		default:
+			return false
+		}
+	}
+	return departures > 0
 }
 
 // external returns the directory named by JM_DIRECTORY_ADDR, if any.
@@ -131,6 +172,7 @@ var (
 // client is a scripted JoinMarket peer.
 type client struct {
 	t        *testing.T
+	tg       *target
 	conn     net.Conn
 	br       *bufio.Reader
 	nick     string
@@ -154,10 +196,12 @@ func (tg *target) dialWith(t *testing.T, d *net.Dialer) *client {
 	}
 	conn, err := dialer.Dial("tcp", tg.addr)
 	if err != nil {
-		t.Fatal(err)
+		// test/tor looks for this text: a connection Tor could not make is retried
+		// there; any other failure is the directory's.
+		t.Fatalf("cannot reach the directory: %v", err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &client{t: t, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
+	return &client{t: t, tg: tg, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
 }
 
 func (tg *target) dial(t *testing.T) *client { return tg.dialWith(t, &net.Dialer{}) }
@@ -214,6 +258,12 @@ func (c *client) sendRaw(b string) {
 // send writes one envelope the way the reference client does: Python json.dumps style, CRLF.
 func (c *client) send(typ int, line string) {
 	c.t.Helper()
+	if typ == wire.TypeHandshake {
+		var hs struct{ Nick string }
+		if json.Unmarshal([]byte(line), &hs) == nil && hs.Nick != "" {
+			c.tg.own(hs.Nick)
+		}
+	}
 	c.sendRaw(fmt.Sprintf(`{"type": %d, "line": %s}`, typ, wire.AppendQuoted(nil, line)) + "\r\n")
 }
 
@@ -242,6 +292,10 @@ func (c *client) next(timeout time.Duration) (wire.Envelope, error) {
 	}
 	checkRefSafe(c.t, raw)
 	env, _ := wire.Decode(bytes.TrimSuffix(raw, []byte("\r\n")))
+	if c.tg.foreign(env, c.dnNick()) {
+		c.t.Logf("%s: ignoring another client's departure notice %q", c.nick, env.Line)
+		return c.next(timeout)
+	}
 	return env, nil
 }
 
@@ -420,3 +474,33 @@ var smallRcvBuf = &net.Dialer{Control: func(network, address string, rc syscall.
 	}
 	return serr
 }}
+
+// TestForeignDepartures: against a shared (external) directory, departure notices for
+// nicks this test never used are set aside, and nothing else is; against an in-process
+// directory nothing is.
+func TestForeignDepartures(t *testing.T) {
+	const dn, mine, other = "J5dirOOOOOOOOOOO", "J5mineOOOOOOOOOO", "J5otherOOOOOOOOO"
+	ext := &target{external: true}
+	ext.own(mine)
+	pl := func(line string) wire.Envelope { return wire.Envelope{Type: wire.TypePeerlist, Line: line} }
+	for _, c := range []struct {
+		env  wire.Envelope
+		want bool
+	}{
+		{pl(other + ";NOT-SERVING-ONION;D," + dn + ";x.onion:5222"), true},
+		{pl(other + ";a.onion:5222;D"), true},
+		{pl(mine + ";NOT-SERVING-ONION;D," + dn + ";x.onion:5222"), false},      // ours: expected
+		{pl(other + ";a.onion:5222;D," + mine + ";NOT-SERVING-ONION;D"), false}, // mixed
+		{pl(other + ";a.onion:5222"), false},                                    // a listing, not a departure
+		{pl(dn + ";x.onion:5222"), false},                                       // the directory alone
+		{pl(""), false},
+		{wire.Envelope{Type: wire.TypePubmsg, Line: other + "!PUBLIC!x;D"}, false},
+	} {
+		if got := ext.foreign(c.env, dn); got != c.want {
+			t.Errorf("foreign(%d %q) = %v, want %v", c.env.Type, c.env.Line, got, c.want)
+		}
+	}
+	if (&target{}).foreign(pl(other+";a.onion:5222;D"), dn) {
+		t.Error("an in-process directory's departure notice was set aside")
+	}
+}
