@@ -28,9 +28,9 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
-	"golang.org/x/time/rate"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
@@ -114,74 +114,10 @@ func LimitsOf(c *config.Config) Limits {
 		BanAfter: c.CircuitBanAfter, BanFor: c.CircuitBanDuration}
 }
 
-// Buckets are a client's token buckets, shared by its connections' read loops.
-type Buckets struct {
-	mu         sync.Mutex
-	cfg        atomic.Pointer[config.Config] // the configuration the buckets were set from
-	msgs       *rate.Limiter
-	getPeers   *rate.Limiter
-	orderbooks *rate.Limiter
-	violations atomic.Int64
-}
-
-// Use brings the buckets up to date with c: call it before taking tokens, with the
-// current configuration (it is cheap when nothing changed). Buckets keep their level
-// across a change of rates.
-func (b *Buckets) Use(c *config.Config, now time.Time) {
-	if b.cfg.Load() == c {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cfg.Load() == c {
-		return
-	}
-	set := func(l **rate.Limiter, r rate.Limit, burst int) {
-		if *l == nil {
-			*l = rate.NewLimiter(r, burst)
-			return
-		}
-		(*l).SetLimitAt(now, r)
-		(*l).SetBurstAt(now, burst)
-	}
-	set(&b.msgs, rate.Limit(c.MessageRateLimit), c.MessageBurstLimit)
-	set(&b.getPeers, perMinute(c.GetPeerlistPerMinute), c.GetPeerlistPerMinute)
-	set(&b.orderbooks, perMinute(c.OrderbookPerMinute), c.OrderbookPerMinute)
-	b.cfg.Store(c)
-}
-
-// perMinute is the rate of n events per minute.
-func perMinute(n int) rate.Limit { return rate.Limit(float64(n) / 60) }
-
-// Bucket names one of a client's buckets.
-type Bucket uint8
-
-// The buckets.
-const (
-	Messages    Bucket = iota // every line after the handshake
-	GetPeerlist               // GETPEERLIST requests
-	Orderbook                 // public !orderbook requests
-)
-
-// Allow takes a token from the bucket (Use must have been called) and reports whether
-// there was one.
-func (b *Buckets) Allow(which Bucket, now time.Time) bool {
-	switch which {
-	case GetPeerlist:
-		return b.getPeers.AllowN(now, 1)
-	case Orderbook:
-		return b.orderbooks.AllowN(now, 1)
-	}
-	return b.msgs.AllowN(now, 1)
-}
-
-// Violation counts one refused message and returns the client's total.
-func (b *Buckets) Violation() int64 { return b.violations.Add(1) }
-
 // Client is what the connections from one circuit share.
 type Client struct {
 	id ID
-	b  *Buckets // nil while the client has no connection
+	b  *limits.Buckets // nil while the client has no connection
 
 	// guarded by Table.mu
 	conns, pending int
@@ -194,7 +130,7 @@ type Client struct {
 func (c *Client) ID() ID { return c.id }
 
 // Buckets returns the client's token buckets; valid while the caller's connection is open.
-func (c *Client) Buckets() *Buckets { return c.b }
+func (c *Client) Buckets() *limits.Buckets { return c.b }
 
 // DefaultMaxIdle is how many circuits with no connection a table keeps for their
 // strikes and bans (about 100 bytes each).
@@ -226,7 +162,7 @@ func NewTable(maxIdle int) *Table {
 // Every admitted connection must later call Handshaked once and Release once.
 func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReason) {
 	if !id.Valid() {
-		return &Client{b: new(Buckets)}, stats.CloseNone
+		return &Client{b: new(limits.Buckets)}, stats.CloseNone
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -247,7 +183,7 @@ func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReas
 		t.idle--
 	}
 	if c.b == nil {
-		c.b = new(Buckets)
+		c.b = new(limits.Buckets)
 	}
 	c.conns++
 	c.pending++

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
@@ -296,7 +297,7 @@ func TestConcurrent(t *testing.T) {
 					cfg = &c2
 				}
 				c.Buckets().Use(cfg, now)
-				c.Buckets().Allow(Messages, now)
+				c.Buckets().Allow(limits.Messages, now)
 			}
 			tb.Release(c, stats.CloseMalformed, now, big)
 		}()
@@ -321,7 +322,7 @@ func TestBucketsShared(t *testing.T) {
 	got := 0
 	for range 3 {
 		for _, c := range []*Client{a, b} {
-			if c.Buckets().Allow(Messages, now) {
+			if c.Buckets().Allow(limits.Messages, now) {
 				got++
 			}
 		}
@@ -336,7 +337,7 @@ func TestBucketsShared(t *testing.T) {
 	more := cfg
 	more.MessageBurstLimit = 10
 	a.Buckets().Use(&more, now)
-	if !b.Buckets().Allow(Messages, now.Add(time.Hour)) {
+	if !b.Buckets().Allow(limits.Messages, now.Add(time.Hour)) {
 		t.Fatal("the new burst did not reach the other connection")
 	}
 }

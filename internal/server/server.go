@@ -20,6 +20,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
@@ -500,7 +501,7 @@ func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 // token buckets and the violation count belong to the connection's circuit (its own
 // when it has no circuit identity); spoofing is counted per connection.
 type connLimits struct {
-	b      *circuit.Buckets
+	b      *limits.Buckets
 	cfg    *config.Config // the configuration the buckets were last brought up to date with
 	spoofs int
 }
@@ -508,7 +509,7 @@ type connLimits struct {
 // admit takes a token from a bucket and reports whether the message may proceed. A
 // refused message is dropped and counted with reason, and is a violation of the
 // circuit: past the configured number of them the connection is cut.
-func (s *Server) admit(p *peer.Peer, lim *connLimits, which circuit.Bucket, reason stats.DropReason, now time.Time) bool {
+func (s *Server) admit(p *peer.Peer, lim *connLimits, which limits.Bucket, reason stats.DropReason, now time.Time) bool {
 	if lim.b.Allow(which, now) {
 		return true
 	}
@@ -522,7 +523,7 @@ func (s *Server) admit(p *peer.Peer, lim *connLimits, which circuit.Bucket, reas
 }
 
 // readLoop handles every line of a handshaked peer until the connection ends.
-func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *circuit.Buckets) {
+func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *limits.Buckets) {
 	lim := connLimits{b: b}
 	for {
 		line, err := lr.ReadLine()
@@ -546,7 +547,7 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *circuit.Buckets)
 			lim.b.Use(c, now)
 			lim.cfg = c
 		}
-		if !s.admit(p, &lim, circuit.Messages, stats.DropRateLimited, now) {
+		if !s.admit(p, &lim, limits.Messages, stats.DropRateLimited, now) {
 			if p.Closed() {
 				return
 			}
@@ -586,7 +587,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		}
 		switch cmd := wire.FirstCommand(rest); cmd {
 		case "orderbook":
-			if !s.admit(p, lim, circuit.Orderbook, stats.DropOrderbookCap, now) {
+			if !s.admit(p, lim, limits.Orderbook, stats.DropOrderbookCap, now) {
 				return !p.Closed()
 			}
 		default:
@@ -598,7 +599,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		s.ctr.RelayLatency.Observe(int64(time.Since(now)))
 		s.flusher.Help() // a broadcaster reads on only as fast as its lines go out
 	case wire.TypeGetPeerlist:
-		if !s.admit(p, lim, circuit.GetPeerlist, stats.DropGetPeerlistCap, now) {
+		if !s.admit(p, lim, limits.GetPeerlist, stats.DropGetPeerlistCap, now) {
 			return !p.Closed()
 		}
 		s.rt.GetPeerlist(p)
