@@ -29,7 +29,6 @@ import (
 
 	"github.com/pires/go-proxyproto"
 
-	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -106,12 +105,6 @@ type Limits struct {
 	MaxPending int           // connections per circuit still handshaking
 	BanAfter   int           // strikes (abusive closes) that ban the circuit; 0 = never ban
 	BanFor     time.Duration // how long a ban lasts, and how long a strike is remembered
-}
-
-// LimitsOf returns the circuit limits of a configuration.
-func LimitsOf(c *config.Config) Limits {
-	return Limits{MaxConns: c.CircuitMaxConnections, MaxPending: c.CircuitMaxPending,
-		BanAfter: c.CircuitBanAfter, BanFor: c.CircuitBanDuration}
 }
 
 // Client is what the connections from one circuit share.
