@@ -6,9 +6,6 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-	"unsafe"
-
-	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
 // Flusher writes queued lines for many peers from a few goroutines, with non-blocking
@@ -73,9 +70,6 @@ func (f *Flusher) add(p *Peer) {
 
 // Lag is how long a flush round may run before broadcasters help with it (see Help).
 const Lag = 10 * time.Millisecond
-
-// iovPool holds helpers' iovec buffers.
-var iovPool = sync.Pool{New: func() any { return new([]syscall.Iovec) }}
 
 // Help is the directory's backpressure: a broadcaster's read loop calls it after each
 // broadcast. If a flush round has been running longer than Lag, the caller writes
@@ -144,134 +138,4 @@ func (s *flushShard) work(r *round, iov *[]syscall.Iovec) {
 			close(r.done)
 		}
 	}
-}
-
-// flushRounds bounds how many times in a row the flusher writes one peer whose queue
-// keeps refilling, so one busy peer cannot hold up the others.
-const flushRounds = 4
-
-// flush writes p's queue without blocking. It returns true when lines are left that the
-// flusher should come back for. If the socket does not take everything, the rest goes
-// to a blocking writer goroutine.
-func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
-	for range flushRounds {
-		batch := p.takeBatch()
-		if batch == nil {
-			return false
-		}
-		written, rest, err := p.tryWritev(batch, iov)
-		if err != nil {
-			p.mu.Lock()
-			p.inIO = false
-			p.writer = false
-			p.mu.Unlock()
-			p.Close(stats.CloseWriteError)
-			return false
-		}
-		p.mu.Lock()
-		if !p.closed {
-			p.queued -= written
-		}
-		if len(rest) > 0 {
-			// The socket is full: keep the order and let a writer goroutine wait for it,
-			// under the write deadline. p.writer stays set: that goroutine owns the queue.
-			p.queue = append(rest, p.queue...)
-			p.releaseBatchLocked(batch)
-			p.mu.Unlock()
-			handoffs.Add(1)
-			go p.writeLoop()
-			return false
-		}
-		p.releaseBatchLocked(batch)
-		p.mu.Unlock()
-	}
-	return true
-}
-
-// handoffs counts peers the flusher handed to a writer goroutine (tests read it).
-var handoffs atomic.Int64
-
-// maxIovec is the most buffers one writev takes (Linux IOV_MAX).
-const maxIovec = 1024
-
-// tryWritev writes lines in order, in vectored writes of up to writeChunk bytes, as far
-// as the socket takes them without blocking. It returns the bytes written and the
-// unwritten remainder (a fresh slice; its first element may be the tail of a line).
-//
-// Written by hand on syscall.Syscall(SYS_WRITEV): net.Buffers.WriteTo blocks until
-// everything is written, and golang.org/x/sys/unix.Writev allocates its iovecs on every
-// call; this reuses the flusher's.
-func (p *Peer) tryWritev(lines [][]byte, iov *[]syscall.Iovec) (written int, rest [][]byte, err error) {
-	for len(lines) > 0 {
-		v := (*iov)[:0]
-		size, used := 0, 0
-		for _, l := range lines {
-			if len(v) == maxIovec || (len(v) > 0 && size+len(l) > writeChunk) {
-				break
-			}
-			used++
-			if len(l) == 0 {
-				continue
-			}
-			vec := syscall.Iovec{Base: &l[0]}
-			vec.SetLen(len(l))
-			v = append(v, vec)
-			size += len(l)
-		}
-		*iov = v
-		n, werr := p.writev(v)
-		clear(v) // do not keep lines alive through the flusher's iovecs
-		written += n
-		if werr != nil {
-			return written, nil, werr
-		}
-		if n < size {
-			return written, remainder(lines, n), nil
-		}
-		lines = lines[used:]
-	}
-	return written, nil, nil
-}
-
-// remainder returns lines without their first n bytes, as a new slice.
-func remainder(lines [][]byte, n int) [][]byte {
-	i := 0
-	for i < len(lines) && n >= len(lines[i]) {
-		n -= len(lines[i])
-		i++
-	}
-	rest := make([][]byte, 0, len(lines)-i)
-	if i < len(lines) {
-		rest = append(rest, lines[i][n:])
-		rest = append(rest, lines[i+1:]...)
-	}
-	return rest
-}
-
-// writev is one non-blocking vectored write; a full socket buffer returns 0, nil.
-func (p *Peer) writev(v []syscall.Iovec) (int, error) {
-	if len(v) == 0 {
-		return 0, nil
-	}
-	var n int
-	var werr error
-	err := p.raw.Write(func(fd uintptr) bool {
-		for {
-			r, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-			switch e {
-			case 0:
-				n = int(r)
-			case syscall.EINTR:
-				continue
-			case syscall.EAGAIN:
-			default:
-				werr = e
-			}
-			return true // never wait for writability here
-		}
-	})
-	if werr == nil {
-		werr = err
-	}
-	return n, werr
 }

@@ -9,10 +9,8 @@
 package peer
 
 import (
-	"errors"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,16 +85,6 @@ func New(id uint64, conn net.Conn, lim Limits, ctr *stats.Counters, log *slog.Lo
 // blocking. Call it before the peer is shared with other goroutines.
 func (p *Peer) UseFlusher(f *Flusher) { p.fl = f }
 
-// startWriter has the queue drained: by the flusher when there is one and the connection
-// is a socket, else by a writer goroutine. The caller has just set p.writer.
-func (p *Peer) startWriter() {
-	if p.fl != nil && p.raw != nil {
-		p.fl.add(p)
-		return
-	}
-	go p.writeLoop()
-}
-
 // Conn returns the underlying connection.
 func (p *Peer) Conn() net.Conn { return p.conn }
 
@@ -165,182 +153,6 @@ func (p *Peer) AwaitAnswer() <-chan struct{} {
 		p.probing.Store(true)
 	}
 	return p.probe
-}
-
-// Send queues one encoded line (terminator included). It never blocks. It returns false
-// when the line was not queued: the peer is closed, the line is longer than a reference
-// client accepts (counted as stats.DropOversizeOut), or the queue overflowed — in which
-// case the peer is cut as a slow consumer.
-func (p *Peer) Send(line []byte) bool {
-	if wire.ContentLen(line) > wire.MaxLine {
-		p.ctr.Drop(stats.DropOversizeOut)
-		return false
-	}
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
-		return false
-	}
-	if p.queued+len(line) > p.lim.QueueBytes {
-		p.mu.Unlock()
-		p.Close(stats.CloseSlowConsumer)
-		return false
-	}
-	p.queue = append(p.queue, line)
-	p.queued += len(line)
-	start := !p.writer && !p.inIO // whoever is writing restarts the writer when done
-	p.writer = p.writer || start
-	p.mu.Unlock()
-	if start {
-		p.startWriter()
-	}
-	return true
-}
-
-// SendUrgent is Send for a line someone is waiting for (a privmsg, its location
-// peerlist, a ping). Unless a write is in progress, the caller writes what is queued and
-// the line itself at once, from its own goroutine and without blocking: the line does
-// not wait for a writer goroutine to be scheduled, which, behind a broadcast that woke a
-// thousand writers, can take milliseconds. Whatever the socket does not take is left,
-// in order, to a writer goroutine. Broadcasts use Send: their writer batches many lines
-// per write, where one write per line would cost a broadcast its throughput.
-func (p *Peer) SendUrgent(line []byte) bool {
-	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
-		return p.Send(line)
-	}
-	p.mu.Lock()
-	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes {
-		p.mu.Unlock()
-		return p.Send(line)
-	}
-	batch := append(p.queue, line)
-	p.queue, p.spare = p.spare[:0], nil
-	p.queued += len(line)
-	p.inIO = true
-	p.mu.Unlock()
-
-	iov := iovPool.Get().(*[]syscall.Iovec)
-	written, rest, err := p.tryWritev(batch, iov)
-	iovPool.Put(iov)
-	if err != nil {
-		p.Close(stats.CloseWriteError)
-		return false
-	}
-	p.mu.Lock()
-	p.inIO = false
-	if p.closed {
-		p.mu.Unlock()
-		return true
-	}
-	p.queued -= written
-	if len(rest) > 0 { // put the unwritten lines back in front of anything queued meanwhile
-		p.queue = append(rest, p.queue...)
-	}
-	start := len(p.queue) > 0 && !p.writer
-	p.writer = p.writer || start
-	p.mu.Unlock()
-	switch {
-	case start && len(rest) > 0:
-		go p.writeLoop() // the socket is full: wait for it under the write deadline
-	case start:
-		p.startWriter()
-	}
-	return true
-}
-
-// QueuedBytes is the number of bytes accepted for the peer and not yet written.
-func (p *Peer) QueuedBytes() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.queued
-}
-
-// writeChunk bounds the bytes written under one deadline, so the write deadline means "no
-// progress for WriteTimeout", not "a whole burst within WriteTimeout".
-const writeChunk = 64 << 10
-
-// writeLoop drains the queue with vectored writes and exits when the queue is empty, so an
-// idle peer holds no writer goroutine.
-func (p *Peer) writeLoop() {
-	for {
-		batch := p.takeBatch()
-		if batch == nil {
-			return
-		}
-		err := p.writeBatch(batch)
-		p.mu.Lock()
-		p.releaseBatchLocked(batch)
-		p.mu.Unlock()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				p.Close(stats.CloseSlowConsumer)
-			} else {
-				p.Close(stats.CloseWriteError)
-			}
-			return
-		}
-	}
-}
-
-// takeBatch hands the queue to the calling drainer (writer goroutine or flusher) for
-// writing and marks a write in progress. It returns nil, and gives up the drainer role,
-// when there is nothing to do: the peer is closed, the queue is empty, or SendUrgent is
-// writing (it restarts a drainer if lines remain).
-func (p *Peer) takeBatch() [][]byte {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed || len(p.queue) == 0 || p.inIO {
-		p.writer = false
-		return nil
-	}
-	batch := p.queue
-	p.queue, p.spare = p.spare[:0], nil
-	p.inIO = true
-	return batch
-}
-
-// releaseBatchLocked ends the write of a batch from takeBatch and keeps its backing array
-// for the next queue.
-func (p *Peer) releaseBatchLocked(batch [][]byte) {
-	p.inIO = false
-	clear(batch)
-	if p.spare == nil {
-		p.spare = batch[:0]
-	}
-}
-
-// writeBatch writes lines in chunks of about writeChunk bytes, each under a fresh write
-// deadline. Bytes count against the queue cap until they are written.
-func (p *Peer) writeBatch(batch [][]byte) error {
-	for len(batch) > 0 {
-		n, size := 0, 0
-		for n < len(batch) && (n == 0 || size+len(batch[n]) <= writeChunk) {
-			size += len(batch[n])
-			n++
-		}
-		_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
-		p.bufs = batch[:n] // a field, not a local: WriteTo would move a local to the heap
-		_, err := p.bufs.WriteTo(p.conn)
-		p.bufs = nil
-		if err != nil {
-			return err
-		}
-		p.mu.Lock()
-		if !p.closed {
-			p.queued -= size
-		}
-		p.mu.Unlock()
-		batch = batch[n:]
-	}
-	return nil
-}
-
-// WriteNow writes one line directly, bypassing the queue. It is only for the handshake
-// phase, before any other goroutine can send to the peer.
-func (p *Peer) WriteNow(line []byte) error {
-	_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
-	_, err := p.conn.Write(line)
-	return err
 }
 
 // Close cuts the connection with a reason. Only the first reason counts. Queued lines
