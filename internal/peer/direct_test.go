@@ -17,7 +17,7 @@ import (
 )
 
 // tcpPair returns a connected loopback TCP pair (server side, client side).
-func tcpPair(t *testing.T) (*net.TCPConn, *net.TCPConn) {
+func tcpPair(t testing.TB) (*net.TCPConn, *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
