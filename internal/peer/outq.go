@@ -1,5 +1,58 @@
 package peer
 
+// The send side of a peer: its outbound queue, everything that drains it, and the
+// vectored write. Start here to check the concurrency; the Flusher's shards are in
+// flusher.go, the queue's fields in Peer (peer.go).
+//
+// Who writes to the socket:
+//
+//	drainer           runs on                     on a full socket       entered by
+//	flusher shard     a Flusher goroutine         hands off, never waits Send → startWriter → Flusher.add
+//	helper            a broadcaster's read loop   hands off, never waits Flusher.Help → flush
+//	writer goroutine  its own, started on demand  waits, WriteTimeout    Send without flusher or socket;
+//	                                              per 64 KiB             a hand-off from flush or SendUrgent
+//	urgent            the sender's goroutine      leaves the rest        SendUrgent
+//	                                              to a drainer
+//	handshake         the Accept goroutine        waits, WriteTimeout    WriteNow, before the peer is shared
+//
+// States of an open peer, (writer, inIO), both guarded by p.mu. writer: the queue has a
+// drainer (on a shard's ready list, claimed by a helper, or a writer goroutine), running
+// or about to run. inIO: one goroutine is writing to the socket (that drainer, or
+// SendUrgent's caller).
+//
+//	(F,F) idle           nobody drains or writes; the queue is empty
+//	(T,F) assigned       a drainer will take the queue (any length)
+//	(T,T) writing        the drainer writes a batch it took, or SendUrgent writes while
+//	                     the assigned drainer has not yet taken the queue
+//	(F,T) urgent         SendUrgent writes; no drainer
+//	closed               terminal: queue dropped, writer and inIO no longer matter
+//
+// Transitions (each under p.mu; the write itself runs with no lock held):
+//
+//	Send           (F,F) → (T,F), startWriter          other states: append only; over cap → Close
+//	SendUrgent     (w,F) → (w,T), takes queue+line      (·,T), closed or over cap → Send
+//	  after write  (w,T) → (w,F); rest back in front;   non-empty queue and !w → (T,F):
+//	                                                    go writeLoop if the socket was full, else startWriter
+//	takeBatch      (T,F), queue non-empty → (T,T)       empty, (T,T) or closed → writer=false, drainer exits
+//	release        (T,T) → (T,F)                        after each batch (writeLoop, flush)
+//	flush, EAGAIN  (T,T) → (T,F); rest back in front;   hand-off: go writeLoop now owns writer
+//	flush, rounds  (T,F) stays                          flushRounds batches done: back on the ready list
+//	flush, error   (T,T) → (F,F) → Close(WriteError)
+//	writeLoop, err (T,T) → (T,F) → Close(SlowConsumer on deadline, else WriteError)
+//	Close          any → closed                         conn closed: a write in progress fails, the next
+//	                                                    takeBatch ends the drainer
+//
+// Invariants: at most one goroutine writes to the socket (inIO is set only by whoever
+// finds it false under p.mu); at most one drainer (writer is set only by whoever finds it
+// false, and cleared only by the drainer: takeBatch, or flush on a write error); lines reach the socket in queue order (a partial
+// write's rest goes back in front); an open peer with queued lines has writer or inIO set,
+// so someone will write them (except between a flush's write error and its Close).
+//
+// Lock order on the send path: registry.mu → peer.mu → flushShard.mu. The registry
+// sends the welcome under registry.mu; Send takes p.mu, releases it, then may take a
+// shard's mu (Flusher.add) or close the peer. peer.mu and flushShard.mu are never held
+// together, and no lock is held during I/O or while a shard waits for its round's helpers.
+
 import (
 	"errors"
 	"os"

@@ -50,6 +50,7 @@ type Peer struct {
 	lastSeen    atomic.Int64 // unix nanoseconds of the last line received
 	pingPending atomic.Int64 // unix nanoseconds a 798 was sent and not yet answered; 0 = none
 
+	// The outbound queue: its states, drainers and lock order are in outq.go.
 	mu     sync.Mutex // guards the fields below
 	queue  [][]byte   // lines waiting for the writer
 	spare  [][]byte   // recycled queue backing array
