@@ -171,7 +171,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 // reload re-reads every configuration source (SIGHUP) and applies what can change
-// without a restart; an invalid configuration is logged and changes nothing.
+// without a restart. It logs each setting it changed, and once the settings that
+// changed in the sources but need a restart (they keep their values); an invalid
+// configuration is logged and changes nothing.
 func reload(opts config.Options, srv *server.Server, level *slog.LevelVar, log *slog.Logger) {
 	opts.Environ = os.Environ()
 	next, err := config.Load(opts)
@@ -179,18 +181,24 @@ func reload(opts config.Options, srv *server.Server, level *slog.LevelVar, log *
 		log.Error("reload: invalid configuration, nothing changed", "err", err)
 		return
 	}
-	changes, err := srv.Reload(next)
+	changes, restart, err := srv.Reload(next)
 	if err != nil {
 		log.Error("reload: invalid configuration, nothing changed", "err", err)
 		return
 	}
-	level.Set(next.SlogLevel())
-	if len(changes) == 0 {
-		log.Info("reload: no changes")
-		return
-	}
+	level.Set(srv.Config().SlogLevel())
 	for _, c := range changes {
 		log.Info("reload: setting changed", "key", c.Key, "old", c.Old, "new", c.New)
+	}
+	if len(restart) > 0 {
+		keys := make([]string, len(restart))
+		for i, c := range restart {
+			keys[i] = c.Key
+		}
+		log.Warn("reload: these settings need a restart and were not applied", "keys", keys)
+	}
+	if len(changes) == 0 && len(restart) == 0 {
+		log.Info("reload: no changes")
 	}
 }
 

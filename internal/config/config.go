@@ -209,17 +209,56 @@ type Change struct{ Key, Old, New string }
 func Diff(before, after Config) []Change {
 	var out []Change
 	for _, s := range settingsTable() {
-		a, b := deref(s.field(&before)), deref(s.field(&after))
-		if formatValue(a) == formatValue(b) {
-			continue
+		if ch, ok := s.change(&before, &after); ok {
+			out = append(out, ch)
 		}
-		ch := Change{Key: s.key, Old: s.display(a), New: s.display(b)}
-		if s.secret {
-			ch.Old, ch.New = redactedChanged, redactedChanged
-		}
-		out = append(out, ch)
 	}
 	return out
+}
+
+// Apply works out what a reload from the configuration in force, cur, to next does.
+// applied is the configuration to put in force: next, except that every setting that
+// needs a restart keeps its value from cur. changes lists the settings a reload
+// applies whose value differs (they take next's value); restart lists the settings
+// whose value differs but that need a restart, so applied keeps cur's value and the
+// caller must not report them as changed. Both lists are in table order and formatted
+// as Diff's; together they are Diff(cur, next). A setting needs a restart unless its
+// row is marked live. Fields no setting names (CheckConfig, ShowVersion) are next's.
+func Apply(cur, next Config) (applied Config, changes, restart []Change) {
+	return apply(settingsTable(), cur, next)
+}
+
+// apply is Apply over the given settings table.
+func apply(table []setting, cur, next Config) (applied Config, changes, restart []Change) {
+	applied = next
+	for _, s := range table {
+		ch, differs := s.change(&cur, &next)
+		if s.live {
+			if differs {
+				changes = append(changes, ch)
+			}
+			continue
+		}
+		assign(s.field(&applied), deref(s.field(&cur)))
+		if differs {
+			restart = append(restart, ch)
+		}
+	}
+	return applied, changes, restart
+}
+
+// change compares the setting's values in before and after; a secret's values are
+// shown as "(changed)".
+func (s setting) change(before, after *Config) (Change, bool) {
+	a, b := deref(s.field(before)), deref(s.field(after))
+	if formatValue(a) == formatValue(b) {
+		return Change{}, false
+	}
+	ch := Change{Key: s.key, Old: s.display(a), New: s.display(b)}
+	if s.secret {
+		ch.Old, ch.New = redactedChanged, redactedChanged
+	}
+	return ch, true
 }
 
 // SlogLevel maps LogLevel to a slog level. Aliases are understood in any
@@ -431,6 +470,15 @@ type setting struct {
 	valid    func(any) bool      // nil = anything goes
 	field    func(*Config) any   // pointer to the Config field
 	secret   bool                // never print the value (Describe, errors, Diff)
+	live     bool                // a reload (SIGHUP) applies it; false (the default): it needs a restart
+}
+
+// live marks a setting that a reload applies (see Apply): something reads it again after
+// start. Only a row marked live is ever changed by a reload, so a new setting needs a
+// restart until someone makes it live on purpose.
+func live(s setting) setting {
+	s.live = true
+	return s
 }
 
 const (
@@ -524,6 +572,7 @@ func settingsTable() []setting {
 	logLevel.env = []string{nestedPrefix + "LOG_LEVEL", "LOGGING__LEVEL", "LOG_LEVEL"}
 	logLevel.toml = []tomlKey{{sectionDS, "log_level"}, {"logging", "level"}}
 	logLevel.norm = canonicalLogLevel
+	logLevel.live = true // the caller owns the logger and sets its level
 
 	logFormat := dsSetting("log_format", kindString, "log format: text or json (--log-json = json)",
 		"accepted values are text, json", validLogFormat,
@@ -538,64 +587,64 @@ func settingsTable() []setting {
 			"accepted values are integers 0..65535", intIn(0, 65535),
 			func(c *Config) any { return &c.Port }),
 		location,
-		dsSetting("motd", kindString, "operator message of the day",
+		live(dsSetting("motd", kindString, "operator message of the day",
 			"accepted values are single-line text without control characters", validMOTD,
-			func(c *Config) any { return &c.MOTD }),
+			func(c *Config) any { return &c.MOTD })),
 
-		dsSetting("max_peers", kindInt, "maximum number of connected peers",
+		live(dsSetting("max_peers", kindInt, "maximum number of connected peers",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.MaxPeers }),
-		dsSetting("max_pending_handshakes", kindInt, "maximum connections not yet handshaked",
+			func(c *Config) any { return &c.MaxPeers })),
+		live(dsSetting("max_pending_handshakes", kindInt, "maximum connections not yet handshaked",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.MaxPendingHandshakes }),
-		dsSetting("max_line_length", kindInt, "maximum length of one protocol line in bytes",
+			func(c *Config) any { return &c.MaxPendingHandshakes })),
+		live(dsSetting("max_line_length", kindInt, "maximum length of one protocol line in bytes",
 			"accepted values are integers 1024..2097152", intIn(1024, 2097152),
-			func(c *Config) any { return &c.MaxLineLength }),
+			func(c *Config) any { return &c.MaxLineLength })),
 
-		dsSetting("message_rate_limit", kindFloat, "messages per second per connection",
+		live(dsSetting("message_rate_limit", kindFloat, "messages per second per connection",
 			"accepted values are numbers > 0", validPositiveFloat,
-			func(c *Config) any { return &c.MessageRateLimit }),
-		dsSetting("message_burst_limit", kindInt, "message burst allowance per connection",
+			func(c *Config) any { return &c.MessageRateLimit })),
+		live(dsSetting("message_burst_limit", kindInt, "message burst allowance per connection",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.MessageBurstLimit }),
-		dsSetting("rate_limit_disconnect_threshold", kindInt, "rate-limit violations before disconnect (0 = never)",
+			func(c *Config) any { return &c.MessageBurstLimit })),
+		live(dsSetting("rate_limit_disconnect_threshold", kindInt, "rate-limit violations before disconnect (0 = never)",
 			"accepted values are integers >= 0 (0 = never disconnect)", intIn(0, math.MaxInt),
-			func(c *Config) any { return &c.RateLimitDisconnectThreshold }),
-		dsSetting("getpeerlist_per_minute", kindInt, "getpeerlist requests per minute per connection",
+			func(c *Config) any { return &c.RateLimitDisconnectThreshold })),
+		live(dsSetting("getpeerlist_per_minute", kindInt, "getpeerlist requests per minute per connection",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.GetPeerlistPerMinute }),
-		dsSetting("orderbook_per_minute", kindInt, "public !orderbook requests per minute per connection",
+			func(c *Config) any { return &c.GetPeerlistPerMinute })),
+		live(dsSetting("orderbook_per_minute", kindInt, "public !orderbook requests per minute per connection",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.OrderbookPerMinute }),
-		dsSetting("spoof_disconnect_threshold", kindInt, "spoofed-sender messages before disconnect",
+			func(c *Config) any { return &c.OrderbookPerMinute })),
+		live(dsSetting("spoof_disconnect_threshold", kindInt, "spoofed-sender messages before disconnect",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.SpoofDisconnectThreshold }),
+			func(c *Config) any { return &c.SpoofDisconnectThreshold })),
 
-		dsSetting("handshake_timeout", kindDuration, "time allowed to complete the handshake",
+		live(dsSetting("handshake_timeout", kindDuration, "time allowed to complete the handshake",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.HandshakeTimeout }),
-		dsSetting("nick_check_timeout", kindDuration, "time a live incumbent of a nick may take to answer a probe",
+			func(c *Config) any { return &c.HandshakeTimeout })),
+		live(dsSetting("nick_check_timeout", kindDuration, "time a live incumbent of a nick may take to answer a probe",
 			"accepted values are durations > 0 and <= 60s: "+durationForms, durIn(0, 60*time.Second),
-			func(c *Config) any { return &c.NickCheckTimeout }),
-		dsSetting("outbound_queue_bytes", kindInt, "per-peer outbound queue cap in bytes",
+			func(c *Config) any { return &c.NickCheckTimeout })),
+		live(dsSetting("outbound_queue_bytes", kindInt, "per-peer outbound queue cap in bytes",
 			intsFrom(65536), intIn(65536, math.MaxInt),
-			func(c *Config) any { return &c.OutboundQueueBytes }),
-		dsSetting("write_timeout", kindDuration, "time allowed for one write to a peer",
+			func(c *Config) any { return &c.OutboundQueueBytes })),
+		live(dsSetting("write_timeout", kindDuration, "time allowed for one write to a peer",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.WriteTimeout }),
+			func(c *Config) any { return &c.WriteTimeout })),
 
-		dsSetting("heartbeat_sweep_interval", kindDuration, "interval between heartbeat sweeps",
+		live(dsSetting("heartbeat_sweep_interval", kindDuration, "interval between heartbeat sweeps",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.HeartbeatSweepInterval }),
-		dsSetting(keyIdleThreshold, kindDuration, "idle time before a peer is probed",
+			func(c *Config) any { return &c.HeartbeatSweepInterval })),
+		live(dsSetting(keyIdleThreshold, kindDuration, "idle time before a peer is probed",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.HeartbeatIdleThreshold }),
-		dsSetting(keyHardEvict, kindDuration, "idle time before a peer is evicted (>= idle threshold)",
+			func(c *Config) any { return &c.HeartbeatIdleThreshold })),
+		live(dsSetting(keyHardEvict, kindDuration, "idle time before a peer is evicted (>= idle threshold)",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.HeartbeatHardEvict }),
-		dsSetting("heartbeat_pong_wait", kindDuration, "time to wait for a probe answer",
+			func(c *Config) any { return &c.HeartbeatHardEvict })),
+		live(dsSetting("heartbeat_pong_wait", kindDuration, "time to wait for a probe answer",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.HeartbeatPongWait }),
+			func(c *Config) any { return &c.HeartbeatPongWait })),
 
 		healthHost,
 		dsSetting("health_check_port", kindInt, "ops HTTP listener port (0 = OS-assigned)",
@@ -637,18 +686,18 @@ func settingsTable() []setting {
 			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; not with tor_mode control",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.TorProxyProtocol }),
-		dsSetting("circuit_max_connections", kindInt, "open connections per Tor circuit (tor_proxy_protocol)",
+		live(dsSetting("circuit_max_connections", kindInt, "open connections per Tor circuit (tor_proxy_protocol)",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.CircuitMaxConnections }),
-		dsSetting("circuit_max_pending", kindInt, "connections per Tor circuit still handshaking (tor_proxy_protocol)",
+			func(c *Config) any { return &c.CircuitMaxConnections })),
+		live(dsSetting("circuit_max_pending", kindInt, "connections per Tor circuit still handshaking (tor_proxy_protocol)",
 			intsFrom(1), intIn(1, math.MaxInt),
-			func(c *Config) any { return &c.CircuitMaxPending }),
-		dsSetting("circuit_ban_after", kindInt, "abusive disconnects that ban a Tor circuit (tor_proxy_protocol; 0 = never ban)",
+			func(c *Config) any { return &c.CircuitMaxPending })),
+		live(dsSetting("circuit_ban_after", kindInt, "abusive disconnects that ban a Tor circuit (tor_proxy_protocol; 0 = never ban)",
 			"accepted values are integers >= 0 (0 = never ban)", intIn(0, math.MaxInt),
-			func(c *Config) any { return &c.CircuitBanAfter }),
-		dsSetting("circuit_ban_duration", kindDuration, "how long a circuit ban, and a strike towards one, lasts",
+			func(c *Config) any { return &c.CircuitBanAfter })),
+		live(dsSetting("circuit_ban_duration", kindDuration, "how long a circuit ban, and a strike towards one, lasts",
 			posDur, durIn(0, 0),
-			func(c *Config) any { return &c.CircuitBanDuration }),
+			func(c *Config) any { return &c.CircuitBanDuration })),
 
 		logLevel,
 		logFormat,

@@ -87,12 +87,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 	}
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
-	s.sweeper = liveness.New(s.reg, s.rt, liveness.Settings{
-		Sweep:     cfg.HeartbeatSweepInterval,
-		Idle:      cfg.HeartbeatIdleThreshold,
-		HardEvict: cfg.HeartbeatHardEvict,
-		PongWait:  cfg.HeartbeatPongWait,
-	}, log)
+	s.sweeper = liveness.New(s.reg, s.rt, heartbeatOf(&cfg), log)
 	s.setDirectory(cfg.Location)
 	return s, nil
 }

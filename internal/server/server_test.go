@@ -156,18 +156,33 @@ func TestReload(t *testing.T) {
 	next.HeartbeatSweepInterval = 5 * time.Second
 	next.Port = 9999        // needs a restart
 	next.Network = "signet" // needs a restart
-	changes, err := s.Reload(next)
+	changes, restart, err := s.Reload(next)
 	if err != nil {
 		t.Fatal(err)
 	}
 	keys := map[string]bool{}
-	for _, c := range changes {
+	for _, c := range append(changes, restart...) {
 		keys[c.Key] = true
 	}
 	for _, k := range []string{"motd", "max_peers", "message_rate_limit", "heartbeat_sweep_interval", "port", "network"} {
 		if !keys[k] {
-			t.Errorf("change of %s not reported: %v", k, changes)
+			t.Errorf("change of %s not reported: %v %v", k, changes, restart)
 		}
+	}
+	applied := map[string]bool{}
+	for _, c := range changes {
+		applied[c.Key] = true
+	}
+	for _, c := range restart {
+		if applied[c.Key] {
+			t.Errorf("%s reported both as changed and as needing a restart", c.Key)
+		}
+	}
+	if applied["port"] || applied["network"] || !applied["motd"] || len(restart) != 2 {
+		t.Errorf("changes %v, restart %v: want port and network (only) refused", changes, restart)
+	}
+	if got := s.Config(); got.MOTD != "new motd" || got.Network != "regtest" {
+		t.Errorf("Config() after reload: motd %q network %q", got.MOTD, got.Network)
 	}
 	c := s.conf()
 	if c.MOTD != "new motd" || c.MessageRateLimit != 42 || s.reg.Max() != 7 || s.sweeper.Settings().Sweep != 5*time.Second {
@@ -181,7 +196,7 @@ func TestReload(t *testing.T) {
 	}
 	bad := next
 	bad.MaxPeers = 0
-	if _, err := s.Reload(bad); err == nil || s.reg.Max() != 7 {
+	if _, _, err := s.Reload(bad); err == nil || s.reg.Max() != 7 {
 		t.Errorf("invalid reload applied: %v", err)
 	}
 }
