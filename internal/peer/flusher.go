@@ -21,8 +21,10 @@ import (
 // back when its queue is empty. Peers whose connection is not a socket (tests) always
 // use writer goroutines.
 type Flusher struct {
-	shards []flushShard
-	lag    time.Duration // Lag; tests shorten it
+	shards   []flushShard
+	lag      time.Duration  // Lag; tests shorten it
+	wg       sync.WaitGroup // shard goroutines and the writer goroutines of f's peers; see Close
+	handoffs atomic.Int64   // full sockets handed to a writer goroutine
 }
 
 // flushShard is one flushing goroutine's work list.
@@ -64,9 +66,23 @@ func (f *Flusher) add(p *Peer) {
 	s.running = true
 	s.mu.Unlock()
 	if start {
-		go s.run()
+		f.wg.Add(1)
+		go f.run(s)
 	}
 }
+
+// run is a shard goroutine, counted in f.wg.
+func (f *Flusher) run(s *flushShard) {
+	defer f.wg.Done()
+	s.run()
+}
+
+// Close waits for every goroutine f started: its shard goroutines and the writer
+// goroutines of the peers using f (see outq.go). They end by themselves
+// once their peers' queues are written or the peers are closed, so close the peers using
+// f, and stop whatever sends to them, before calling Close; f must not be given work
+// afterwards. The server's shutdown does so; Close is idempotent.
+func (f *Flusher) Close() { f.wg.Wait() }
 
 // Lag is how long a flush round may run before broadcasters help with it (see Help).
 const Lag = 10 * time.Millisecond

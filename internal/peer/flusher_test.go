@@ -12,6 +12,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
+	"go.uber.org/goleak"
 )
 
 // TestFlusherDeliversInOrder: broadcasts from several senders to several socket peers go
@@ -29,7 +30,7 @@ func TestFlusherDeliversInOrder(t *testing.T) {
 func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 	f := peer.NewFlusher(1)
 	f.SetLag(lag)
-	handoffs := peer.Handoffs()
+	handoffs := f.Handoffs()
 	const peers, senders, perSender = 4, 3, 400
 	body := strings.Repeat("f", 900)
 	type side struct {
@@ -73,7 +74,7 @@ func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 	errs := make(chan error, peers)
 	for i, sd := range sides {
 		go func() {
-			if i == 0 && !testkit.Poll(testkit.Timeout, func() bool { return peer.Handoffs() > handoffs }) {
+			if i == 0 && !testkit.Poll(testkit.Timeout, func() bool { return f.Handoffs() > handoffs }) {
 				errs <- fmt.Errorf("peer 0: no socket was handed to a writer goroutine within %v while nobody read it", testkit.Timeout)
 				return
 			}
@@ -104,7 +105,7 @@ func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 		}
 	}
 	wg.Wait()
-	if peer.Handoffs() == handoffs {
+	if f.Handoffs() == handoffs {
 		t.Error("the late reader's socket never filled: the hand-off to a writer goroutine was not exercised")
 	}
 	for i, sd := range sides {
@@ -185,4 +186,86 @@ func TestFlusherWriteError(t *testing.T) {
 	if got[0] != "x0\r\n" || got[49] != "x49\r\n" {
 		t.Fatalf("B got %q … %q", got[0], got[49])
 	}
+}
+
+// TestFlusherCloseWaitsForWriters: Close waits for a writer goroutine the flusher handed a
+// full socket to, and returns once its peer is closed; nothing the flusher started is
+// left running.
+func TestFlusherCloseWaitsForWriters(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	f := peer.NewFlusher(1)
+	srv, _ := tcpPair(t) // never read
+	_ = srv.SetWriteBuffer(4096)
+	p := peer.New(1, srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: time.Minute}, new(stats.Counters), slog.New(slog.DiscardHandler))
+	p.UseFlusher(f)
+	l := []byte(strings.Repeat("w", 4000) + "\r\n")
+	for range 500 { // 2 MB: far more than the socket buffers hold
+		p.Send(l)
+	}
+	testkit.Eventually(t, "the full socket handed to a writer goroutine", func() bool { return f.Handoffs() > 0 })
+	closed := make(chan struct{})
+	go func() { f.Close(); close(closed) }()
+	// The writer goroutine is blocked in a write for up to a minute: Close must not
+	// return meanwhile. (A bounded check that something does not happen, not a wait.)
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a writer goroutine was blocked in a write")
+	case <-time.After(50 * time.Millisecond):
+	}
+	p.Close(stats.CloseShutdown) // the write fails, the writer goroutine ends
+	select {
+	case <-closed:
+	case <-time.After(testkit.Timeout):
+		t.Fatalf("Close did not return within %v of the peer's close", testkit.Timeout)
+	}
+	goleak.VerifyNone(t, ignore)
+}
+
+// TestFlusherCloseLeavesNoGoroutine: after broadcasts and urgent lines to socket peers
+// through a flusher, closing the peers and then the flusher leaves no goroutine behind.
+func TestFlusherCloseLeavesNoGoroutine(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	f := peer.NewFlusher(2)
+	const peers, n = 6, 300
+	ps := make([]*peer.Peer, peers)
+	read := make(chan error, peers)
+	for i := range ps {
+		srv, cli := tcpPair(t)
+		ps[i] = peer.New(uint64(i), srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 10 * time.Second}, new(stats.Counters), slog.New(slog.DiscardHandler))
+		ps[i].UseFlusher(f)
+		go func() {
+			rd := bufio.NewReader(cli)
+			for range 2 * n {
+				if _, err := rd.ReadString('\n'); err != nil {
+					read <- err
+					return
+				}
+			}
+			read <- nil
+		}()
+	}
+	l := []byte(strings.Repeat("c", 500) + "\r\n")
+	for range n {
+		for _, p := range ps {
+			p.Send(l)
+			p.SendUrgent(l)
+		}
+		f.Help()
+	}
+	for range peers {
+		select {
+		case err := <-read:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(testkit.Timeout):
+			t.Fatalf("lines not delivered within %v", testkit.Timeout)
+		}
+	}
+	for _, p := range ps {
+		p.Close(stats.CloseShutdown)
+	}
+	f.Close()
+	f.Close() // idempotent
+	goleak.VerifyNone(t, ignore)
 }

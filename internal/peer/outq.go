@@ -48,6 +48,11 @@ package peer
 // write's rest goes back in front); an open peer with queued lines has writer or inIO set,
 // so someone will write them (except between a flush's write error and its Close).
 //
+// Goroutines: a Flusher's shard goroutines and the writer goroutines of its peers are
+// started on demand, end when their work is done or their peer is closed, and are counted
+// by the Flusher: Flusher.Close waits for all of them. (A peer without a Flusher, in
+// tests, starts uncounted writer goroutines.)
+//
 // Lock order on the send path: registry.mu → peer.mu → flushShard.mu. The registry
 // sends the welcome under registry.mu; Send takes p.mu, releases it, then may take a
 // shard's mu (Flusher.add) or close the peer. peer.mu and flushShard.mu are never held
@@ -57,7 +62,6 @@ import (
 	"errors"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -72,6 +76,15 @@ func (p *Peer) startWriter() {
 	if p.fl != nil && p.raw != nil {
 		p.fl.add(p)
 		return
+	}
+	p.goWriteLoop()
+}
+
+// goWriteLoop starts a writer goroutine. A peer with a Flusher has it counted there, so
+// Flusher.Close waits for it.
+func (p *Peer) goWriteLoop() {
+	if p.fl != nil {
+		p.fl.wg.Add(1)
 	}
 	go p.writeLoop()
 }
@@ -150,7 +163,7 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	p.mu.Unlock()
 	switch {
 	case start && len(rest) > 0:
-		go p.writeLoop() // the socket is full: wait for it under the write deadline
+		p.goWriteLoop() // the socket is full: wait for it under the write deadline
 	case start:
 		p.startWriter()
 	}
@@ -171,6 +184,9 @@ const writeChunk = 64 << 10
 // writeLoop drains the queue with vectored writes and exits when the queue is empty, so an
 // idle peer holds no writer goroutine.
 func (p *Peer) writeLoop() {
+	if p.fl != nil {
+		defer p.fl.wg.Done()
+	}
 	for {
 		batch := p.takeBatch()
 		if batch == nil {
@@ -287,8 +303,8 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 			p.queue = append(rest, p.queue...)
 			p.releaseBatchLocked(batch)
 			p.mu.Unlock()
-			handoffs.Add(1)
-			go p.writeLoop()
+			p.fl.handoffs.Add(1)
+			p.goWriteLoop()
 			return false
 		}
 		p.releaseBatchLocked(batch)
@@ -296,9 +312,6 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 	}
 	return true
 }
-
-// handoffs counts peers the flusher handed to a writer goroutine (tests read it).
-var handoffs atomic.Int64
 
 // maxIovec is the most buffers one writev takes (Linux IOV_MAX).
 const maxIovec = 1024
