@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -277,8 +276,9 @@ func TestIdleEntriesBounded(t *testing.T) {
 func TestConcurrent(t *testing.T) {
 	tb := NewTable(DefaultMaxIdle)
 	big := Limits{MaxConns: 1000, MaxPending: 1000, BanAfter: 1000, BanFor: time.Minute}
-	c1, c2 := config.Default(), config.Default()
-	c2.MessageRateLimit = 1
+	c1 := limits.Rates{Messages: 500, Burst: 1000, GetPeerlist: 3, Orderbook: 3} // the defaults
+	c2 := c1
+	c2.Messages = 1
 	var wg sync.WaitGroup
 	for i := range 64 {
 		wg.Add(1)
@@ -292,11 +292,11 @@ func TestConcurrent(t *testing.T) {
 			}
 			tb.Handshaked(c)
 			for j := range 100 {
-				cfg := &c1
+				r := c1
 				if j%2 == 1 {
-					cfg = &c2
+					r = c2
 				}
-				c.Buckets().Use(cfg, now)
+				c.Buckets().Use(r, now)
 				c.Buckets().Allow(limits.Messages, now)
 			}
 			tb.Release(c, stats.CloseMalformed, now, big)
@@ -314,11 +314,10 @@ func TestConcurrent(t *testing.T) {
 func TestBucketsShared(t *testing.T) {
 	tb := NewTable(DefaultMaxIdle)
 	now := time.Unix(1e9, 0)
-	cfg := config.Default()
-	cfg.MessageBurstLimit, cfg.MessageRateLimit = 3, 0.001
+	cfg := limits.Rates{Messages: 0.001, Burst: 3, GetPeerlist: 3, Orderbook: 3}
 	a, b := mustOpen(t, tb, tor(3), now), mustOpen(t, tb, tor(3), now)
-	a.Buckets().Use(&cfg, now)
-	b.Buckets().Use(&cfg, now)
+	a.Buckets().Use(cfg, now)
+	b.Buckets().Use(cfg, now)
 	got := 0
 	for range 3 {
 		for _, c := range []*Client{a, b} {
@@ -335,8 +334,8 @@ func TestBucketsShared(t *testing.T) {
 	}
 	// A reload that raises the burst applies to the shared bucket.
 	more := cfg
-	more.MessageBurstLimit = 10
-	a.Buckets().Use(&more, now)
+	more.Burst = 10
+	a.Buckets().Use(more, now)
 	if !b.Buckets().Allow(limits.Messages, now.Add(time.Hour)) {
 		t.Fatal("the new burst did not reach the other connection")
 	}

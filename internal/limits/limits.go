@@ -1,5 +1,6 @@
 // Package limits holds a client's rate limits: its token buckets and its count of
-// refused messages (violations). The connections of one client share one Buckets.
+// refused messages (violations). The connections of one client share one Buckets. It
+// takes plain numbers (Rates) and knows nothing of where they come from.
 package limits
 
 import (
@@ -8,30 +9,33 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
-
-	"github.com/jm-directory/jm-directory-server/internal/config"
 )
+
+// Rates are the sizes of a client's buckets.
+type Rates struct {
+	Messages    float64 // lines per second after the handshake, > 0
+	Burst       int     // lines allowed at once, >= 1
+	GetPeerlist int     // GETPEERLIST requests per minute, also their burst, >= 1
+	Orderbook   int     // public !orderbook requests per minute, also their burst, >= 1
+}
 
 // Buckets are a client's token buckets, shared by its connections' read loops.
 type Buckets struct {
 	mu         sync.Mutex
-	cfg        atomic.Pointer[config.Config] // the configuration the buckets were set from
+	rates      Rates // what the buckets were set from; guarded by mu
 	msgs       *rate.Limiter
 	getPeers   *rate.Limiter
 	orderbooks *rate.Limiter
 	violations atomic.Int64
 }
 
-// Use brings the buckets up to date with c: call it before taking tokens, with the
-// current configuration (it is cheap when nothing changed). Buckets keep their level
-// across a change of rates.
-func (b *Buckets) Use(c *config.Config, now time.Time) {
-	if b.cfg.Load() == c {
-		return
-	}
+// Use brings the buckets up to date with r: call it before the first token is taken
+// and again whenever the rates may have changed (it does nothing when they have not).
+// Buckets keep their level across a change of rates.
+func (b *Buckets) Use(r Rates, now time.Time) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.cfg.Load() == c {
+	if b.msgs != nil && b.rates == r {
 		return
 	}
 	set := func(l **rate.Limiter, r rate.Limit, burst int) {
@@ -42,10 +46,10 @@ func (b *Buckets) Use(c *config.Config, now time.Time) {
 		(*l).SetLimitAt(now, r)
 		(*l).SetBurstAt(now, burst)
 	}
-	set(&b.msgs, rate.Limit(c.MessageRateLimit), c.MessageBurstLimit)
-	set(&b.getPeers, perMinute(c.GetPeerlistPerMinute), c.GetPeerlistPerMinute)
-	set(&b.orderbooks, perMinute(c.OrderbookPerMinute), c.OrderbookPerMinute)
-	b.cfg.Store(c)
+	set(&b.msgs, rate.Limit(r.Messages), r.Burst)
+	set(&b.getPeers, perMinute(r.GetPeerlist), r.GetPeerlist)
+	set(&b.orderbooks, perMinute(r.Orderbook), r.Orderbook)
+	b.rates = r
 }
 
 // perMinute is the rate of n events per minute.

@@ -3,6 +3,7 @@ package server
 import (
 	"github.com/jm-directory/jm-directory-server/internal/circuit"
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
 )
 
@@ -44,4 +45,10 @@ func heartbeatOf(c *config.Config) liveness.Settings {
 func circuitLimits(c *config.Config) circuit.Limits {
 	return circuit.Limits{MaxConns: c.CircuitMaxConnections, MaxPending: c.CircuitMaxPending,
 		BanAfter: c.CircuitBanAfter, BanFor: c.CircuitBanDuration}
+}
+
+// ratesOf returns the per-client rate limits of a configuration.
+func ratesOf(c *config.Config) limits.Rates {
+	return limits.Rates{Messages: c.MessageRateLimit, Burst: c.MessageBurstLimit,
+		GetPeerlist: c.GetPeerlistPerMinute, Orderbook: c.OrderbookPerMinute}
 }

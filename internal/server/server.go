@@ -539,7 +539,7 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *limits.Buckets) 
 		s.ctr.BytesIn.Add(uint64(len(line)))
 		c := s.conf()
 		if c != lim.cfg {
-			lim.b.Use(c, now)
+			lim.b.Use(ratesOf(c), now)
 			lim.cfg = c
 		}
 		if !s.admit(p, &lim, limits.Messages, stats.DropRateLimited, now) {
