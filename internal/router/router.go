@@ -193,8 +193,11 @@ const burstWindow = 20 * time.Millisecond
 // departures batches ";D" notices during a burst.
 type departures struct {
 	mu      sync.Mutex
-	pending [][]byte // EntryLeft of peers that left while the window was open
-	open    bool     // a departure was announced less than burstWindow ago
+	pending [][]byte       // EntryLeft of peers that left while the window was open
+	open    bool           // a departure was announced less than burstWindow ago
+	timer   *time.Timer    // closes the open window (runs flushDepartures); nil when none is armed
+	closed  bool           // Close was called: no timer is armed any more
+	armed   sync.WaitGroup // an armed timer, from arming until its flushDepartures returns
 }
 
 // Left tells every registered peer that p has left: "nick;location;D", followed by the
@@ -209,26 +212,53 @@ func (r *Router) Left(p *peer.Peer) int {
 		r.dep.mu.Unlock()
 		return 0
 	}
-	r.dep.open = true
+	if !r.dep.closed {
+		r.dep.open = true
+		r.armLocked()
+	}
 	r.dep.mu.Unlock()
-	time.AfterFunc(burstWindow, r.flushDepartures)
 	return r.announceLeft([][]byte{p.EntryLeft})
+}
+
+// armLocked starts the timer that closes the departure window.
+func (r *Router) armLocked() {
+	r.dep.armed.Add(1)
+	r.dep.timer = time.AfterFunc(burstWindow, r.flushDepartures)
 }
 
 // flushDepartures announces the departures collected during the window, and keeps the
 // window open while departures keep coming.
 func (r *Router) flushDepartures() {
+	defer r.dep.armed.Done()
 	r.dep.mu.Lock()
 	batch := r.dep.pending
 	r.dep.pending = nil
-	if len(batch) == 0 {
+	r.dep.timer = nil
+	if len(batch) == 0 || r.dep.closed {
 		r.dep.open = false
-		r.dep.mu.Unlock()
-		return
+	} else {
+		r.armLocked()
 	}
 	r.dep.mu.Unlock()
-	time.AfterFunc(burstWindow, r.flushDepartures)
-	r.announceLeft(batch)
+	if len(batch) > 0 {
+		r.announceLeft(batch)
+	}
+}
+
+// Close stops the departure window's timer and waits for its callback if it is already
+// running: after Close the router has no goroutine running or scheduled. Departures
+// still waiting in an open window are not announced (Close is for shutdown, when every
+// peer is closed); later departures are announced at once. Close is idempotent.
+func (r *Router) Close() {
+	r.dep.mu.Lock()
+	r.dep.closed = true
+	if r.dep.timer != nil && r.dep.timer.Stop() {
+		r.dep.armed.Done() // its flushDepartures will not run
+		r.dep.open, r.dep.pending = false, nil
+	}
+	r.dep.timer = nil
+	r.dep.mu.Unlock()
+	r.dep.armed.Wait()
 }
 
 // announceLeft sends the ";D" entries to every registered peer, as few lines as fit.

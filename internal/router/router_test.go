@@ -687,3 +687,34 @@ func TestLeftBurst(t *testing.T) {
 		peertest.EqualLines(t, "watcher after the burst", watcher.Recv(), []string{peertest.Peerlist(peertest.NickTaker + ";NOT-SERVING-ONION;D" + dn)})
 	})
 }
+
+// TestCloseStopsDepartureTimer: Close stops the timer of an open departure window, so
+// nothing runs after it; the departures collected in the window are not announced (every
+// peer is closed at shutdown), and a departure after Close is announced at once.
+func TestCloseStopsDepartureTimer(t *testing.T) {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		watcher := h.Add(peertest.NickOther, peertest.NotServing)
+		first := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		second := h.Add(peertest.NickTaker, peertest.NotServing)
+		dn := "," + peertest.NickDN + ";" + peertest.DNLoc
+		h.Reg.Remove(first.P)
+		if n := h.Rt.Left(first.P); n != 2 { // announced at once; the window opens
+			t.Fatalf("first Left returned %d", n)
+		}
+		h.Reg.Remove(second.P)
+		if n := h.Rt.Left(second.P); n != 0 { // collected in the window
+			t.Fatalf("Left inside the window returned %d", n)
+		}
+		h.Rt.Close()
+		h.Rt.Close()            // idempotent
+		time.Sleep(time.Second) // virtual time: a timer left armed would fire
+		peertest.EqualLines(t, "watcher", watcher.Recv(), []string{peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc + ";D" + dn)})
+
+		last := h.Add("J5lastaftercl0se", peertest.NotServing)
+		h.Reg.Remove(last.P)
+		if n := h.Rt.Left(last.P); n != 1 {
+			t.Fatalf("Left after Close returned %d, want 1 (at once)", n)
+		}
+		peertest.EqualLines(t, "watcher after Close", watcher.Recv(), []string{peertest.Peerlist("J5lastaftercl0se;NOT-SERVING-ONION;D" + dn)})
+	})
+}
