@@ -20,6 +20,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -61,6 +62,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	level := new(slog.LevelVar)
 	level.Set(cfg.SlogLevel())
 	log := newLogger(cfg.LogFormat, level, stderr)
+	warnUnknown(log, "", cfg)
 	id, created, err := jm.LoadOrCreateIdentity(cfg.DataDir)
 	if err != nil {
 		log.Error("cannot load the directory identity", "err", err)
@@ -187,6 +189,7 @@ func reload(opts config.Options, srv *server.Server, level *slog.LevelVar, log *
 		return
 	}
 	level.Set(srv.Config().SlogLevel())
+	warnUnknown(log, "reload: ", next)
 	for _, c := range changes {
 		log.Info("reload: setting changed", "key", c.Key, "old", c.Old, "new", c.New)
 	}
@@ -199,6 +202,15 @@ func reload(opts config.Options, srv *server.Server, level *slog.LevelVar, log *
 	}
 	if len(changes) == 0 && len(restart) == 0 {
 		log.Info("reload: no changes")
+	}
+}
+
+// warnUnknown logs, in one line, the keys in config.toml's [directory_server] and the
+// environment variables with this server's prefixes that no setting uses: a typo there
+// would otherwise go unnoticed.
+func warnUnknown(log *slog.Logger, prefix string, cfg config.Config) {
+	if unknown := cfg.UnknownKeys(); len(unknown) > 0 {
+		log.Warn(prefix+"unknown settings ignored", "keys", strings.Join(unknown, ", "))
 	}
 }
 

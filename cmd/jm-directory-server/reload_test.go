@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,5 +61,45 @@ func TestReloadLog(t *testing.T) {
 	reload(opts, srv, level, log)
 	if got := strings.TrimSpace(out.String()); strings.Contains(got, "setting changed") || !strings.Contains(got, "keys=[network]") {
 		t.Errorf("second reload logged:\n%s", got)
+	}
+}
+
+// TestUnknownKeysWarned: at start, one WARN line lists the config.toml keys and the
+// prefixed environment variables that no setting uses. The listen port is taken, so run
+// returns right after the warning.
+func TestUnknownKeysWarned(t *testing.T) {
+	home := t.TempDir()
+	dataDir := filepath.Join(home, ".joinmarket-ng")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	toml := "[directory_server]\nmax_peerz = 5\nmotd = \"hi\"\n"
+	if err := os.WriteFile(filepath.Join(dataDir, "config.toml"), []byte(toml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	t.Setenv("HOME", home)
+	t.Setenv("PORT", port)
+	t.Setenv("DIRECTORY_SERVER__PROT", "6000")
+	t.Setenv("LOGGING__LEVLE", "DEBUG")
+	var out, errOut strings.Builder
+	if code := run(nil, &out, &errOut); code != 1 {
+		t.Fatalf("exit %d, want 1 (port taken): %s", code, errOut.String())
+	}
+	want := `level=WARN msg="unknown settings ignored" keys="directory_server.max_peerz (config.toml), DIRECTORY_SERVER__PROT (environment), LOGGING__LEVLE (environment)"`
+	var warns []string
+	for _, l := range strings.Split(errOut.String(), "\n") {
+		if strings.Contains(l, "level=WARN") {
+			_, rest, _ := strings.Cut(l, " ") // drop time=…
+			warns = append(warns, rest)
+		}
+	}
+	if len(warns) != 1 || warns[0] != want {
+		t.Fatalf("WARN lines %q\nwant one: %s\nlog:\n%s", warns, want, errOut.String())
 	}
 }

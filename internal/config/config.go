@@ -122,6 +122,7 @@ type loadInfo struct {
 	configFile  string            // path of the config file considered
 	configFound bool              // whether it existed and was read
 	ignored     []string          // unknown [directory_server] keys, "directory_server.k"
+	unknownEnv  []string          // variables with a nested prefix that name no setting, "NAME (source)"
 }
 
 // origin tells where one setting's value came from.
@@ -327,6 +328,9 @@ func (c Config) Describe() string {
 	if ign := c.IgnoredKeys(); len(ign) > 0 {
 		fmt.Fprintf(&b, "# ignored: %s\n", strings.Join(ign, ", "))
 	}
+	if c.info != nil && len(c.info.unknownEnv) > 0 {
+		fmt.Fprintf(&b, "# ignored environment: %s\n", strings.Join(c.info.unknownEnv, ", "))
+	}
 	return b.String()
 }
 
@@ -358,6 +362,24 @@ func (c Config) IgnoredKeys() []string {
 		return nil
 	}
 	return append([]string(nil), c.info.ignored...)
+}
+
+// UnknownKeys returns what Load found that no setting uses, for one warning at start:
+// the unknown keys of [directory_server] in the config file, as "directory_server.key
+// (config.toml)" (IgnoredKeys: typos, and joinmarket-ng keys this server does not use),
+// then the variables of the environment and of .env that carry one of this server's
+// nested prefixes (DIRECTORY_SERVER__, NETWORK_CONFIG__, LOGGING__) but name no
+// setting, as "NAME (environment)" or "NAME (.env)". The result is a fresh slice; nil
+// when there is nothing to report or the Config is not from Load.
+func (c Config) UnknownKeys() []string {
+	if c.info == nil {
+		return nil
+	}
+	var out []string
+	for _, k := range c.info.ignored {
+		out = append(out, k+" ("+SourceTOML+")")
+	}
+	return append(out, c.info.unknownEnv...)
 }
 
 // recorded returns the origin Load recorded for key if the current value v

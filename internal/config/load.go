@@ -101,6 +101,7 @@ func Load(opts Options) (Config, error) {
 		l.info.origins["log_format"] = origin{source: SourceFlag, name: "--log-json", shown: "true", value: formatValue("json")}
 	}
 
+	l.info.unknownEnv = unknownEnv(table, l.env, l.dotenv)
 	c.info = l.info
 	if err := c.Validate(); err != nil {
 		return Config{}, err
@@ -270,6 +271,45 @@ func (l *loader) readConfigFile(dataDir string, table []setting) error {
 	}
 	sort.Strings(l.info.ignored)
 	return nil
+}
+
+// unknownEnv lists the variables of the layers that start with one of the nested
+// prefixes the settings use (DIRECTORY_SERVER__, NETWORK_CONFIG__, LOGGING__) but name
+// no setting, each as "NAME (source)", in layer order, sorted within a layer. Flat
+// names (PORT) are not checked: nothing tells a typo from another program's variable.
+func unknownEnv(table []setting, layers ...*envLayer) []string {
+	known := map[string]bool{}
+	var prefixes []string
+	for _, s := range table {
+		for _, n := range s.env {
+			n = strings.ToUpper(n)
+			known[n] = true
+			if i := strings.Index(n, "__"); i > 0 && !slices.Contains(prefixes, n[:i+2]) {
+				prefixes = append(prefixes, n[:i+2])
+			}
+		}
+	}
+	var out []string
+	for _, layer := range layers {
+		if layer == nil {
+			continue
+		}
+		var found []string
+		for up, e := range layer.vars {
+			if known[up] {
+				continue
+			}
+			for _, p := range prefixes {
+				if strings.HasPrefix(up, p) {
+					found = append(found, e.name+" ("+layer.source+")")
+					break
+				}
+			}
+		}
+		sort.Strings(found)
+		out = append(out, found...)
+	}
+	return out
 }
 
 // section returns the table [name] of the config file.
