@@ -191,7 +191,12 @@ func localLocation(a net.Addr) string {
 	return net.JoinHostPort(host, fmt.Sprint(ta.Port))
 }
 
-// shutdown closes every connection and waits (at most a few seconds) for the goroutines.
+// shutdown closes every connection, then waits for every goroutine the server started:
+// the accept, read-loop and heartbeat goroutines (s.wg), then the router's ";D" window
+// timer, then the flusher's shard and writer goroutines. Closing the connections ends
+// them all: reads and writes fail at once, and the longest other wait is a nick check's
+// (NickCheckTimeout, then at most 5 s for the old owner's departure). So the wait has no
+// deadline of its own; a warning is logged if it takes longer than 4 s.
 func (s *Server) shutdown() {
 	s.mu.Lock()
 	s.closing = true
@@ -204,12 +209,19 @@ func (s *Server) shutdown() {
 		p.Close(stats.CloseShutdown)
 	}
 	done := make(chan struct{})
-	go func() { s.wg.Wait(); close(done) }()
+	go func() {
+		s.wg.Wait()       // nothing reads, sends or departs any more
+		s.rt.Close()      // no departure window left open
+		s.flusher.Close() // every peer is closed: its goroutines end
+		close(done)
+	}()
 	select {
 	case <-done:
+		return
 	case <-time.After(4 * time.Second):
-		s.log.Warn("shutdown: connections still closing")
+		s.log.Warn("shutdown: goroutines still running after 4s; waiting for them")
 	}
+	<-done
 }
 
 // Listening reports whether Serve is accepting connections.
