@@ -44,9 +44,10 @@ package peer
 //
 // Invariants: at most one goroutine writes to the socket (inIO is set only by whoever
 // finds it false under p.mu); at most one drainer (writer is set only by whoever finds it
-// false, and cleared only by the drainer: takeBatch, or flush on a write error); lines reach the socket in queue order (a partial
-// write's rest goes back in front); an open peer with queued lines has writer or inIO set,
-// so someone will write them (except between a flush's write error and its Close).
+// false, and cleared only by the drainer: takeBatch, or flush on a write error); lines
+// reach the socket in queue order (a partial write's rest goes back in front); an open
+// peer with queued lines has writer or inIO set, so someone will write them (except
+// between a flush's write error and its Close).
 //
 // Goroutines: a Flusher's shard goroutines and the writer goroutines of its peers are
 // started on demand, end when their work is done or their peer is closed, and are counted
