@@ -17,7 +17,7 @@ import (
 var schedClasses = []struct{ name, fn string }{
 	{"read_loop", "internal/server.(*Server).readLoop"},
 	{"writer", "internal/peer.(*Peer).writeLoop"},
-	{"flusher", "internal/peer.(*flushShard).run"},
+	{"flusher", "internal/peer.(*Flusher).run"},
 }
 
 // runSched reads a Go runtime execution trace (from the directory's
