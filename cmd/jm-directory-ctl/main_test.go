@@ -16,9 +16,9 @@ import (
 	"testing"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
 )
 
 const (
@@ -82,7 +82,7 @@ func oneLine(t *testing.T, s string) string {
 // TestLive runs health and status against a live directory with a maker and a taker.
 func TestLive(t *testing.T) {
 	t.Parallel()
-	l := testdir.Start(t, nil, discard)
+	l := dirtest.Start(t, nil, discard)
 	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
 	l.Join(t, makerNick, makerLoc, nil)
 	l.Join(t, takerNick, takerLoc, nil)
@@ -201,7 +201,7 @@ func TestLive(t *testing.T) {
 // TestUnhealthyAtCapacity: a directory holding max_peers peers is unhealthy.
 func TestUnhealthyAtCapacity(t *testing.T) {
 	t.Parallel()
-	l := testdir.Start(t, func(c *config.Config) { c.MaxPeers = 2 }, discard)
+	l := dirtest.Start(t, func(c *config.Config) { c.MaxPeers = 2 }, discard)
 	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
 	env := environ(t)
 	if code, out, errs := ctl(env, "--port", port, "health"); code != 0 {
@@ -232,7 +232,7 @@ func TestUnhealthyAtCapacity(t *testing.T) {
 // TestUnhealthyShuttingDown: once the server's context is cancelled it is unhealthy.
 func TestUnhealthyShuttingDown(t *testing.T) {
 	t.Parallel()
-	l := testdir.Start(t, nil, discard)
+	l := dirtest.Start(t, nil, discard)
 	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
 	l.Join(t, makerNick, makerLoc, nil)
 	l.Join(t, takerNick, takerLoc, nil)
@@ -294,7 +294,7 @@ func TestTimeout(t *testing.T) {
 // TestToken covers a token-protected /status: every way of passing the token.
 func TestToken(t *testing.T) {
 	t.Parallel()
-	l := testdir.Start(t, nil, discard)
+	l := dirtest.Start(t, nil, discard)
 	port := serveOps(t, l.Srv, ops.Options{Addr: "0.0.0.0:0", Token: testToken})
 
 	// The server generates a token into its data dir when none is configured.

@@ -22,8 +22,8 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
@@ -51,7 +51,7 @@ func get(t *testing.T, h http.Handler, path, token string) *httptest.ResponseRec
 // TestStatusKeys is the golden test: /status has exactly joinmarket-ng's keys, in its
 // order, followed by this server's extras.
 func TestStatusKeys(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	d.Join(t, makerNick, "127.0.0.1:27102", features)
 	d.Join(t, takerNick, "NOT-SERVING-ONION", features)
 	op, err := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
@@ -143,7 +143,7 @@ func health(t *testing.T, h http.Handler) (int, HealthResponse) {
 
 // TestHealthTransitions: starting, healthy, at capacity, healthy again, shutting down.
 func TestHealthTransitions(t *testing.T) {
-	d := testdir.New(t, func(c *config.Config) { c.MaxPeers = 1 }, discard)
+	d := dirtest.New(t, func(c *config.Config) { c.MaxPeers = 1 }, discard)
 	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if code, hr := health(t, op.Handler()); code != 503 || hr.Status != "unhealthy" || hr.Reason != "not listening" {
 		t.Fatalf("before start: %d %+v", code, hr)
@@ -169,7 +169,7 @@ func TestHealthTransitions(t *testing.T) {
 // TestMetrics: /metrics parses with the Prometheus text parser, carries our families,
 // and no nick or onion appears anywhere in it.
 func TestMetrics(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	m, _ := d.Join(t, makerNick, "127.0.0.1:27102", features)
 	d.Join(t, takerNick, "NOT-SERVING-ONION", features)
 	fmt.Fprintf(m, `{"type": 687, "line": "%s!PUBLIC!sw0reloffer 0 27300 1000000 0 0.0002"}`+"\r\n", makerNick)
@@ -275,7 +275,7 @@ next:
 // TestCircuits: with tor_proxy_protocol the rate limiter is keyed by circuit, and
 // /status and /metrics count circuits and bans without naming any.
 func TestCircuits(t *testing.T) {
-	d := testdir.Start(t, func(c *config.Config) { c.TorProxyProtocol, c.CircuitBanAfter = true, 1 }, discard)
+	d := dirtest.Start(t, func(c *config.Config) { c.TorProxyProtocol, c.CircuitBanAfter = true, 1 }, discard)
 	dial := func(gid int) net.Conn {
 		conn, err := net.Dial("tcp", d.Addr)
 		if err != nil {
@@ -285,9 +285,9 @@ func TestCircuits(t *testing.T) {
 		fmt.Fprintf(conn, "PROXY TCP6 fc00:dead:beef:4dad::%x:%x ::1 1 5222\r\n", gid>>16, gid&0xffff)
 		return conn
 	}
-	testdir.Handshake(t, dial(4242), makerNick, "127.0.0.1:27102", d.Network, features)
+	dirtest.Handshake(t, dial(4242), makerNick, "127.0.0.1:27102", d.Network, features)
 	bad := dial(4343)
-	testdir.Handshake(t, bad, takerNick, "NOT-SERVING-ONION", d.Network, features)
+	dirtest.Handshake(t, bad, takerNick, "NOT-SERVING-ONION", d.Network, features)
 	fmt.Fprint(bad, "garbage\r\n")
 	testkit.Eventually(t, "the ban", func() bool { return d.Srv.Status(false).Circuits.Bans == 1 })
 
@@ -330,7 +330,7 @@ func TestCircuits(t *testing.T) {
 // TestOnionState: with an onion, /status ends with its state and /metrics says whether
 // it is published; without one neither appears (TestStatusKeys, TestMetrics).
 func TestOnionState(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if _, ok := parseMetrics(t, op)["jm_directory_onion_published"]; ok {
 		t.Fatal("onion_published without an onion")
@@ -369,7 +369,7 @@ func parseMetrics(t *testing.T, op *Ops) map[string]*dto.MetricFamily {
 // TestTokenOnNonLoopback: on a non-loopback bind the stream, /status and /metrics need
 // the bearer token; /health does not; on loopback nothing does.
 func TestTokenOnNonLoopback(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	dir := t.TempDir()
 	op, err := New(d.Srv, Options{Addr: "0.0.0.0:8080", DataDir: dir}, discard)
 	if err != nil {
@@ -434,7 +434,7 @@ func TestIsLoopback(t *testing.T) {
 }
 
 func TestPprofOnlyWhenEnabled(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	off, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	if get(t, off.Handler(), "/debug/pprof/", "").Code != 404 {
 		t.Error("pprof served without the flag")
@@ -447,7 +447,7 @@ func TestPprofOnlyWhenEnabled(t *testing.T) {
 
 // TestEventStream: the first event carries the history; later ones come from Run.
 func TestEventStream(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
 	op.History().Add(Sample{T: 1, Peers: 7})
 	ts := httptest.NewServer(op.Handler())
@@ -516,7 +516,7 @@ func TestHistoryRing(t *testing.T) {
 }
 
 func TestTokenFileProblems(t *testing.T) {
-	d := testdir.Start(t, nil, discard)
+	d := dirtest.Start(t, nil, discard)
 	if _, err := New(d.Srv, Options{Addr: "0.0.0.0:1"}, discard); err == nil {
 		t.Error("no data dir and no token: must fail")
 	}

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
@@ -47,7 +47,7 @@ func (s *syncBuffer) String() string {
 }
 
 type circuitDir struct {
-	*testdir.Dir
+	*dirtest.Dir
 	t   *testing.T
 	log *syncBuffer
 }
@@ -55,7 +55,7 @@ type circuitDir struct {
 func startCircuitDir(t *testing.T, adjust func(*config.Config)) circuitDir {
 	buf := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	d := testdir.Start(t, func(c *config.Config) {
+	d := dirtest.Start(t, func(c *config.Config) {
 		c.TorProxyProtocol = true
 		c.HandshakeTimeout = 2 * time.Second
 		if adjust != nil {
@@ -68,7 +68,7 @@ func startCircuitDir(t *testing.T, adjust func(*config.Config)) circuitDir {
 // dial connects and writes header (if any) and then rest in one write, as tor does.
 func (d circuitDir) dial(header, rest string) net.Conn {
 	d.t.Helper()
-	conn, err := net.DialTimeout("tcp", d.Addr, testdir.Timeout)
+	conn, err := net.DialTimeout("tcp", d.Addr, dirtest.Timeout)
 	if err != nil {
 		d.t.Fatal(err)
 	}
@@ -83,13 +83,13 @@ func (d circuitDir) dial(header, rest string) net.Conn {
 func (d circuitDir) join(gid uint32, nick string) (net.Conn, *bufio.Reader) {
 	d.t.Helper()
 	conn := d.dial(torHeader(gid), "")
-	return conn, testdir.Handshake(d.t, conn, nick, "NOT-SERVING-ONION", d.Network, nil)
+	return conn, dirtest.Handshake(d.t, conn, nick, "NOT-SERVING-ONION", d.Network, nil)
 }
 
 // refused asserts that the directory closes conn without sending a byte.
 func (d circuitDir) refused(conn net.Conn, what string) {
 	d.t.Helper()
-	_ = conn.SetReadDeadline(time.Now().Add(testdir.Timeout))
+	_ = conn.SetReadDeadline(time.Now().Add(dirtest.Timeout))
 	b := make([]byte, 512)
 	n, err := conn.Read(b)
 	var ne net.Error
@@ -119,9 +119,9 @@ func TestProxyHeaderRequired(t *testing.T) {
 	d.closes(stats.CloseProxyHeader, 3)
 	// The header and the handshake arriving in one segment, as from tor.
 	conn := d.dial(torHeader(7), "")
-	testdir.Handshake(t, conn, nick("ok7"), "NOT-SERVING-ONION", d.Network, nil)
+	dirtest.Handshake(t, conn, nick("ok7"), "NOT-SERVING-ONION", d.Network, nil)
 	conn = d.dial("PROXY UNKNOWN\r\n", "")
-	testdir.Handshake(t, conn, nick("unknown"), "NOT-SERVING-ONION", d.Network, nil)
+	dirtest.Handshake(t, conn, nick("unknown"), "NOT-SERVING-ONION", d.Network, nil)
 	if st := d.Srv.Status(false); st.Peers != 2 || st.Circuits.Connected != 1 {
 		t.Fatalf("peers %d circuits %+v", st.Peers, st.Circuits)
 	}
@@ -146,7 +146,7 @@ func TestCircuitCaps(t *testing.T) {
 		return d.Srv.Status(false).Circuits.Connected == 3
 	})
 	d.refused(d.dial(torHeader(3), ""), "second handshaking connection on circuit 3")
-	testdir.Handshake(t, pending, nick("three1"), "NOT-SERVING-ONION", d.Network, nil)
+	dirtest.Handshake(t, pending, nick("three1"), "NOT-SERVING-ONION", d.Network, nil)
 	d.join(3, nick("three2"))
 	d.closes(stats.CloseCircuitCap, 2)
 	if st := d.Srv.Status(false); st.Peers != 5 || st.Circuits.Connected != 3 {
@@ -195,7 +195,7 @@ func TestCircuitBan(t *testing.T) {
 	if _, err := io.WriteString(keep, `{"type": 791, "line": ""}`+"\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	_ = keep.SetReadDeadline(time.Now().Add(testdir.Timeout))
+	_ = keep.SetReadDeadline(time.Now().Add(dirtest.Timeout))
 	for {
 		line, err := keepR.ReadString('\n')
 		if err != nil {

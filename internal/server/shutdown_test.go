@@ -9,7 +9,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -20,7 +20,7 @@ import (
 // the connections' goroutines, stopped the router's timer and closed the flusher.
 func TestShutdownLeavesNoGoroutine(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
-	d := testdir.Start(t, nil, nil)
+	d := dirtest.Start(t, nil, nil)
 	const maker, taker, leaver = "J59xfsUewpdmrbuM", "J55uwMUczBgZV44z", "J58w4tpYN3zRBwC9"
 	mc, mr := d.Join(t, maker, "127.0.0.1:27102", nil)
 	tc, tr := d.Join(t, taker, wire.NotServing, nil)

@@ -23,10 +23,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/server"
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -34,7 +34,7 @@ import (
 const (
 	// sampleEvery is the ops sampling interval: the page gets an update this often.
 	sampleEvery = 200 * time.Millisecond
-	// waitFor bounds every wait for a page state (testdir.Timeout bounds the protocol's).
+	// waitFor bounds every wait for a page state (dirtest.Timeout bounds the protocol's).
 	// Generous for the race detector on a shared machine; a passing run never comes close.
 	waitFor = 15 * time.Second
 	// testToken is the bearer token of the token-protected setup.
@@ -152,15 +152,15 @@ func chromium(t *testing.T) string {
 
 // directory is an in-process directory with its ops surface on an httptest server.
 type directory struct {
-	dir     *testdir.Dir
+	dir     *dirtest.Dir
 	ops     *ops.Ops
 	pageURL string // the live page
 }
 
 func startDirectory(t *testing.T, opt ops.Options) *directory {
 	t.Helper()
-	log := testdir.Logger(t, slog.LevelWarn)
-	d := testdir.Start(t, nil, log)
+	log := dirtest.Logger(t, slog.LevelWarn)
+	d := dirtest.Start(t, nil, log)
 	op, err := ops.New(d.Srv, opt, log)
 	if err != nil {
 		t.Fatal(err)

@@ -23,10 +23,10 @@ import (
 	"golang.org/x/net/proxy"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/server"
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -121,7 +121,7 @@ func startServer(t *testing.T, adjust func(*config.Config)) *target {
 	if testing.Verbose() {
 		level = slog.LevelDebug
 	}
-	d := testdir.Start(t, adjust, testdir.Logger(t, level))
+	d := dirtest.Start(t, adjust, dirtest.Logger(t, level))
 	return &target{addr: d.Addr, network: d.Network, srv: d.Srv}
 }
 

@@ -25,7 +25,7 @@ import (
 
 	"golang.org/x/net/proxy"
 
-	"github.com/jm-directory/jm-directory-server/internal/testdir"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 	"github.com/jm-directory/jm-directory-server/internal/tortest"
@@ -330,7 +330,7 @@ func circuits(t *testing.T, n *tortest.Network, bin, work string) {
 
 // joinOver joins as a taker named nick and waits for an accepting 795.
 func joinOver(conn net.Conn, nick string) (*bufio.Reader, error) {
-	return testdir.TryHandshake(conn, nick, "NOT-SERVING-ONION", "regtest", nil, 30*time.Second)
+	return dirtest.TryHandshake(conn, nick, "NOT-SERVING-ONION", "regtest", nil, 30*time.Second)
 }
 
 // lastCircuit returns the circuit named by the server's last "proxy header" log line.

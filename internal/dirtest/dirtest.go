@@ -1,6 +1,6 @@
-// Package testdir starts in-process directory servers and connects raw JoinMarket peers
+// Package dirtest starts in-process directory servers and connects raw JoinMarket peers
 // to them, for tests.
-package testdir
+package dirtest
 
 import (
 	"bufio"
