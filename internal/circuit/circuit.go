@@ -30,7 +30,7 @@ import (
 	"github.com/pires/go-proxyproto"
 
 	"github.com/jm-directory/jm-directory-server/internal/limits"
-	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 )
 
 // torPrefix is the network tor puts exported circuit identifiers in.
@@ -153,9 +153,9 @@ func NewTable(maxIdle int) *Table {
 // CloseCircuitCap when the circuit already has lim.MaxConns connections or
 // lim.MaxPending still handshaking. A zero id gets an untracked Client of its own.
 // Every admitted connection must later call Handshaked once and Release once.
-func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReason) {
+func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, reason.Close) {
 	if !id.Valid() {
-		return &Client{b: new(limits.Buckets)}, stats.CloseNone
+		return &Client{b: new(limits.Buckets)}, reason.CloseNone
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -169,9 +169,9 @@ func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReas
 		c = &Client{id: id}
 		t.clients[id] = c
 	case now.Before(c.bannedUntil):
-		return nil, stats.CloseBanned
+		return nil, reason.CloseBanned
 	case c.conns >= lim.MaxConns, c.pending >= lim.MaxPending:
-		return nil, stats.CloseCircuitCap
+		return nil, reason.CloseCircuitCap
 	case c.conns == 0:
 		t.idle--
 	}
@@ -180,7 +180,7 @@ func (t *Table) Open(id ID, now time.Time, lim Limits) (*Client, stats.CloseReas
 	}
 	c.conns++
 	c.pending++
-	return c, stats.CloseNone
+	return c, reason.CloseNone
 }
 
 // Handshaked ends a connection's handshake phase, whether it was accepted or not.
@@ -193,18 +193,18 @@ func (t *Table) Handshaked(c *Client) {
 	t.mu.Unlock()
 }
 
-// Release ends a connection that closed for reason. An abusive reason
-// (stats.CloseReason.Abusive) is a strike against the circuit; lim.BanAfter strikes,
+// Release ends a connection that closed for why. An abusive reason
+// (reason.Close.Abusive) is a strike against the circuit; lim.BanAfter strikes,
 // each within lim.BanFor of the last, ban it for lim.BanFor. Release reports whether
 // this close imposed a ban.
-func (t *Table) Release(c *Client, reason stats.CloseReason, now time.Time, lim Limits) (banned bool) {
+func (t *Table) Release(c *Client, why reason.Close, now time.Time, lim Limits) (banned bool) {
 	if !c.id.Valid() { // untracked: a connection of its own
 		return false
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	c.conns--
-	if reason.Abusive() && lim.BanAfter > 0 && !now.Before(c.bannedUntil) {
+	if why.Abusive() && lim.BanAfter > 0 && !now.Before(c.bannedUntil) {
 		if now.After(c.strikesUntil) {
 			c.strikes = 0
 		}

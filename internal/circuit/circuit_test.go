@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/limits"
-	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 )
 
 // torHeader is the line tor writes for circuit gid (tor's connection_edge.c and the
@@ -101,7 +101,7 @@ func tor(gid uint32) ID {
 func mustOpen(t *testing.T, tb *Table, id ID, now time.Time) *Client {
 	t.Helper()
 	c, why := tb.Open(id, now, lim)
-	if why != stats.CloseNone {
+	if why != reason.CloseNone {
 		t.Fatalf("Open(%v) refused: %v", id, why)
 	}
 	return c
@@ -117,7 +117,7 @@ func TestCapsPerCircuit(t *testing.T) {
 		t.Fatal("two connections over one circuit do not share a client and its buckets")
 	}
 	// Two handshaking: a third connection on the circuit is refused, another circuit is not.
-	if _, why := tb.Open(tor(1), now, lim); why != stats.CloseCircuitCap {
+	if _, why := tb.Open(tor(1), now, lim); why != reason.CloseCircuitCap {
 		t.Fatalf("third pending connection: %v, want circuit cap", why)
 	}
 	if b := mustOpen(t, tb, tor(2), now); b == a1 {
@@ -126,7 +126,7 @@ func TestCapsPerCircuit(t *testing.T) {
 	tb.Handshaked(a1)
 	tb.Handshaked(a2)
 	mustOpen(t, tb, tor(1), now) // third connection, handshaking
-	if _, why := tb.Open(tor(1), now, lim); why != stats.CloseCircuitCap {
+	if _, why := tb.Open(tor(1), now, lim); why != reason.CloseCircuitCap {
 		t.Fatalf("fourth connection: %v, want circuit cap", why)
 	}
 	if n := tb.Counts(now); n.Connected != 2 || n.Banned != 0 {
@@ -140,7 +140,7 @@ func TestCapsPerCircuit(t *testing.T) {
 	for range 10 {
 		mustOpen(t, tb, ID{}, now)
 	}
-	if tb.Release(x, stats.CloseSpoofing, now, lim) || tb.Release(x, stats.CloseSpoofing, now, lim) {
+	if tb.Release(x, reason.CloseSpoofing, now, lim) || tb.Release(x, reason.CloseSpoofing, now, lim) {
 		t.Fatal("a connection without identity got its circuit banned")
 	}
 	if n := tb.Counts(now); n.Connected != 2 {
@@ -151,13 +151,13 @@ func TestCapsPerCircuit(t *testing.T) {
 func TestStrikesAndBans(t *testing.T) {
 	tb := NewTable(DefaultMaxIdle)
 	now := time.Unix(1e9, 0)
-	use := func(id ID, reason stats.CloseReason) bool {
+	use := func(id ID, reason reason.Close) bool {
 		c := mustOpen(t, tb, id, now)
 		tb.Handshaked(c)
 		return tb.Release(c, reason, now, lim)
 	}
 	// Leaving, being rejected or slow is no strike.
-	for _, r := range []stats.CloseReason{stats.CloseClientGone, stats.CloseRejected, stats.CloseSlowConsumer, stats.ClosePongTimeout} {
+	for _, r := range []reason.Close{reason.CloseClientGone, reason.CloseRejected, reason.CloseSlowConsumer, reason.ClosePongTimeout} {
 		if use(tor(5), r) || use(tor(5), r) {
 			t.Fatalf("%v banned the circuit", r)
 		}
@@ -166,13 +166,13 @@ func TestStrikesAndBans(t *testing.T) {
 		t.Fatalf("a circuit without connections or strikes is kept: %+v, %d entries", n, len(tb.clients))
 	}
 	// Two abusive closes ban it; another circuit is untouched.
-	if use(tor(5), stats.CloseMalformed) {
+	if use(tor(5), reason.CloseMalformed) {
 		t.Fatal("banned after one strike")
 	}
-	if !use(tor(5), stats.CloseRateLimit) {
+	if !use(tor(5), reason.CloseRateLimit) {
 		t.Fatal("not banned after two strikes")
 	}
-	if _, why := tb.Open(tor(5), now.Add(59*time.Second), lim); why != stats.CloseBanned {
+	if _, why := tb.Open(tor(5), now.Add(59*time.Second), lim); why != reason.CloseBanned {
 		t.Fatalf("banned circuit: %v", why)
 	}
 	mustOpen(t, tb, tor(6), now)
@@ -181,12 +181,12 @@ func TestStrikesAndBans(t *testing.T) {
 	}
 	// The ban ends after BanFor; strikes start from zero.
 	now = now.Add(lim.BanFor)
-	if use(tor(5), stats.CloseSpoofing) {
+	if use(tor(5), reason.CloseSpoofing) {
 		t.Fatal("banned again after one strike")
 	}
 	// A strike older than BanFor is forgotten.
 	now = now.Add(lim.BanFor + time.Second)
-	if use(tor(5), stats.CloseSpoofing) {
+	if use(tor(5), reason.CloseSpoofing) {
 		t.Fatal("an expired strike still counted")
 	}
 	// BanAfter 0 never bans.
@@ -195,7 +195,7 @@ func TestStrikesAndBans(t *testing.T) {
 	for range 5 {
 		c := mustOpen(t, tb, tor(7), now)
 		tb.Handshaked(c)
-		if tb.Release(c, stats.CloseSpoofing, now, never) {
+		if tb.Release(c, reason.CloseSpoofing, now, never) {
 			t.Fatal("banned with BanAfter 0")
 		}
 	}
@@ -209,15 +209,15 @@ func TestBanKeepsOpenConnections(t *testing.T) {
 	for range 2 {
 		bad := mustOpen(t, tb, tor(9), now)
 		tb.Handshaked(bad)
-		tb.Release(bad, stats.CloseSpoofing, now, lim)
+		tb.Release(bad, reason.CloseSpoofing, now, lim)
 	}
-	if _, why := tb.Open(tor(9), now, lim); why != stats.CloseBanned {
+	if _, why := tb.Open(tor(9), now, lim); why != reason.CloseBanned {
 		t.Fatalf("new connection on a banned circuit: %v", why)
 	}
 	if good.Buckets() == nil {
 		t.Fatal("the ban took the open connection's buckets")
 	}
-	tb.Release(good, stats.CloseClientGone, now, lim)
+	tb.Release(good, reason.CloseClientGone, now, lim)
 	if n := tb.Counts(now); n.Banned != 1 || n.Connected != 0 {
 		t.Fatalf("after the last connection left: %+v", n)
 	}
@@ -231,7 +231,7 @@ func TestForget(t *testing.T) {
 	for _, gid := range []uint32{1, 1, 2} { // circuit 1 banned, circuit 2 one strike
 		c := mustOpen(t, tb, tor(gid), now)
 		tb.Handshaked(c)
-		tb.Release(c, stats.CloseMalformed, now, lim)
+		tb.Release(c, reason.CloseMalformed, now, lim)
 	}
 	if n := tb.Counts(now); n.Banned != 1 || tb.idle != 1 {
 		t.Fatalf("before: %+v idle %d", n, tb.idle)
@@ -243,7 +243,7 @@ func TestForget(t *testing.T) {
 	mustOpen(t, tb, tor(1), now) // no longer banned
 	c := mustOpen(t, tb, tor(2), now)
 	tb.Handshaked(c)
-	if tb.Release(c, stats.CloseMalformed, now, lim) {
+	if tb.Release(c, reason.CloseMalformed, now, lim) {
 		t.Fatal("the strike from before Forget still counted")
 	}
 }
@@ -256,7 +256,7 @@ func TestIdleEntriesBounded(t *testing.T) {
 	for gid := range uint32(10) {
 		c := mustOpen(t, tb, tor(gid), now)
 		tb.Handshaked(c)
-		tb.Release(c, stats.CloseMalformed, now, one)
+		tb.Release(c, reason.CloseMalformed, now, one)
 	}
 	n := tb.Counts(now)
 	if n.Banned != 4 || n.Bans != 10 || n.Forgotten != 6 || tb.idle != 4 || len(tb.clients) != 4 {
@@ -266,7 +266,7 @@ func TestIdleEntriesBounded(t *testing.T) {
 	now = now.Add(lim.BanFor + time.Second)
 	c := mustOpen(t, tb, tor(100), now)
 	tb.Handshaked(c)
-	tb.Release(c, stats.CloseMalformed, now, one)
+	tb.Release(c, reason.CloseMalformed, now, one)
 	if n := tb.Counts(now); n.Banned != 1 || n.Forgotten != 6 || len(tb.clients) != 1 || tb.idle != 1 {
 		t.Fatalf("after expiry: %+v, entries %d, idle %d", n, len(tb.clients), tb.idle)
 	}
@@ -286,7 +286,7 @@ func TestConcurrent(t *testing.T) {
 			defer wg.Done()
 			now := time.Now()
 			c, why := tb.Open(tor(uint32(i%4)), now, big)
-			if why != stats.CloseNone {
+			if why != reason.CloseNone {
 				t.Error(why)
 				return
 			}
@@ -299,7 +299,7 @@ func TestConcurrent(t *testing.T) {
 				c.Buckets().Use(r, now)
 				c.Buckets().Allow(limits.Messages, now)
 			}
-			tb.Release(c, stats.CloseMalformed, now, big)
+			tb.Release(c, reason.CloseMalformed, now, big)
 		}()
 	}
 	wg.Wait()
@@ -375,6 +375,6 @@ func BenchmarkOpenRelease(b *testing.B) {
 		gid++
 		c, _ := tb.Open(tor(20000+gid%1000), now, big)
 		tb.Handshaked(c)
-		tb.Release(c, stats.CloseClientGone, now, big)
+		tb.Release(c, reason.CloseClientGone, now, big)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -29,46 +30,15 @@ const (
 	maxFeatureValue = 512
 )
 
-// Code classifies a rejection.
-type Code uint8
-
-// Rejection codes.
-const (
-	CodeMalformed Code = iota + 1 // not a JSON object of the right shape
-	CodeAppName                   // app-name is not "joinmarket"
-	CodeVersion                   // proto-ver is not 5
-	CodeDirectory                 // the client claims to be a directory
-	CodeNetwork                   // another network
-	CodeNick                      // nick is not a well-formed JoinMarket nick
-	CodeLocation                  // location-string is not valid
-	CodeFeatures                  // features object breaks the grammar
-	CodeDuplicate                 // nick held by a live peer
-	CodeCapacity                  // MAX_PEERS reached
-)
-
-var codeNames = [...]string{
-	CodeMalformed: "malformed", CodeAppName: "app-name", CodeVersion: "version",
-	CodeDirectory: "directory", CodeNetwork: "network", CodeNick: "nick",
-	CodeLocation: "location", CodeFeatures: "features", CodeDuplicate: "duplicate nick",
-	CodeCapacity: "capacity",
-}
-
-func (c Code) String() string {
-	if int(c) < len(codeNames) && codeNames[c] != "" {
-		return codeNames[c]
-	}
-	return "unknown"
-}
-
 // Rejection is a typed reason for answering accepted:false.
 type Rejection struct {
-	Code   Code
+	Code   reason.Reject
 	Detail string // human-readable, safe to send to the client
 }
 
 func (r *Rejection) Error() string { return r.Code.String() + ": " + r.Detail }
 
-func reject(c Code, format string, args ...any) *Rejection {
+func reject(c reason.Reject, format string, args ...any) *Rejection {
 	return &Rejection{Code: c, Detail: fmt.Sprintf(format, args...)}
 }
 
@@ -97,52 +67,52 @@ func Parse(line string, p Policy) (Hello, *Rejection) {
 	var h Hello
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(line), &m); err != nil || m == nil {
-		return h, reject(CodeMalformed, "handshake is not a JSON object")
+		return h, reject(reason.RejectMalformed, "handshake is not a JSON object")
 	}
 	appName, ok := str(m, "app-name", maxStringField)
 	if !ok {
-		return h, reject(CodeMalformed, "app-name must be a string")
+		return h, reject(reason.RejectMalformed, "app-name must be a string")
 	}
 	if !strings.EqualFold(appName, AppName) {
-		return h, reject(CodeAppName, "app-name must be %q", AppName)
+		return h, reject(reason.RejectAppName, "app-name must be %q", AppName)
 	}
 	ver, ok := integer(m["proto-ver"])
 	if !ok {
-		return h, reject(CodeMalformed, "proto-ver must be an integer")
+		return h, reject(reason.RejectMalformed, "proto-ver must be an integer")
 	}
 	if ver != jm.ProtocolVersion {
-		return h, reject(CodeVersion, "protocol version %d not supported (this directory speaks %d..%d)", ver, jm.ProtocolVersion, jm.ProtocolVersion)
+		return h, reject(reason.RejectVersion, "protocol version %d not supported (this directory speaks %d..%d)", ver, jm.ProtocolVersion, jm.ProtocolVersion)
 	}
 	if raw, present := m["directory"]; present {
 		switch string(bytes.TrimSpace(raw)) {
 		case "false", "null":
 		case "true":
-			return h, reject(CodeDirectory, "directories cannot connect as peers")
+			return h, reject(reason.RejectDirectory, "directories cannot connect as peers")
 		default:
-			return h, reject(CodeMalformed, "directory must be a boolean")
+			return h, reject(reason.RejectMalformed, "directory must be a boolean")
 		}
 	}
 	network, ok := str(m, "network", maxStringField)
 	if !ok {
-		return h, reject(CodeMalformed, "network must be a string")
+		return h, reject(reason.RejectMalformed, "network must be a string")
 	}
 	if !strings.EqualFold(network, p.Network) {
-		return h, reject(CodeNetwork, "this directory serves %s, not %s", p.Network, clip(network))
+		return h, reject(reason.RejectNetwork, "this directory serves %s, not %s", p.Network, clip(network))
 	}
 	nick, ok := str(m, "nick", maxStringField)
 	if !ok {
-		return h, reject(CodeMalformed, "nick must be a string")
+		return h, reject(reason.RejectMalformed, "nick must be a string")
 	}
 	if !jm.ValidNick(nick) {
-		return h, reject(CodeNick, "nick is not a JoinMarket nick (J5 + 14 base58 characters)")
+		return h, reject(reason.RejectNick, "nick is not a JoinMarket nick (J5 + 14 base58 characters)")
 	}
 	locStr, ok := str(m, "location-string", maxLocation)
 	if !ok {
-		return h, reject(CodeLocation, "location-string must be a string of at most %d bytes", maxLocation)
+		return h, reject(reason.RejectLocation, "location-string must be a string of at most %d bytes", maxLocation)
 	}
 	loc, err := jm.ParseLocation(locStr, p.AllowLocal)
 	if err != nil {
-		return h, reject(CodeLocation, "location-string: %v", err)
+		return h, reject(reason.RejectLocation, "location-string: %v", err)
 	}
 	feat, rej := parseFeatures(m["features"])
 	if rej != nil {
@@ -158,23 +128,23 @@ func parseFeatures(raw json.RawMessage) (Features, *Rejection) {
 	}
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(raw, &m); err != nil {
-		return f, reject(CodeFeatures, "features must be an object")
+		return f, reject(reason.RejectFeatures, "features must be an object")
 	}
 	if len(m) > maxFeatures {
-		return f, reject(CodeFeatures, "at most %d features", maxFeatures)
+		return f, reject(reason.RejectFeatures, "at most %d features", maxFeatures)
 	}
 	for k, v := range m {
 		if !validFeatureKey(k) {
-			return f, reject(CodeFeatures, "feature names are 1..%d characters of [a-z0-9_]", maxFeatureKey)
+			return f, reject(reason.RejectFeatures, "feature names are 1..%d characters of [a-z0-9_]", maxFeatureKey)
 		}
 		v = bytes.TrimSpace(v)
 		switch {
 		case len(v) > 0 && (v[0] == '{' || v[0] == '['):
-			return f, reject(CodeFeatures, "feature values cannot be objects or arrays")
+			return f, reject(reason.RejectFeatures, "feature values cannot be objects or arrays")
 		case len(v) > 0 && v[0] == '"':
 			var s string
 			if json.Unmarshal(v, &s) != nil || len(s) > maxFeatureValue {
-				return f, reject(CodeFeatures, "feature string values are at most %d bytes", maxFeatureValue)
+				return f, reject(reason.RejectFeatures, "feature string values are at most %d bytes", maxFeatureValue)
 			}
 		case string(v) == "true":
 			f.True = append(f.True, k)

@@ -10,6 +10,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/fixtures"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 )
 
 const (
@@ -161,7 +162,7 @@ func TestParseFixtures(t *testing.T) {
 			if h.Features.Ping || h.Features.PeerlistFeatures || len(h.Features.True) != 0 {
 				t.Errorf("conn %d: reference client sent {} features, got %+v", conn, h.Features)
 			}
-		} else if rej == nil || rej.Code != handshake.CodeNetwork {
+		} else if rej == nil || rej.Code != reason.RejectNetwork {
 			// The only rejection in the transcript is the wrong-network client.
 			t.Errorf("conn %d: reference directory rejected %s; Parse gave %v, want a network rejection", conn, p.hello, rej)
 		}
@@ -208,7 +209,7 @@ func TestParseProtocolExamples(t *testing.T) {
 	}
 	t.Run("11.3 wrong network", func(t *testing.T) {
 		_, rej := handshake.Parse(sec11WrongNet, mainnet)
-		if rej == nil || rej.Code != handshake.CodeNetwork {
+		if rej == nil || rej.Code != reason.RejectNetwork {
 			t.Fatalf("Parse = %v, want a network rejection", rej)
 		}
 		// The same line is fine for a signet directory.
@@ -301,102 +302,102 @@ func TestParseRejects(t *testing.T) {
 		name   string
 		line   string
 		policy handshake.Policy
-		code   handshake.Code
+		code   reason.Reject
 	}{
 		// Not an object of the right shape.
-		{"not JSON", "hello", mainnet, handshake.CodeMalformed},
-		{"empty", "", mainnet, handshake.CodeMalformed},
-		{"truncated", sec11Maker[:len(sec11Maker)-1], mainnet, handshake.CodeMalformed},
-		{"trailing garbage", sec11Maker + " x", mainnet, handshake.CodeMalformed},
-		{"array", "[" + sec11Maker + "]", mainnet, handshake.CodeMalformed},
-		{"null", "null", mainnet, handshake.CodeMalformed},
-		{"number", "5", mainnet, handshake.CodeMalformed},
-		{"string", jstr(sec11Maker), mainnet, handshake.CodeMalformed},
-		{"empty object", "{}", mainnet, handshake.CodeMalformed},
-		{"app-name missing", hs(map[string]any{"app-name": nil}), mainnet, handshake.CodeMalformed},
-		{"app-name number", hs(map[string]any{"app-name": `1`}), mainnet, handshake.CodeMalformed},
-		{"app-name too long", hs(map[string]any{"app-name": jstr(strings.Repeat("j", 65))}), mainnet, handshake.CodeMalformed},
-		{"proto-ver missing", hs(map[string]any{"proto-ver": nil}), mainnet, handshake.CodeMalformed},
-		{"proto-ver string", hs(map[string]any{"proto-ver": `"5"`}), mainnet, handshake.CodeMalformed},
-		{"proto-ver 5.0", hs(map[string]any{"proto-ver": `5.0`}), mainnet, handshake.CodeMalformed},
-		{"proto-ver 5e0", hs(map[string]any{"proto-ver": `5e0`}), mainnet, handshake.CodeMalformed},
-		{"proto-ver null", hs(map[string]any{"proto-ver": `null`}), mainnet, handshake.CodeMalformed},
-		{"proto-ver true", hs(map[string]any{"proto-ver": `true`}), mainnet, handshake.CodeMalformed},
-		{"proto-ver huge", hs(map[string]any{"proto-ver": `50000000000000000000`}), mainnet, handshake.CodeMalformed},
-		{"directory string", hs(map[string]any{"directory": `"false"`}), mainnet, handshake.CodeMalformed},
-		{"directory number", hs(map[string]any{"directory": `0`}), mainnet, handshake.CodeMalformed},
-		{"network missing", hs(map[string]any{"network": nil}), mainnet, handshake.CodeMalformed},
-		{"network number", hs(map[string]any{"network": `1`}), mainnet, handshake.CodeMalformed},
-		{"nick missing", hs(map[string]any{"nick": nil}), mainnet, handshake.CodeMalformed},
-		{"nick number", hs(map[string]any{"nick": `59`}), mainnet, handshake.CodeMalformed},
-		{"nick array", hs(map[string]any{"nick": `["J59xfsUewpdmrbuM"]`}), mainnet, handshake.CodeMalformed},
+		{"not JSON", "hello", mainnet, reason.RejectMalformed},
+		{"empty", "", mainnet, reason.RejectMalformed},
+		{"truncated", sec11Maker[:len(sec11Maker)-1], mainnet, reason.RejectMalformed},
+		{"trailing garbage", sec11Maker + " x", mainnet, reason.RejectMalformed},
+		{"array", "[" + sec11Maker + "]", mainnet, reason.RejectMalformed},
+		{"null", "null", mainnet, reason.RejectMalformed},
+		{"number", "5", mainnet, reason.RejectMalformed},
+		{"string", jstr(sec11Maker), mainnet, reason.RejectMalformed},
+		{"empty object", "{}", mainnet, reason.RejectMalformed},
+		{"app-name missing", hs(map[string]any{"app-name": nil}), mainnet, reason.RejectMalformed},
+		{"app-name number", hs(map[string]any{"app-name": `1`}), mainnet, reason.RejectMalformed},
+		{"app-name too long", hs(map[string]any{"app-name": jstr(strings.Repeat("j", 65))}), mainnet, reason.RejectMalformed},
+		{"proto-ver missing", hs(map[string]any{"proto-ver": nil}), mainnet, reason.RejectMalformed},
+		{"proto-ver string", hs(map[string]any{"proto-ver": `"5"`}), mainnet, reason.RejectMalformed},
+		{"proto-ver 5.0", hs(map[string]any{"proto-ver": `5.0`}), mainnet, reason.RejectMalformed},
+		{"proto-ver 5e0", hs(map[string]any{"proto-ver": `5e0`}), mainnet, reason.RejectMalformed},
+		{"proto-ver null", hs(map[string]any{"proto-ver": `null`}), mainnet, reason.RejectMalformed},
+		{"proto-ver true", hs(map[string]any{"proto-ver": `true`}), mainnet, reason.RejectMalformed},
+		{"proto-ver huge", hs(map[string]any{"proto-ver": `50000000000000000000`}), mainnet, reason.RejectMalformed},
+		{"directory string", hs(map[string]any{"directory": `"false"`}), mainnet, reason.RejectMalformed},
+		{"directory number", hs(map[string]any{"directory": `0`}), mainnet, reason.RejectMalformed},
+		{"network missing", hs(map[string]any{"network": nil}), mainnet, reason.RejectMalformed},
+		{"network number", hs(map[string]any{"network": `1`}), mainnet, reason.RejectMalformed},
+		{"nick missing", hs(map[string]any{"nick": nil}), mainnet, reason.RejectMalformed},
+		{"nick number", hs(map[string]any{"nick": `59`}), mainnet, reason.RejectMalformed},
+		{"nick array", hs(map[string]any{"nick": `["J59xfsUewpdmrbuM"]`}), mainnet, reason.RejectMalformed},
 
-		{"app-name other", hs(map[string]any{"app-name": `"bitcoin"`}), mainnet, handshake.CodeAppName},
-		{"app-name empty", hs(map[string]any{"app-name": `""`}), mainnet, handshake.CodeAppName},
-		{"app-name with space", hs(map[string]any{"app-name": `"joinmarket "`}), mainnet, handshake.CodeAppName},
+		{"app-name other", hs(map[string]any{"app-name": `"bitcoin"`}), mainnet, reason.RejectAppName},
+		{"app-name empty", hs(map[string]any{"app-name": `""`}), mainnet, reason.RejectAppName},
+		{"app-name with space", hs(map[string]any{"app-name": `"joinmarket "`}), mainnet, reason.RejectAppName},
 
-		{"version 4", hs(map[string]any{"proto-ver": `4`}), mainnet, handshake.CodeVersion},
-		{"version 6", hs(map[string]any{"proto-ver": `6`}), mainnet, handshake.CodeVersion},
-		{"version 0", hs(map[string]any{"proto-ver": `0`}), mainnet, handshake.CodeVersion},
-		{"version -5", hs(map[string]any{"proto-ver": `-5`}), mainnet, handshake.CodeVersion},
+		{"version 4", hs(map[string]any{"proto-ver": `4`}), mainnet, reason.RejectVersion},
+		{"version 6", hs(map[string]any{"proto-ver": `6`}), mainnet, reason.RejectVersion},
+		{"version 0", hs(map[string]any{"proto-ver": `0`}), mainnet, reason.RejectVersion},
+		{"version -5", hs(map[string]any{"proto-ver": `-5`}), mainnet, reason.RejectVersion},
 
-		{"directory true", hs(map[string]any{"directory": `true`}), mainnet, handshake.CodeDirectory},
+		{"directory true", hs(map[string]any{"directory": `true`}), mainnet, reason.RejectDirectory},
 
-		{"network testnet", hs(map[string]any{"network": `"testnet"`}), mainnet, handshake.CodeNetwork},
-		{"network regtest on mainnet", hs(nil), regtest, handshake.CodeNetwork},
-		{"network empty", hs(map[string]any{"network": `""`}), mainnet, handshake.CodeNetwork},
-		{"network with space", hs(map[string]any{"network": `"mainnet "`}), mainnet, handshake.CodeNetwork},
+		{"network testnet", hs(map[string]any{"network": `"testnet"`}), mainnet, reason.RejectNetwork},
+		{"network regtest on mainnet", hs(nil), regtest, reason.RejectNetwork},
+		{"network empty", hs(map[string]any{"network": `""`}), mainnet, reason.RejectNetwork},
+		{"network with space", hs(map[string]any{"network": `"mainnet "`}), mainnet, reason.RejectNetwork},
 
-		{"nick empty", hs(map[string]any{"nick": `""`}), mainnet, handshake.CodeNick},
-		{"nick 15 chars", hs(map[string]any{"nick": jstr(nick1[:15])}), mainnet, handshake.CodeNick},
-		{"nick 17 chars", hs(map[string]any{"nick": jstr(nick1 + "M")}), mainnet, handshake.CodeNick},
-		{"nick J4", hs(map[string]any{"nick": jstr("J4" + nick1[2:])}), mainnet, handshake.CodeNick},
-		{"nick lower j", hs(map[string]any{"nick": jstr("j" + nick1[1:])}), mainnet, handshake.CodeNick},
-		{"nick non-base58 0", hs(map[string]any{"nick": jstr(nick1[:15] + "0")}), mainnet, handshake.CodeNick},
-		{"nick non-base58 l", hs(map[string]any{"nick": jstr(nick1[:15] + "l")}), mainnet, handshake.CodeNick},
-		{"nick all padding", hs(map[string]any{"nick": `"J5OOOOOOOOOOOOOO"`}), mainnet, handshake.CodeNick},
-		{"nick value too large", hs(map[string]any{"nick": `"J5zzzzzzzzzzzzzz"`}), mainnet, handshake.CodeNick},
-		{"nick with separator", hs(map[string]any{"nick": `"J59xfsUewpd!rbuM"`}), mainnet, handshake.CodeNick},
-		{"nick too long for str", hs(map[string]any{"nick": jstr(strings.Repeat("J5", 33))}), mainnet, handshake.CodeMalformed},
+		{"nick empty", hs(map[string]any{"nick": `""`}), mainnet, reason.RejectNick},
+		{"nick 15 chars", hs(map[string]any{"nick": jstr(nick1[:15])}), mainnet, reason.RejectNick},
+		{"nick 17 chars", hs(map[string]any{"nick": jstr(nick1 + "M")}), mainnet, reason.RejectNick},
+		{"nick J4", hs(map[string]any{"nick": jstr("J4" + nick1[2:])}), mainnet, reason.RejectNick},
+		{"nick lower j", hs(map[string]any{"nick": jstr("j" + nick1[1:])}), mainnet, reason.RejectNick},
+		{"nick non-base58 0", hs(map[string]any{"nick": jstr(nick1[:15] + "0")}), mainnet, reason.RejectNick},
+		{"nick non-base58 l", hs(map[string]any{"nick": jstr(nick1[:15] + "l")}), mainnet, reason.RejectNick},
+		{"nick all padding", hs(map[string]any{"nick": `"J5OOOOOOOOOOOOOO"`}), mainnet, reason.RejectNick},
+		{"nick value too large", hs(map[string]any{"nick": `"J5zzzzzzzzzzzzzz"`}), mainnet, reason.RejectNick},
+		{"nick with separator", hs(map[string]any{"nick": `"J59xfsUewpd!rbuM"`}), mainnet, reason.RejectNick},
+		{"nick too long for str", hs(map[string]any{"nick": jstr(strings.Repeat("J5", 33))}), mainnet, reason.RejectMalformed},
 
-		{"location missing", hs(map[string]any{"location-string": nil}), mainnet, handshake.CodeLocation},
-		{"location number", hs(map[string]any{"location-string": `5222`}), mainnet, handshake.CodeLocation},
-		{"location empty", hs(map[string]any{"location-string": `""`}), mainnet, handshake.CodeLocation},
-		{"location empty regtest", hs(map[string]any{"location-string": `""`, "network": `"regtest"`}), regtest, handshake.CodeLocation},
-		{"location garbled", hs(map[string]any{"location-string": `"not a location"`}), mainnet, handshake.CodeLocation},
-		{"location port only", hs(map[string]any{"location-string": `"9050"`}), mainnet, handshake.CodeLocation},
-		{"location no port", hs(map[string]any{"location-string": jstr(makerOnion)}), mainnet, handshake.CodeLocation},
-		{"location port 0", hs(map[string]any{"location-string": jstr(makerOnion + ":0")}), mainnet, handshake.CodeLocation},
-		{"location port 65536", hs(map[string]any{"location-string": jstr(makerOnion + ":65536")}), mainnet, handshake.CodeLocation},
-		{"location port leading zero", hs(map[string]any{"location-string": jstr(makerOnion + ":05222")}), mainnet, handshake.CodeLocation},
-		{"location bad checksum", hs(map[string]any{"location-string": jstr(string(badOnion) + ":5222")}), mainnet, handshake.CodeLocation},
-		{"location v2 onion", hs(map[string]any{"location-string": `"expyuzz4wqqyqhjn.onion:80"`}), mainnet, handshake.CodeLocation},
-		{"location dns host", hs(map[string]any{"location-string": `"example.com:5222"`}), mainnet, handshake.CodeLocation},
-		{"location 127.0.0.1 on mainnet", hs(map[string]any{"location-string": `"127.0.0.1:27102"`}), mainnet, handshake.CodeLocation},
-		{"location localhost on mainnet", hs(map[string]any{"location-string": `"localhost:27102"`}), mainnet, handshake.CodeLocation},
-		{"location other IP with AllowLocal", hs(map[string]any{"location-string": `"10.0.0.1:27102"`, "network": `"regtest"`}), regtest, handshake.CodeLocation},
-		{"location not-serving lower case", hs(map[string]any{"location-string": `"not-serving-onion"`}), mainnet, handshake.CodeLocation},
-		{"location over 72 bytes", hs(map[string]any{"location-string": jstr(makerOnion + ":5222" + strings.Repeat(" ", 6))}), mainnet, handshake.CodeLocation},
+		{"location missing", hs(map[string]any{"location-string": nil}), mainnet, reason.RejectLocation},
+		{"location number", hs(map[string]any{"location-string": `5222`}), mainnet, reason.RejectLocation},
+		{"location empty", hs(map[string]any{"location-string": `""`}), mainnet, reason.RejectLocation},
+		{"location empty regtest", hs(map[string]any{"location-string": `""`, "network": `"regtest"`}), regtest, reason.RejectLocation},
+		{"location garbled", hs(map[string]any{"location-string": `"not a location"`}), mainnet, reason.RejectLocation},
+		{"location port only", hs(map[string]any{"location-string": `"9050"`}), mainnet, reason.RejectLocation},
+		{"location no port", hs(map[string]any{"location-string": jstr(makerOnion)}), mainnet, reason.RejectLocation},
+		{"location port 0", hs(map[string]any{"location-string": jstr(makerOnion + ":0")}), mainnet, reason.RejectLocation},
+		{"location port 65536", hs(map[string]any{"location-string": jstr(makerOnion + ":65536")}), mainnet, reason.RejectLocation},
+		{"location port leading zero", hs(map[string]any{"location-string": jstr(makerOnion + ":05222")}), mainnet, reason.RejectLocation},
+		{"location bad checksum", hs(map[string]any{"location-string": jstr(string(badOnion) + ":5222")}), mainnet, reason.RejectLocation},
+		{"location v2 onion", hs(map[string]any{"location-string": `"expyuzz4wqqyqhjn.onion:80"`}), mainnet, reason.RejectLocation},
+		{"location dns host", hs(map[string]any{"location-string": `"example.com:5222"`}), mainnet, reason.RejectLocation},
+		{"location 127.0.0.1 on mainnet", hs(map[string]any{"location-string": `"127.0.0.1:27102"`}), mainnet, reason.RejectLocation},
+		{"location localhost on mainnet", hs(map[string]any{"location-string": `"localhost:27102"`}), mainnet, reason.RejectLocation},
+		{"location other IP with AllowLocal", hs(map[string]any{"location-string": `"10.0.0.1:27102"`, "network": `"regtest"`}), regtest, reason.RejectLocation},
+		{"location not-serving lower case", hs(map[string]any{"location-string": `"not-serving-onion"`}), mainnet, reason.RejectLocation},
+		{"location over 72 bytes", hs(map[string]any{"location-string": jstr(makerOnion + ":5222" + strings.Repeat(" ", 6))}), mainnet, reason.RejectLocation},
 
-		{"features array", hs(map[string]any{"features": `["ping"]`}), mainnet, handshake.CodeFeatures},
-		{"features string", hs(map[string]any{"features": `"ping"`}), mainnet, handshake.CodeFeatures},
-		{"features true", hs(map[string]any{"features": `true`}), mainnet, handshake.CodeFeatures},
-		{"features number", hs(map[string]any{"features": `1`}), mainnet, handshake.CodeFeatures},
-		{"feature object value", hs(map[string]any{"features": `{"ping": {"v": true}}`}), mainnet, handshake.CodeFeatures},
-		{"feature empty object value", hs(map[string]any{"features": `{"ping": {}}`}), mainnet, handshake.CodeFeatures},
-		{"feature array value", hs(map[string]any{"features": `{"ping": [true]}`}), mainnet, handshake.CodeFeatures},
-		{"33 features", hs(map[string]any{"features": features(33)}), mainnet, handshake.CodeFeatures},
-		{"feature key with comma", hs(map[string]any{"features": `{"a,b": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key with plus", hs(map[string]any{"features": `{"a+b": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key with semicolon", hs(map[string]any{"features": `{"a;b": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key upper case", hs(map[string]any{"features": `{"A": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key empty", hs(map[string]any{"features": `{"": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key dash", hs(map[string]any{"features": `{"nick-auth": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key non-ASCII", hs(map[string]any{"features": `{"pïng": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key 65 bytes", hs(map[string]any{"features": `{"` + strings.Repeat("k", 65) + `": true}`}), mainnet, handshake.CodeFeatures},
-		{"feature key bad even with false value", hs(map[string]any{"features": `{"A": false}`}), mainnet, handshake.CodeFeatures},
-		{"feature string 513 bytes", hs(map[string]any{"features": `{"fidelity_bond": "` + strings.Repeat("A", 513) + `"}`}), mainnet, handshake.CodeFeatures},
-		{"feature escaped string 514 bytes", hs(map[string]any{"features": `{"x": "` + strings.Repeat(`\u00e9`, 257) + `"}`}), mainnet, handshake.CodeFeatures},
+		{"features array", hs(map[string]any{"features": `["ping"]`}), mainnet, reason.RejectFeatures},
+		{"features string", hs(map[string]any{"features": `"ping"`}), mainnet, reason.RejectFeatures},
+		{"features true", hs(map[string]any{"features": `true`}), mainnet, reason.RejectFeatures},
+		{"features number", hs(map[string]any{"features": `1`}), mainnet, reason.RejectFeatures},
+		{"feature object value", hs(map[string]any{"features": `{"ping": {"v": true}}`}), mainnet, reason.RejectFeatures},
+		{"feature empty object value", hs(map[string]any{"features": `{"ping": {}}`}), mainnet, reason.RejectFeatures},
+		{"feature array value", hs(map[string]any{"features": `{"ping": [true]}`}), mainnet, reason.RejectFeatures},
+		{"33 features", hs(map[string]any{"features": features(33)}), mainnet, reason.RejectFeatures},
+		{"feature key with comma", hs(map[string]any{"features": `{"a,b": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key with plus", hs(map[string]any{"features": `{"a+b": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key with semicolon", hs(map[string]any{"features": `{"a;b": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key upper case", hs(map[string]any{"features": `{"A": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key empty", hs(map[string]any{"features": `{"": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key dash", hs(map[string]any{"features": `{"nick-auth": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key non-ASCII", hs(map[string]any{"features": `{"pïng": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key 65 bytes", hs(map[string]any{"features": `{"` + strings.Repeat("k", 65) + `": true}`}), mainnet, reason.RejectFeatures},
+		{"feature key bad even with false value", hs(map[string]any{"features": `{"A": false}`}), mainnet, reason.RejectFeatures},
+		{"feature string 513 bytes", hs(map[string]any{"features": `{"fidelity_bond": "` + strings.Repeat("A", 513) + `"}`}), mainnet, reason.RejectFeatures},
+		{"feature escaped string 514 bytes", hs(map[string]any{"features": `{"x": "` + strings.Repeat(`\u00e9`, 257) + `"}`}), mainnet, reason.RejectFeatures},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -425,14 +426,14 @@ func TestParseRejectOrder(t *testing.T) {
 	tests := []struct {
 		name string
 		set  map[string]any
-		code handshake.Code
+		code reason.Reject
 	}{
-		{"app-name before version", map[string]any{"app-name": `"x"`, "proto-ver": `4`}, handshake.CodeAppName},
-		{"version before directory", map[string]any{"proto-ver": `4`, "directory": `true`}, handshake.CodeVersion},
-		{"directory before network", map[string]any{"directory": `true`, "network": `"testnet"`}, handshake.CodeDirectory},
-		{"network before nick", map[string]any{"network": `"testnet"`, "nick": `"x"`}, handshake.CodeNetwork},
-		{"nick before location", map[string]any{"nick": `"x"`, "location-string": `""`}, handshake.CodeNick},
-		{"location before features", map[string]any{"location-string": `""`, "features": `[]`}, handshake.CodeLocation},
+		{"app-name before version", map[string]any{"app-name": `"x"`, "proto-ver": `4`}, reason.RejectAppName},
+		{"version before directory", map[string]any{"proto-ver": `4`, "directory": `true`}, reason.RejectVersion},
+		{"directory before network", map[string]any{"directory": `true`, "network": `"testnet"`}, reason.RejectDirectory},
+		{"network before nick", map[string]any{"network": `"testnet"`, "nick": `"x"`}, reason.RejectNetwork},
+		{"nick before location", map[string]any{"nick": `"x"`, "location-string": `""`}, reason.RejectNick},
+		{"location before features", map[string]any{"location-string": `""`, "features": `[]`}, reason.RejectLocation},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -480,22 +481,6 @@ func TestParseFeatures(t *testing.T) {
 				t.Errorf("True = %q, want %q", f.True, tc.trues)
 			}
 		})
-	}
-}
-
-func TestCodeString(t *testing.T) {
-	want := map[handshake.Code]string{
-		handshake.CodeMalformed: "malformed", handshake.CodeAppName: "app-name",
-		handshake.CodeVersion: "version", handshake.CodeDirectory: "directory",
-		handshake.CodeNetwork: "network", handshake.CodeNick: "nick",
-		handshake.CodeLocation: "location", handshake.CodeFeatures: "features",
-		handshake.CodeDuplicate: "duplicate nick", handshake.CodeCapacity: "capacity",
-		0: "unknown", handshake.CodeCapacity + 1: "unknown", 255: "unknown",
-	}
-	for c, s := range want {
-		if got := c.String(); got != s {
-			t.Errorf("Code(%d).String() = %q, want %q", c, got, s)
-		}
 	}
 }
 
@@ -622,9 +607,9 @@ func TestDirectoryReject(t *testing.T) {
 	}
 
 	tests := []*handshake.Rejection{
-		{Code: handshake.CodeDuplicate, Detail: "nick already registered by a live peer"},
-		{Code: handshake.CodeCapacity, Detail: "maximum peers reached (10)"},
-		{Code: handshake.CodeMalformed, Detail: "<script>&\"\\\n"},
+		{Code: reason.RejectDuplicate, Detail: "nick already registered by a live peer"},
+		{Code: reason.RejectCapacity, Detail: "maximum peers reached (10)"},
+		{Code: reason.RejectMalformed, Detail: "<script>&\"\\\n"},
 		{Code: 0, Detail: ""},
 	}
 	for _, rej := range tests {
@@ -709,7 +694,7 @@ func FuzzParse(f *testing.F) {
 			p := handshake.Policy{Network: network, AllowLocal: local}
 			h, rej := handshake.Parse(line, p)
 			if rej != nil {
-				if rej.Code < handshake.CodeMalformed || rej.Code > handshake.CodeFeatures {
+				if rej.Code < reason.RejectMalformed || rej.Code > reason.RejectFeatures {
 					t.Fatalf("Parse returned code %d", rej.Code)
 				}
 				if out := d.Reject(rej); !json.Valid([]byte(out)) {

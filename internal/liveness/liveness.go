@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/router"
-	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
 // Settings are the heartbeat parameters (joinmarket-ng names in comments).
@@ -64,7 +64,7 @@ func (s *Sweeper) Sweep(now time.Time) Result {
 		}
 		if sent, ok := p.PingPending(); ok {
 			if now.Sub(sent) >= set.PongWait {
-				s.evict(p, stats.ClosePongTimeout)
+				s.evict(p, reason.ClosePongTimeout)
 				res.Evicted++
 			}
 			continue
@@ -72,7 +72,7 @@ func (s *Sweeper) Sweep(now time.Time) Result {
 		idle := now.Sub(p.LastSeen())
 		switch {
 		case idle >= set.HardEvict && (p.Features.Ping || p.Maker()):
-			s.evict(p, stats.CloseHardEvict)
+			s.evict(p, reason.CloseHardEvict)
 			res.Evicted++
 		case idle < set.Idle:
 		case p.Features.Ping:
@@ -93,14 +93,14 @@ func (s *Sweeper) ExpirePongs(now time.Time) int {
 	n := 0
 	for _, p := range s.reg.Snapshot() {
 		if sent, ok := p.PingPending(); ok && !p.Closed() && now.Sub(sent) >= wait {
-			s.evict(p, stats.ClosePongTimeout)
+			s.evict(p, reason.ClosePongTimeout)
 			n++
 		}
 	}
 	return n
 }
 
-func (s *Sweeper) evict(p *peer.Peer, r stats.CloseReason) {
+func (s *Sweeper) evict(p *peer.Peer, r reason.Close) {
 	p.Log.Debug("evicting", "reason", r.String())
 	p.Close(r)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -61,26 +62,26 @@ func TestSweepOnePeer(t *testing.T) {
 		idle        time.Duration
 		want        []string // lines the peer receives
 		wantPending bool
-		wantReason  stats.CloseReason
+		wantReason  reason.Close
 		wantResult  liveness.Result
 	}{
-		{pingTaker, 0, nil, false, stats.CloseNone, liveness.Result{}},
-		{pingTaker, sec(599), nil, false, stats.CloseNone, liveness.Result{}},
-		{pingTaker, sec(600), []string{ping}, true, stats.CloseNone, liveness.Result{Pinged: 1}},
-		{pingTaker, sec(1499), []string{ping}, true, stats.CloseNone, liveness.Result{Pinged: 1}},
-		{pingTaker, sec(1500), nil, false, stats.CloseHardEvict, liveness.Result{Evicted: 1}},
-		{pingMaker, sec(599), nil, false, stats.CloseNone, liveness.Result{}},
-		{pingMaker, sec(600), []string{ping}, true, stats.CloseNone, liveness.Result{Pinged: 1}},
-		{pingMaker, sec(1500), nil, false, stats.CloseHardEvict, liveness.Result{Evicted: 1}},
-		{plainMaker, sec(599), nil, false, stats.CloseNone, liveness.Result{}},
-		{plainMaker, sec(600), []string{probe}, false, stats.CloseNone, liveness.Result{Probed: 1}},
-		{plainMaker, sec(1499), []string{probe}, false, stats.CloseNone, liveness.Result{Probed: 1}},
-		{plainMaker, sec(1500), nil, false, stats.CloseHardEvict, liveness.Result{Evicted: 1}},
-		{plainMaker, 100 * time.Hour, nil, false, stats.CloseHardEvict, liveness.Result{Evicted: 1}},
-		{plainTaker, sec(599), nil, false, stats.CloseNone, liveness.Result{}},
-		{plainTaker, sec(600), nil, false, stats.CloseNone, liveness.Result{}},
-		{plainTaker, sec(1500), nil, false, stats.CloseNone, liveness.Result{}},
-		{plainTaker, 100 * time.Hour, nil, false, stats.CloseNone, liveness.Result{}},
+		{pingTaker, 0, nil, false, reason.CloseNone, liveness.Result{}},
+		{pingTaker, sec(599), nil, false, reason.CloseNone, liveness.Result{}},
+		{pingTaker, sec(600), []string{ping}, true, reason.CloseNone, liveness.Result{Pinged: 1}},
+		{pingTaker, sec(1499), []string{ping}, true, reason.CloseNone, liveness.Result{Pinged: 1}},
+		{pingTaker, sec(1500), nil, false, reason.CloseHardEvict, liveness.Result{Evicted: 1}},
+		{pingMaker, sec(599), nil, false, reason.CloseNone, liveness.Result{}},
+		{pingMaker, sec(600), []string{ping}, true, reason.CloseNone, liveness.Result{Pinged: 1}},
+		{pingMaker, sec(1500), nil, false, reason.CloseHardEvict, liveness.Result{Evicted: 1}},
+		{plainMaker, sec(599), nil, false, reason.CloseNone, liveness.Result{}},
+		{plainMaker, sec(600), []string{probe}, false, reason.CloseNone, liveness.Result{Probed: 1}},
+		{plainMaker, sec(1499), []string{probe}, false, reason.CloseNone, liveness.Result{Probed: 1}},
+		{plainMaker, sec(1500), nil, false, reason.CloseHardEvict, liveness.Result{Evicted: 1}},
+		{plainMaker, 100 * time.Hour, nil, false, reason.CloseHardEvict, liveness.Result{Evicted: 1}},
+		{plainTaker, sec(599), nil, false, reason.CloseNone, liveness.Result{}},
+		{plainTaker, sec(600), nil, false, reason.CloseNone, liveness.Result{}},
+		{plainTaker, sec(1500), nil, false, reason.CloseNone, liveness.Result{}},
+		{plainTaker, 100 * time.Hour, nil, false, reason.CloseNone, liveness.Result{}},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprintf("%s idle %v", tc.kind.name, tc.idle), func(t *testing.T) {
@@ -124,15 +125,15 @@ func TestSweepPingUnanswered(t *testing.T) {
 				if sent, ok := c.P.PingPending(); !ok || !sent.Equal(t0.Add(sec(600))) {
 					t.Errorf("PingPending = %v, %v", sent, ok)
 				}
-				if r := c.P.Reason(); r != stats.CloseNone {
+				if r := c.P.Reason(); r != reason.CloseNone {
 					t.Fatalf("closed early: %v", r)
 				}
 
 				if r := h.sw.Sweep(t0.Add(sec(630))); r != (liveness.Result{Evicted: 1}) {
 					t.Errorf("sweep at pong wait = %+v, want one eviction", r)
 				}
-				if r := c.P.Reason(); r != stats.ClosePongTimeout {
-					t.Errorf("Reason = %v, want %v", r, stats.ClosePongTimeout)
+				if r := c.P.Reason(); r != reason.ClosePongTimeout {
+					t.Errorf("Reason = %v, want %v", r, reason.ClosePongTimeout)
 				}
 				peertest.EqualLines(t, "after eviction", c.Recv(), nil)
 			})
@@ -157,7 +158,7 @@ func TestSweepPingAnswered(t *testing.T) {
 				t.Errorf("sweep at +%ds = %+v, want nothing", at, r)
 			}
 		}
-		if r := c.P.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != reason.CloseNone {
 			t.Fatalf("answered peer closed: %v", r)
 		}
 		peertest.EqualLines(t, "after pong", c.Recv(), nil)
@@ -180,8 +181,8 @@ func TestSweepTrafficWithoutPong(t *testing.T) {
 		if r := h.sw.Sweep(t0.Add(sec(630))); r != (liveness.Result{Evicted: 1}) {
 			t.Errorf("Sweep = %+v, want one eviction", r)
 		}
-		if r := c.P.Reason(); r != stats.ClosePongTimeout {
-			t.Errorf("Reason = %v, want %v", r, stats.ClosePongTimeout)
+		if r := c.P.Reason(); r != reason.ClosePongTimeout {
+			t.Errorf("Reason = %v, want %v", r, reason.ClosePongTimeout)
 		}
 	})
 }
@@ -206,14 +207,14 @@ func TestSweepProbesUntilHardEvict(t *testing.T) {
 		if len(want) != 15 {
 			t.Fatalf("test bug: %d probes", len(want))
 		}
-		if r := c.P.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != reason.CloseNone {
 			t.Fatalf("closed before hard-evict: %v", r)
 		}
 		if r := h.sw.Sweep(t0.Add(sec(1500))); r != (liveness.Result{Evicted: 1}) {
 			t.Errorf("sweep at hard-evict = %+v", r)
 		}
-		if r := c.P.Reason(); r != stats.CloseHardEvict {
-			t.Errorf("Reason = %v, want %v", r, stats.CloseHardEvict)
+		if r := c.P.Reason(); r != reason.CloseHardEvict {
+			t.Errorf("Reason = %v, want %v", r, reason.CloseHardEvict)
 		}
 		peertest.EqualLines(t, "maker at hard-evict", c.Recv(), nil)
 	})
@@ -231,7 +232,7 @@ func TestSweepNeverEvictsPlainTaker(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(48 * time.Hour)); n != 0 {
 			t.Errorf("ExpirePongs = %d", n)
 		}
-		if r := c.P.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != reason.CloseNone {
 			t.Errorf("Reason = %v, want open", r)
 		}
 		peertest.EqualLines(t, "taker", c.Recv(), nil)
@@ -259,12 +260,12 @@ func TestSweepMixed(t *testing.T) {
 		peertest.EqualLines(t, "stale", stale.Recv(), nil)
 		peertest.EqualLines(t, "taker", taker.Recv(), nil)
 		for _, c := range []*peertest.Client{fresh, pinged, probedA, probedB, taker} {
-			if r := c.P.Reason(); r != stats.CloseNone {
+			if r := c.P.Reason(); r != reason.CloseNone {
 				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
-		if r := stale.P.Reason(); r != stats.CloseHardEvict {
-			t.Errorf("stale: Reason = %v, want %v", r, stats.CloseHardEvict)
+		if r := stale.P.Reason(); r != reason.CloseHardEvict {
+			t.Errorf("stale: Reason = %v, want %v", r, reason.CloseHardEvict)
 		}
 	})
 }
@@ -292,10 +293,10 @@ func TestExpirePongs(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(sec(30))); n != 1 {
 			t.Errorf("ExpirePongs(+30s) = %d, want 1", n)
 		}
-		if r := a.P.Reason(); r != stats.ClosePongTimeout {
-			t.Errorf("a: Reason = %v, want %v", r, stats.ClosePongTimeout)
+		if r := a.P.Reason(); r != reason.ClosePongTimeout {
+			t.Errorf("a: Reason = %v, want %v", r, reason.ClosePongTimeout)
 		}
-		if r := b.P.Reason(); r != stats.CloseNone {
+		if r := b.P.Reason(); r != reason.CloseNone {
 			t.Errorf("b closed before its pong wait: %v", r)
 		}
 		h.Reg.Remove(a.P) // as the server does once the peer is closed
@@ -306,8 +307,8 @@ func TestExpirePongs(t *testing.T) {
 		if n := h.sw.ExpirePongs(t0.Add(sec(40))); n != 1 {
 			t.Errorf("ExpirePongs(+40s) = %d, want 1", n)
 		}
-		if r := b.P.Reason(); r != stats.ClosePongTimeout {
-			t.Errorf("b: Reason = %v, want %v", r, stats.ClosePongTimeout)
+		if r := b.P.Reason(); r != reason.ClosePongTimeout {
+			t.Errorf("b: Reason = %v, want %v", r, reason.ClosePongTimeout)
 		}
 		h.Reg.Remove(b.P)
 
@@ -315,7 +316,7 @@ func TestExpirePongs(t *testing.T) {
 			t.Errorf("ExpirePongs(+1h) = %d, want 0", n)
 		}
 		for _, c := range []*peertest.Client{quiet, answered, maker} {
-			if r := c.P.Reason(); r != stats.CloseNone {
+			if r := c.P.Reason(); r != reason.CloseNone {
 				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
@@ -420,19 +421,19 @@ func TestRun(t *testing.T) {
 		}
 
 		advance(sec(630) - 1)
-		if r := silent.P.Reason(); r != stats.CloseNone {
+		if r := silent.P.Reason(); r != reason.CloseNone {
 			t.Fatalf("silent closed before the pong wait: %v", r)
 		}
 		advance(sec(630))
-		if r := silent.P.Reason(); r != stats.ClosePongTimeout {
-			t.Fatalf("silent at 630s: Reason = %v, want %v", r, stats.ClosePongTimeout)
+		if r := silent.P.Reason(); r != reason.ClosePongTimeout {
+			t.Fatalf("silent at 630s: Reason = %v, want %v", r, reason.ClosePongTimeout)
 		}
 		h.Reg.Remove(silent.P) // as the server does
 
 		// Far beyond hard-evict, the answering peers and the plain taker are still there.
 		advance(sec(3000))
 		for _, c := range []*peertest.Client{responsive, maker, taker} {
-			if r := c.P.Reason(); r != stats.CloseNone {
+			if r := c.P.Reason(); r != reason.CloseNone {
 				t.Errorf("%s closed: %v", c.P.Nick, r)
 			}
 		}
@@ -478,7 +479,7 @@ func TestRunStops(t *testing.T) {
 		default:
 			t.Fatal("Run did not return after cancel")
 		}
-		if r := c.P.Reason(); r != stats.CloseNone {
+		if r := c.P.Reason(); r != reason.CloseNone {
 			t.Errorf("Reason = %v, want open", r)
 		}
 	})

@@ -5,8 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -89,7 +89,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for code := range ctr.Rejected {
 		if v := ctr.Rejected[code].Load(); v > 0 {
 			rejected += v
-			counter(c.rejections, v, label(handshake.Code(code).String()))
+			counter(c.rejections, v, label(reason.Reject(code).String()))
 		}
 	}
 	counter(c.handshakes, ctr.Accepted.Load(), "accepted")
@@ -101,17 +101,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	counter(c.bytesIn, ctr.BytesIn.Load())
 	counter(c.bytesOut, ctr.BytesOut.Load())
-	for r := stats.DropReason(1); r < stats.NumDropReasons; r++ {
+	for r := reason.Drop(1); r < reason.NumDrops; r++ {
 		counter(c.drops, ctr.Drops(r), label(r.String()))
 	}
-	for r := stats.CloseReason(1); r < stats.NumCloseReasons; r++ {
+	for r := reason.Close(1); r < reason.NumCloses; r++ {
 		counter(c.disconnects, ctr.Closes(r), label(r.String()))
 	}
 	counter(c.violations, ctr.RateViolate.Load())
 	counter(c.pings, ctr.Pings.Load())
 	counter(c.probes, ctr.Probes.Load())
-	counter(c.evictions, ctr.Closes(stats.ClosePongTimeout), label(stats.ClosePongTimeout.String()))
-	counter(c.evictions, ctr.Closes(stats.CloseHardEvict), label(stats.CloseHardEvict.String()))
+	counter(c.evictions, ctr.Closes(reason.ClosePongTimeout), label(reason.ClosePongTimeout.String()))
+	counter(c.evictions, ctr.Closes(reason.CloseHardEvict), label(reason.CloseHardEvict.String()))
 	for i, cmd := range stats.OfferCommands {
 		counter(c.offers, ctr.OffersSeen[i].Load(), cmd)
 	}

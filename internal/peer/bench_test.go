@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
@@ -21,7 +22,7 @@ func benchSockets(b *testing.B, n int, f *peer.Flusher) []*peer.Peer {
 		go func() { _, _ = io.Copy(io.Discard, cli) }() // ends when the test's cleanup closes cli
 		p := peer.New(uint64(i), srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 10 * time.Second}, new(stats.Counters), slog.New(slog.DiscardHandler))
 		p.UseFlusher(f)
-		b.Cleanup(func() { p.Close(stats.CloseShutdown) })
+		b.Cleanup(func() { p.Close(reason.CloseShutdown) })
 		ps[i] = p
 	}
 	return ps

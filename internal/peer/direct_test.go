@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
@@ -44,7 +45,7 @@ func TestDirectWriteKeepsOrder(t *testing.T) {
 	_ = srv.SetWriteBuffer(4096)
 	p := peer.New(1, srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 10 * time.Second},
 		new(stats.Counters), slog.New(slog.DiscardHandler))
-	defer p.Close(stats.CloseShutdown)
+	defer p.Close(reason.CloseShutdown)
 
 	const n = 2000
 	body := strings.Repeat("d", 3000) // lines far larger than the send buffer
@@ -107,7 +108,7 @@ func TestDirectWriteError(t *testing.T) {
 	if !p.Closed() {
 		t.Fatal("peer still open after its write failed")
 	}
-	if r := p.Reason(); r != stats.CloseWriteError {
+	if r := p.Reason(); r != reason.CloseWriteError {
 		t.Fatalf("reason %v, want write error", r)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"go.uber.org/goleak"
@@ -48,7 +49,7 @@ func testFlusherDeliversInOrder(t *testing.T, lag time.Duration) {
 		ctr := new(stats.Counters)
 		p := peer.New(uint64(i), srv, peer.Limits{QueueBytes: 64 << 20, WriteTimeout: 10 * time.Second}, ctr, slog.New(slog.DiscardHandler))
 		p.UseFlusher(f)
-		t.Cleanup(func() { p.Close(stats.CloseShutdown) })
+		t.Cleanup(func() { p.Close(reason.CloseShutdown) })
 		sides[i] = side{p: p, rd: bufio.NewReader(cli), ctr: ctr}
 	}
 	var wg sync.WaitGroup
@@ -130,8 +131,8 @@ func TestFlusherSlowConsumerStillCut(t *testing.T) {
 	b := peer.New(2, srvB, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
 	a.UseFlusher(f)
 	b.UseFlusher(f)
-	defer a.Close(stats.CloseShutdown)
-	defer b.Close(stats.CloseShutdown)
+	defer a.Close(reason.CloseShutdown)
+	defer b.Close(reason.CloseShutdown)
 
 	l := []byte(strings.Repeat("s", 4000) + "\r\n")
 	const n = 500 // 2 MB: far more than A's socket buffers hold
@@ -148,7 +149,7 @@ func TestFlusherSlowConsumerStillCut(t *testing.T) {
 		b.Send(l)
 	}
 	waitClosed(t, a.Done(), "slow consumer A")
-	if r := a.Reason(); r != stats.CloseSlowConsumer {
+	if r := a.Reason(); r != reason.CloseSlowConsumer {
 		t.Fatalf("A closed with %v, want slow consumer", r)
 	}
 	// B's reader takes all n lines: its queue empties (Close would empty it too, hence
@@ -173,13 +174,13 @@ func TestFlusherWriteError(t *testing.T) {
 	b := peer.New(2, srvB, lim, new(stats.Counters), slog.New(slog.DiscardHandler))
 	a.UseFlusher(f)
 	b.UseFlusher(f)
-	defer b.Close(stats.CloseShutdown)
+	defer b.Close(reason.CloseShutdown)
 	for i := range 50 {
 		a.Send(line(fmt.Sprintf("x%d", i)))
 		b.Send(line(fmt.Sprintf("x%d", i)))
 	}
 	waitClosed(t, a.Done(), "A after RST")
-	if r := a.Reason(); r != stats.CloseWriteError {
+	if r := a.Reason(); r != reason.CloseWriteError {
 		t.Fatalf("A closed with %v, want write error", r)
 	}
 	got := readLines(t, cliB, 50)
@@ -212,7 +213,7 @@ func TestFlusherCloseWaitsForWriters(t *testing.T) {
 		t.Fatal("Close returned while a writer goroutine was blocked in a write")
 	case <-time.After(50 * time.Millisecond):
 	}
-	p.Close(stats.CloseShutdown) // the write fails, the writer goroutine ends
+	p.Close(reason.CloseShutdown) // the write fails, the writer goroutine ends
 	select {
 	case <-closed:
 	case <-time.After(testkit.Timeout):
@@ -263,7 +264,7 @@ func TestFlusherCloseLeavesNoGoroutine(t *testing.T) {
 		}
 	}
 	for _, p := range ps {
-		p.Close(stats.CloseShutdown)
+		p.Close(reason.CloseShutdown)
 	}
 	f.Close()
 	f.Close() // idempotent

@@ -67,7 +67,7 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -92,11 +92,11 @@ func (p *Peer) goWriteLoop() {
 
 // Send queues one encoded line (terminator included). It never blocks. It returns false
 // when the line was not queued: the peer is closed, the line is longer than a reference
-// client accepts (counted as stats.DropOversizeOut), or the queue overflowed — in which
+// client accepts (counted as reason.DropOversizeOut), or the queue overflowed — in which
 // case the peer is cut as a slow consumer.
 func (p *Peer) Send(line []byte) bool {
 	if wire.ContentLen(line) > wire.MaxLine {
-		p.ctr.Drop(stats.DropOversizeOut)
+		p.ctr.Drop(reason.DropOversizeOut)
 		return false
 	}
 	p.mu.Lock()
@@ -106,7 +106,7 @@ func (p *Peer) Send(line []byte) bool {
 	}
 	if p.queued+len(line) > p.lim.QueueBytes {
 		p.mu.Unlock()
-		p.Close(stats.CloseSlowConsumer)
+		p.Close(reason.CloseSlowConsumer)
 		return false
 	}
 	p.queue = append(p.queue, line)
@@ -146,7 +146,7 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	written, rest, err := p.tryWritev(batch, iov)
 	iovPool.Put(iov)
 	if err != nil {
-		p.Close(stats.CloseWriteError)
+		p.Close(reason.CloseWriteError)
 		return false
 	}
 	p.mu.Lock()
@@ -199,9 +199,9 @@ func (p *Peer) writeLoop() {
 		p.mu.Unlock()
 		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				p.Close(stats.CloseSlowConsumer)
+				p.Close(reason.CloseSlowConsumer)
 			} else {
-				p.Close(stats.CloseWriteError)
+				p.Close(reason.CloseWriteError)
 			}
 			return
 		}
@@ -291,7 +291,7 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 			p.inIO = false
 			p.writer = false
 			p.mu.Unlock()
-			p.Close(stats.CloseWriteError)
+			p.Close(reason.CloseWriteError)
 			return false
 		}
 		p.mu.Lock()

@@ -3,7 +3,7 @@
 // writer goroutine), and a single typed close reason.
 //
 // Enqueueing never blocks. When a peer's queued bytes exceed its cap, or a write misses
-// its deadline, the peer is cut with stats.CloseSlowConsumer: one slow reader can never
+// its deadline, the peer is cut with reason.CloseSlowConsumer: one slow reader can never
 // hold up a sender or a broadcast, and nothing accepted into a live peer's queue is
 // dropped silently.
 package peer
@@ -18,6 +18,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -58,7 +59,7 @@ type Peer struct {
 	writer bool       // the queue has a drainer: a writer goroutine or the flusher (running or about to run)
 	inIO   bool       // a write to the socket is in progress (by the writer or SendUrgent)
 	closed bool
-	reason stats.CloseReason
+	reason reason.Close
 	probe  chan struct{} // closed when the next qualifying answer arrives (nick check)
 
 	raw  syscall.RawConn // set for real sockets: lets SendUrgent and the flusher write directly
@@ -158,7 +159,7 @@ func (p *Peer) AwaitAnswer() <-chan struct{} {
 
 // Close cuts the connection with a reason. Only the first reason counts. Queued lines
 // are discarded: the peer is gone.
-func (p *Peer) Close(r stats.CloseReason) {
+func (p *Peer) Close(r reason.Close) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -191,8 +192,8 @@ func (p *Peer) Closed() bool {
 // Done is closed when the peer is closed.
 func (p *Peer) Done() <-chan struct{} { return p.done }
 
-// Reason returns the close reason (stats.CloseNone while open).
-func (p *Peer) Reason() stats.CloseReason {
+// Reason returns the close reason (reason.CloseNone while open).
+func (p *Peer) Reason() reason.Close {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.reason

@@ -18,6 +18,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -42,7 +43,7 @@ func newPeer(t *testing.T, lim peer.Limits) (*peer.Peer, net.Conn, *stats.Counte
 	ctr := new(stats.Counters)
 	p := peer.New(7, srv, lim, ctr, discard())
 	t.Cleanup(func() {
-		p.Close(stats.CloseShutdown)
+		p.Close(reason.CloseShutdown)
 		cli.Close()
 	})
 	return p, cli, ctr
@@ -113,7 +114,7 @@ func TestSendDeliversInOrder(t *testing.T) {
 			t.Fatalf("line %d = %q, want %q", i, got[i], want[i])
 		}
 	}
-	if p.Reason() != stats.CloseNone || isClosed(p.Done()) {
+	if p.Reason() != reason.CloseNone || isClosed(p.Done()) {
 		t.Errorf("peer closed: %v", p.Reason())
 	}
 	// An idle peer accepts more later (a new writer is started on demand).
@@ -158,7 +159,7 @@ func TestSendNeverBlocks(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
 		p := peer.New(1, srv, roomy, new(stats.Counters), discard())
-		defer p.Close(stats.CloseShutdown)
+		defer p.Close(reason.CloseShutdown)
 
 		// Nobody reads: the writer goroutine blocks on the unbuffered pipe, Send does not.
 		const n = 200
@@ -202,7 +203,7 @@ func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
 		p := peer.New(1, srv, peer.Limits{QueueBytes: 120, WriteTimeout: time.Hour}, new(stats.Counters), discard())
-		defer p.Close(stats.CloseShutdown)
+		defer p.Close(reason.CloseShutdown)
 
 		l := line(strings.Repeat("x", 38)) // 40 bytes
 		if !p.Send(l) {
@@ -227,8 +228,8 @@ func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
 		if !isClosed(p.Done()) {
 			t.Fatal("Done not closed after overflow")
 		}
-		if r := p.Reason(); r != stats.CloseSlowConsumer {
-			t.Fatalf("Reason = %v, want %v", r, stats.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseSlowConsumer {
+			t.Fatalf("Reason = %v, want %v", r, reason.CloseSlowConsumer)
 		}
 		if p.Send(line("more")) {
 			t.Error("Send after close = true")
@@ -237,8 +238,8 @@ func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
 			t.Errorf("QueuedBytes after close = %d", q)
 		}
 		synctest.Wait() // the writer saw the closed pipe and exited
-		if r := p.Reason(); r != stats.CloseSlowConsumer {
-			t.Errorf("Reason after writer exit = %v, want %v", r, stats.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseSlowConsumer {
+			t.Errorf("Reason after writer exit = %v, want %v", r, reason.CloseSlowConsumer)
 		}
 		// The client sees the connection end.
 		if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
@@ -252,10 +253,10 @@ func TestQueueOverflowSingleLine(t *testing.T) {
 	if p.Send(line("0123456789")) { // 12 bytes > 10
 		t.Fatal("Send = true")
 	}
-	if !isClosed(p.Done()) || p.Reason() != stats.CloseSlowConsumer {
+	if !isClosed(p.Done()) || p.Reason() != reason.CloseSlowConsumer {
 		t.Fatalf("Done closed %v, Reason %v", isClosed(p.Done()), p.Reason())
 	}
-	if ctr.Drops(stats.DropOversizeOut) != 0 {
+	if ctr.Drops(reason.DropOversizeOut) != 0 {
 		t.Error("overflow counted as oversize drop")
 	}
 }
@@ -265,7 +266,7 @@ func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
 		p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: 50 * time.Millisecond}, new(stats.Counters), discard())
-		defer p.Close(stats.CloseShutdown)
+		defer p.Close(reason.CloseShutdown)
 
 		start := time.Now()
 		if !p.Send(line("hello")) {
@@ -275,8 +276,8 @@ func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
 		if d := time.Since(start); d != 50*time.Millisecond {
 			t.Errorf("closed after %v, want 50ms", d)
 		}
-		if r := p.Reason(); r != stats.CloseSlowConsumer {
-			t.Fatalf("Reason = %v, want %v", r, stats.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseSlowConsumer {
+			t.Fatalf("Reason = %v, want %v", r, reason.CloseSlowConsumer)
 		}
 		if p.Send(line("late")) {
 			t.Error("Send after close = true")
@@ -291,7 +292,7 @@ func TestWriteTimeoutIsPerWrite(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
 		p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: 50 * time.Millisecond}, new(stats.Counters), discard())
-		defer p.Close(stats.CloseShutdown)
+		defer p.Close(reason.CloseShutdown)
 
 		r := bufio.NewReader(cli)
 		for i := range 10 {
@@ -319,8 +320,8 @@ func TestWriteErrorCloses(t *testing.T) {
 		t.Fatal("Send = false")
 	}
 	waitClosed(t, p.Done(), "Done")
-	if r := p.Reason(); r != stats.CloseWriteError {
-		t.Fatalf("Reason = %v, want %v", r, stats.CloseWriteError)
+	if r := p.Reason(); r != reason.CloseWriteError {
+		t.Fatalf("Reason = %v, want %v", r, reason.CloseWriteError)
 	}
 }
 
@@ -347,10 +348,10 @@ func TestSendOversize(t *testing.T) {
 			if !tc.ok {
 				wantDrops = 1
 			}
-			if d := ctr.Drops(stats.DropOversizeOut); d != wantDrops {
+			if d := ctr.Drops(reason.DropOversizeOut); d != wantDrops {
 				t.Errorf("DropOversizeOut = %d, want %d", d, wantDrops)
 			}
-			if isClosed(p.Done()) || p.Reason() != stats.CloseNone {
+			if isClosed(p.Done()) || p.Reason() != reason.CloseNone {
 				t.Fatalf("peer closed: %v", p.Reason())
 			}
 			// The peer stays usable and the refused line never reaches the client.
@@ -375,14 +376,14 @@ func TestSendOversize(t *testing.T) {
 
 func TestCloseIdempotentFirstReasonWins(t *testing.T) {
 	p, cli, _ := newPeer(t, roomy)
-	if p.Reason() != stats.CloseNone || isClosed(p.Done()) {
+	if p.Reason() != reason.CloseNone || isClosed(p.Done()) {
 		t.Fatal("new peer is closed")
 	}
-	p.Close(stats.CloseClientGone)
-	p.Close(stats.CloseReadError)
-	p.Close(stats.CloseShutdown)
-	if r := p.Reason(); r != stats.CloseClientGone {
-		t.Fatalf("Reason = %v, want %v", r, stats.CloseClientGone)
+	p.Close(reason.CloseClientGone)
+	p.Close(reason.CloseReadError)
+	p.Close(reason.CloseShutdown)
+	if r := p.Reason(); r != reason.CloseClientGone {
+		t.Fatalf("Reason = %v, want %v", r, reason.CloseClientGone)
 	}
 	if !isClosed(p.Done()) {
 		t.Fatal("Done not closed")
@@ -400,7 +401,7 @@ func TestCloseIdempotentFirstReasonWins(t *testing.T) {
 
 func TestCloseConcurrent(t *testing.T) {
 	p, _, _ := newPeer(t, roomy)
-	reasons := []stats.CloseReason{stats.CloseClientGone, stats.CloseReadError, stats.ClosePongTimeout, stats.CloseReplaced}
+	reasons := []reason.Close{reason.CloseClientGone, reason.CloseReadError, reason.ClosePongTimeout, reason.CloseReplaced}
 	var wg sync.WaitGroup
 	for i := range 32 {
 		wg.Go(func() {
@@ -429,10 +430,10 @@ func TestCloseDuringWriteKeepsReason(t *testing.T) {
 		p.Send(line("stuck"))
 		p.Send(line("queued"))
 		synctest.Wait()
-		p.Close(stats.CloseReplaced)
+		p.Close(reason.CloseReplaced)
 		synctest.Wait() // writer exits
-		if r := p.Reason(); r != stats.CloseReplaced {
-			t.Fatalf("Reason = %v, want %v", r, stats.CloseReplaced)
+		if r := p.Reason(); r != reason.CloseReplaced {
+			t.Fatalf("Reason = %v, want %v", r, reason.CloseReplaced)
 		}
 		if q := p.QueuedBytes(); q != 0 {
 			t.Errorf("QueuedBytes = %d after close", q)
@@ -457,7 +458,7 @@ func TestWriteNow(t *testing.T) {
 			srv, cli := net.Pipe()
 			defer cli.Close()
 			p := peer.New(1, srv, peer.Limits{QueueBytes: 1 << 20, WriteTimeout: time.Second}, new(stats.Counters), discard())
-			defer p.Close(stats.CloseShutdown)
+			defer p.Close(reason.CloseShutdown)
 			start := time.Now()
 			err := p.WriteNow(line("795"))
 			if !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -630,7 +631,7 @@ func TestMarkLeft(t *testing.T) {
 	if isClosed(p.Left()) {
 		t.Fatal("Left closed on a new peer")
 	}
-	p.Close(stats.CloseClientGone)
+	p.Close(reason.CloseClientGone)
 	if isClosed(p.Left()) {
 		t.Fatal("Left closed by Close")
 	}

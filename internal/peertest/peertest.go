@@ -15,6 +15,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
@@ -140,7 +141,7 @@ func (h *Harness) Add(nick, location string, feats ...string) *Client {
 // Close shuts every connection and waits for the readers to finish, so the bubble can end.
 func (h *Harness) Close() {
 	for _, c := range h.clients {
-		c.P.Close(stats.CloseShutdown)
+		c.P.Close(reason.CloseShutdown)
 		_ = c.cli.Close()
 	}
 	for _, c := range h.clients {

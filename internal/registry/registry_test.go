@@ -14,6 +14,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -47,7 +48,7 @@ func newPeer(t testing.TB, id uint64, nick string, loc jm.Location, read bool) (
 		go func() { _, _ = io.Copy(io.Discard, cli) }()
 	}
 	t.Cleanup(func() {
-		p.Close(stats.CloseShutdown)
+		p.Close(reason.CloseShutdown)
 		cli.Close()
 	})
 	return p, cli
@@ -150,7 +151,7 @@ func TestRegisterDuplicate(t *testing.T) {
 	if q := dup.QueuedBytes(); q != 0 {
 		t.Errorf("duplicate was sent the welcome (%d bytes queued)", q)
 	}
-	if dup.Reason() != stats.CloseNone {
+	if dup.Reason() != reason.CloseNone {
 		t.Errorf("duplicate closed: %v", dup.Reason())
 	}
 	if r.Lookup(nickA) != owner {
@@ -213,7 +214,7 @@ func TestRegisterFull(t *testing.T) {
 func TestRegisterGone(t *testing.T) {
 	r := registry.New(10)
 	p, _ := newPeer(t, 1, nickA, makerLoc, false)
-	p.Close(stats.CloseClientGone)
+	p.Close(reason.CloseClientGone)
 	if res, owner := r.Register(p, welcome); res != registry.Gone || owner != nil {
 		t.Fatalf("Register(closed) = %v, %v; want Gone, nil", res, owner)
 	}
@@ -510,7 +511,7 @@ func TestRegisterThen(t *testing.T) {
 	}
 	r.SetMax(2)
 	gone, _ := newPeer(t, 4, nickC, takerLoc, true)
-	gone.Close(stats.CloseClientGone)
+	gone.Close(reason.CloseClientGone)
 	if res, _ := r.RegisterThen(gone, welcome, never); res != registry.Gone {
 		t.Fatalf("closed: %v", res)
 	}

@@ -10,6 +10,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
@@ -63,7 +64,7 @@ func BenchmarkPrivmsg(b *testing.B) {
 	to := peers[1].Nick
 	b.ReportAllocs()
 	for b.Loop() {
-		if r := rt.Privmsg(peers[0], to, env.RawLine()); r != stats.DropNone {
+		if r := rt.Privmsg(peers[0], to, env.RawLine()); r != reason.DropNone {
 			b.Fatal(r)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -65,7 +66,7 @@ func (r *Router) Self() *Self { return r.self.Load() }
 func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePubmsg, raw)
 	if wire.ContentLen(line) > wire.MaxLine {
-		r.ctr.Drop(stats.DropOversizeOut)
+		r.ctr.Drop(reason.DropOversizeOut)
 		return 0
 	}
 	n := 0
@@ -81,27 +82,27 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 // Privmsg forwards a privmsg from p to the peer owning nick to, followed by a peerlist
 // telling the recipient where the sender can be reached. raw is the "line" token as
 // received; the caller has checked the sender field.
-func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) stats.DropReason {
+func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) reason.Drop {
 	self := r.Self()
 	if to == self.Nick {
-		return stats.DropToDirectory
+		return reason.DropToDirectory
 	}
 	q := r.reg.Lookup(to)
 	if q == nil {
-		return stats.DropUnknownRecipient
+		return reason.DropUnknownRecipient
 	}
 	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePrivmsg, raw)
 	if wire.ContentLen(line) > wire.MaxLine {
-		return stats.DropOversizeOut
+		return reason.DropOversizeOut
 	}
 	if !q.SendUrgent(line) {
-		return stats.DropRecipientGone
+		return reason.DropRecipientGone
 	}
 	r.ctr.Sent(stats.MsgPrivmsg, 1, len(line))
 	if pl := r.locationPeerlist(self, p, q); pl != nil && q.SendUrgent(pl) {
 		r.ctr.Sent(stats.MsgPeerlist, 1, len(pl))
 	}
-	return stats.DropNone
+	return reason.DropNone
 }
 
 // locationPeerlist is the 789 sent to recipient after a privmsg from sender: the sender's

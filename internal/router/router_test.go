@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -77,7 +78,7 @@ func TestPubmsgCountsOnlyQueuedRecipients(t *testing.T) {
 		sender := h.Add(peertest.NickMaker, peertest.MakerLoc)
 		live := h.Add(peertest.NickTaker, peertest.NotServing)
 		gone := h.Add(peertest.NickOther, peertest.NotServing)
-		gone.P.Close(stats.CloseClientGone) // closed but not yet unregistered
+		gone.P.Close(reason.CloseClientGone) // closed but not yet unregistered
 		raw := `"J59xfsUewpdmrbuM!PUBLIC!orderbook"`
 		if n := h.Rt.Pubmsg(sender.P, []byte(raw)); n != 1 {
 			t.Errorf("Pubmsg returned %d, want 1", n)
@@ -140,7 +141,7 @@ func TestPubmsgSizeLimit(t *testing.T) {
 				peertest.EqualLines(t, "peer b", b.Recv(), wantLines)
 				peertest.EqualLines(t, "sender", sender.Recv(), nil)
 				// Counted once per message, not once per recipient.
-				if got := h.Ctr.Drops(stats.DropOversizeOut); got != wantDrops {
+				if got := h.Ctr.Drops(reason.DropOversizeOut); got != wantDrops {
 					t.Errorf("DropOversizeOut = %d, want %d", got, wantDrops)
 				}
 				if got := h.Ctr.Out[stats.MsgPubmsg].Load(); got != uint64(wantN) {
@@ -189,7 +190,7 @@ func TestPrivmsgPeerlist(t *testing.T) {
 				bystander := h.Add(peertest.NickOther, peertest.OnionA+":5223", "peerlist_features", "ping")
 				raw := `"` + sender + "!" + recipient + `!fill 0 1000000 caf\u00e9 <>& sig=="`
 
-				if got := h.Rt.Privmsg(s.P, recipient, []byte(raw)); got != stats.DropNone {
+				if got := h.Rt.Privmsg(s.P, recipient, []byte(raw)); got != reason.DropNone {
 					t.Fatalf("Privmsg = %v, want DropNone", got)
 				}
 				want := []string{relay(685, raw)}
@@ -245,10 +246,10 @@ func TestPrivmsgProtocolExample(t *testing.T) {
 			peertest.Bubble(t, dn, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
 				m := h.Add(maker, peertest.MakerLoc, tc.makerFeats...)
 				tk := h.Add(taker, peertest.NotServing, tc.takerFeats...)
-				if got := h.Rt.Privmsg(m.P, taker, rawToken(t, offerIn)); got != stats.DropNone {
+				if got := h.Rt.Privmsg(m.P, taker, rawToken(t, offerIn)); got != reason.DropNone {
 					t.Fatalf("offer: Privmsg = %v", got)
 				}
-				if got := h.Rt.Privmsg(tk.P, maker, rawToken(t, fillIn)); got != stats.DropNone {
+				if got := h.Rt.Privmsg(tk.P, maker, rawToken(t, fillIn)); got != reason.DropNone {
 					t.Fatalf("fill: Privmsg = %v", got)
 				}
 				peertest.EqualLines(t, "taker", tk.Recv(), tc.wantTaker)
@@ -265,15 +266,15 @@ func TestPrivmsgDropped(t *testing.T) {
 		to         string
 		raw        string
 		closeRcpt  bool
-		want       stats.DropReason
+		want       reason.Drop
 	}{
-		{name: "unknown nick", dnLocation: peertest.DNLoc, to: "J5ADox6oD453KSSf", want: stats.DropUnknownRecipient},
-		{name: "empty nick", dnLocation: peertest.DNLoc, to: "", want: stats.DropUnknownRecipient},
-		{name: "nick differs in case", dnLocation: peertest.DNLoc, to: strings.ToLower(peertest.NickTaker), want: stats.DropUnknownRecipient},
-		{name: "directory nick", dnLocation: peertest.DNLoc, to: peertest.NickDN, want: stats.DropToDirectory},
-		{name: "directory nick, location unknown", dnLocation: "", to: peertest.NickDN, want: stats.DropToDirectory},
-		{name: "relay too long", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine+1), want: stats.DropOversizeOut},
-		{name: "recipient closing", dnLocation: peertest.DNLoc, to: peertest.NickTaker, closeRcpt: true, want: stats.DropRecipientGone},
+		{name: "unknown nick", dnLocation: peertest.DNLoc, to: "J5ADox6oD453KSSf", want: reason.DropUnknownRecipient},
+		{name: "empty nick", dnLocation: peertest.DNLoc, to: "", want: reason.DropUnknownRecipient},
+		{name: "nick differs in case", dnLocation: peertest.DNLoc, to: strings.ToLower(peertest.NickTaker), want: reason.DropUnknownRecipient},
+		{name: "directory nick", dnLocation: peertest.DNLoc, to: peertest.NickDN, want: reason.DropToDirectory},
+		{name: "directory nick, location unknown", dnLocation: "", to: peertest.NickDN, want: reason.DropToDirectory},
+		{name: "relay too long", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine+1), want: reason.DropOversizeOut},
+		{name: "recipient closing", dnLocation: peertest.DNLoc, to: peertest.NickTaker, closeRcpt: true, want: reason.DropRecipientGone},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -282,7 +283,7 @@ func TestPrivmsgDropped(t *testing.T) {
 				r := h.Add(peertest.NickTaker, peertest.NotServing, "peerlist_features")
 				other := h.Add(peertest.NickOther, peertest.OnionA+":5223")
 				if tc.closeRcpt {
-					r.P.Close(stats.CloseSlowConsumer)
+					r.P.Close(reason.CloseSlowConsumer)
 				}
 				raw := tc.raw
 				if raw == "" {
@@ -312,7 +313,7 @@ func TestPrivmsgLongestRelay(t *testing.T) {
 		s := h.Add(peertest.NickMaker, peertest.MakerLoc)
 		r := h.Add(peertest.NickTaker, peertest.NotServing)
 		raw := rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine)
-		if got := h.Rt.Privmsg(s.P, peertest.NickTaker, []byte(raw)); got != stats.DropNone {
+		if got := h.Rt.Privmsg(s.P, peertest.NickTaker, []byte(raw)); got != reason.DropNone {
 			t.Fatalf("Privmsg = %v, want DropNone", got)
 		}
 		want := []string{relay(685, raw), peertest.Peerlist(peertest.NickMaker + ";" + peertest.MakerLoc + "," + peertest.NickDN + ";" + peertest.DNLoc)}
@@ -604,13 +605,13 @@ func TestSetSelf(t *testing.T) {
 		h.Rt.GetPeerlist(req.P)
 		peertest.EqualLines(t, "after: peerlist", req.Recv(), []string{peertest.Peerlist(newNick + ";" + peertest.DNLoc + ";F:peerlist_features+ping," + peertest.NickMaker + ";" + peertest.MakerLoc)})
 
-		if got := h.Rt.Privmsg(other.P, newNick, []byte(`"J55uwMUczBgZV44z!J58qZTosNQ6beAwN!hi"`)); got != stats.DropToDirectory {
+		if got := h.Rt.Privmsg(other.P, newNick, []byte(`"J55uwMUczBgZV44z!J58qZTosNQ6beAwN!hi"`)); got != reason.DropToDirectory {
 			t.Errorf("privmsg to new directory nick = %v, want DropToDirectory", got)
 		}
-		if got := h.Rt.Privmsg(other.P, peertest.NickDN, []byte(`"J55uwMUczBgZV44z!J5CHzCDv77erayr2!hi"`)); got != stats.DropUnknownRecipient {
+		if got := h.Rt.Privmsg(other.P, peertest.NickDN, []byte(`"J55uwMUczBgZV44z!J5CHzCDv77erayr2!hi"`)); got != reason.DropUnknownRecipient {
 			t.Errorf("privmsg to old directory nick = %v, want DropUnknownRecipient", got)
 		}
-		if got := h.Rt.Privmsg(other.P, peertest.NickMaker, []byte(`"J55uwMUczBgZV44z!J59xfsUewpdmrbuM!hi"`)); got != stats.DropNone {
+		if got := h.Rt.Privmsg(other.P, peertest.NickMaker, []byte(`"J55uwMUczBgZV44z!J59xfsUewpdmrbuM!hi"`)); got != reason.DropNone {
 			t.Errorf("privmsg to maker = %v", got)
 		}
 		peertest.EqualLines(t, "maker", maker.Recv(), []string{

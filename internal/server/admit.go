@@ -14,6 +14,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/circuit"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -25,17 +26,17 @@ import (
 func (s *Server) proxyHeader(p *peer.Peer, lr *wire.LineReader) (circuit.ID, bool) {
 	line, err := lr.ReadLine()
 	if err != nil {
-		reason := closeReason(p, err, true) // a timeout, the client gone, …
-		if reason == stats.CloseLineTooLong {
-			reason = stats.CloseProxyHeader
+		why := closeReason(p, err, true) // a timeout, the client gone, …
+		if why == reason.CloseLineTooLong {
+			why = reason.CloseProxyHeader
 		}
-		p.Close(reason)
+		p.Close(why)
 		return circuit.ID{}, false
 	}
 	id, err := circuit.ParseHeader(line)
 	if err != nil {
 		p.Log.Debug("bad proxy header", "err", err)
-		p.Close(stats.CloseProxyHeader)
+		p.Close(reason.CloseProxyHeader)
 		return circuit.ID{}, false
 	}
 	p.Log.Debug("proxy header", "circuit", id.String())
@@ -51,32 +52,32 @@ func (s *Server) ForgetCircuits() {
 
 // release ends a connection on its circuit and logs a ban it imposed (with the
 // circuit, never the nick).
-func (s *Server) release(cl *circuit.Client, reason stats.CloseReason) {
+func (s *Server) release(cl *circuit.Client, why reason.Close) {
 	lim := circuitLimits(s.conf())
-	if s.clients.Release(cl, reason, time.Now(), lim) {
-		s.log.Warn("circuit banned", "circuit", cl.ID().String(), "reason", reason.String(), "for", lim.BanFor)
+	if s.clients.Release(cl, why, time.Now(), lim) {
+		s.log.Warn("circuit banned", "circuit", cl.ID().String(), "reason", why.String(), "for", lim.BanFor)
 	}
 }
 
 // closeReason maps a read error to a close reason, unless the peer was already closed
 // with one (evicted, cut as a slow consumer, shutdown…).
-func closeReason(p *peer.Peer, err error, handshaking bool) stats.CloseReason {
-	if r := p.Reason(); r != stats.CloseNone {
+func closeReason(p *peer.Peer, err error, handshaking bool) reason.Close {
+	if r := p.Reason(); r != reason.CloseNone {
 		return r
 	}
 	switch {
 	case errors.Is(err, wire.ErrLineTooLong):
-		return stats.CloseLineTooLong
+		return reason.CloseLineTooLong
 	case errors.Is(err, net.ErrClosed):
-		return stats.CloseReadError
+		return reason.CloseReadError
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return stats.CloseClientGone
+		return reason.CloseClientGone
 	}
 	var ne net.Error
 	if handshaking && errors.As(err, &ne) && ne.Timeout() {
-		return stats.CloseHandshakeTimeout
+		return reason.CloseHandshakeTimeout
 	}
-	return stats.CloseReadError
+	return reason.CloseReadError
 }
 
 // handshake reads and answers the handshake line, under the read deadline Accept set.
@@ -93,11 +94,11 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) b
 	env, err := wire.Decode(line)
 	if err != nil {
 		p.Log.Debug("malformed handshake line", "err", err)
-		p.Close(stats.CloseMalformed)
+		p.Close(reason.CloseMalformed)
 		return false
 	}
 	if env.Type != wire.TypeHandshake {
-		p.Close(stats.CloseNotHandshake)
+		p.Close(reason.CloseNotHandshake)
 		return false
 	}
 	s.ctr.In[stats.MsgHandshake].Add(1)
@@ -121,16 +122,16 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) b
 		case registry.Gone:
 			return false
 		case registry.Full:
-			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeCapacity,
+			s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectCapacity,
 				Detail: fmt.Sprintf("maximum peers reached (%d)", s.reg.Max())})
 			return false
 		case registry.Checking:
-			s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
+			s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectDuplicate,
 				Detail: "nick already registered (owner being checked)"})
 			return false
 		case registry.Duplicate:
 			if attempt > 0 || s.ownerAlive(owner) {
-				s.rejectHandshake(p, &handshake.Rejection{Code: handshake.CodeDuplicate,
+				s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectDuplicate,
 					Detail: "nick already registered by a live peer"})
 				return false
 			}
@@ -166,7 +167,7 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 			return true
 		}
 		owner.Log.Info("nick owner did not answer; replacing it")
-		owner.Close(stats.CloseReplaced)
+		owner.Close(reason.CloseReplaced)
 	}
 	// Wait until the old owner is unregistered and its departure announced.
 	select {
@@ -181,7 +182,7 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 // turn the close into a reset that destroys the answer.
 func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 	p.Log.Info("handshake rejected", "reason", rej.Code.String())
-	s.ctr.Rejected[int(rej.Code)%len(s.ctr.Rejected)].Add(1)
+	s.ctr.Rejected[rej.Code].Add(1)
 	line := wire.AppendEnvelope(nil, wire.TypeDNHandshake, s.dir.Load().dir.Reject(rej))
 	s.ctr.Sent(stats.MsgDNHandshake, 1, len(line))
 	conn := p.Conn()
@@ -199,5 +200,5 @@ func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 			}
 		}
 	}
-	p.Close(stats.CloseRejected)
+	p.Close(reason.CloseRejected)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
@@ -98,11 +99,11 @@ func (d circuitDir) refused(conn net.Conn, what string) {
 	}
 }
 
-// closes waits until the server has counted want closes for reason.
-func (d circuitDir) closes(reason stats.CloseReason, want uint64) {
+// closes waits until the server has counted want closes for why.
+func (d circuitDir) closes(why reason.Close, want uint64) {
 	d.t.Helper()
-	testkit.Eventually(d.t, fmt.Sprintf("%d closes for %q", want, reason), func() bool {
-		return d.Srv.Status(false).Closes[reason.String()] == want
+	testkit.Eventually(d.t, fmt.Sprintf("%d closes for %q", want, why), func() bool {
+		return d.Srv.Status(false).Closes[why.String()] == want
 	})
 }
 
@@ -116,7 +117,7 @@ func TestProxyHeaderRequired(t *testing.T) {
 	// A version 2 header, an UNKNOWN family is fine, a bad address is not.
 	d.refused(d.dial("\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c", ""), "v2 header")
 	d.refused(d.dial("PROXY TCP6 nonsense ::1 1 5222\r\n", handshake(nick("bad"))), "bad address")
-	d.closes(stats.CloseProxyHeader, 3)
+	d.closes(reason.CloseProxyHeader, 3)
 	// The header and the handshake arriving in one segment, as from tor.
 	conn := d.dial(torHeader(7), "")
 	dirtest.Handshake(t, conn, nick("ok7"), "NOT-SERVING-ONION", d.Network, nil)
@@ -128,7 +129,7 @@ func TestProxyHeaderRequired(t *testing.T) {
 	// A header that never comes is a handshake timeout.
 	slow := d.dial("", "PROXY TCP6 fc00")
 	d.refused(slow, "partial header")
-	d.closes(stats.CloseHandshakeTimeout, 1)
+	d.closes(reason.CloseHandshakeTimeout, 1)
 }
 
 func TestCircuitCaps(t *testing.T) {
@@ -148,7 +149,7 @@ func TestCircuitCaps(t *testing.T) {
 	d.refused(d.dial(torHeader(3), ""), "second handshaking connection on circuit 3")
 	dirtest.Handshake(t, pending, nick("three1"), "NOT-SERVING-ONION", d.Network, nil)
 	d.join(3, nick("three2"))
-	d.closes(stats.CloseCircuitCap, 2)
+	d.closes(reason.CloseCircuitCap, 2)
 	if st := d.Srv.Status(false); st.Peers != 5 || st.Circuits.Connected != 3 {
 		t.Fatalf("peers %d circuits %+v", st.Peers, st.Circuits)
 	}
@@ -169,7 +170,7 @@ func TestRateLimitsPerCircuit(t *testing.T) {
 	ask(c)
 	ctr := d.Srv.Counters()
 	testkit.Eventually(t, "3 GETPEERLISTs received, 1 of them dropped by the circuit's cap", func() bool {
-		return ctr.DropCounts()[stats.DropGetPeerlistCap.String()] == 1 && ctr.In[stats.MsgGetPeerlist].Load() == 3
+		return ctr.DropCounts()[reason.DropGetPeerlistCap.String()] == 1 && ctr.In[stats.MsgGetPeerlist].Load() == 3
 	})
 }
 
@@ -183,13 +184,13 @@ func TestCircuitBan(t *testing.T) {
 		}
 		d.refused(conn, "malformed line")
 	}
-	d.closes(stats.CloseMalformed, 2)
+	d.closes(reason.CloseMalformed, 2)
 	// The circuit is released just after the close is counted.
 	testkit.Eventually(t, "circuit 9 banned after two malformed lines", func() bool {
 		return d.Srv.Status(false).Circuits.Banned == 1
 	})
 	d.refused(d.dial(torHeader(9), ""), "new connection on the banned circuit")
-	d.closes(stats.CloseBanned, 1)
+	d.closes(reason.CloseBanned, 1)
 	d.join(10, nick("other")) // another circuit is not affected
 	// The circuit's open connection stays.
 	if _, err := io.WriteString(keep, `{"type": 791, "line": ""}`+"\r\n"); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -23,17 +24,17 @@ type connLimits struct {
 }
 
 // admit takes a token from a bucket and reports whether the message may proceed. A
-// refused message is dropped and counted with reason, and is a violation of the
+// refused message is dropped and counted with why, and is a violation of the
 // circuit: past the configured number of them the connection is cut.
-func (s *Server) admit(p *peer.Peer, lim *connLimits, which limits.Bucket, reason stats.DropReason, now time.Time) bool {
+func (s *Server) admit(p *peer.Peer, lim *connLimits, which limits.Bucket, why reason.Drop, now time.Time) bool {
 	if lim.b.Allow(which, now) {
 		return true
 	}
-	s.ctr.Drop(reason)
+	s.ctr.Drop(why)
 	s.ctr.RateViolate.Add(1)
 	n := lim.b.Violation()
 	if th := lim.cfg.RateLimitDisconnectThreshold; th > 0 && n >= int64(th) {
-		p.Close(stats.CloseRateLimit)
+		p.Close(reason.CloseRateLimit)
 	}
 	return false
 }
@@ -53,7 +54,7 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *limits.Buckets) 
 		env, err := wire.Decode(line)
 		if err != nil {
 			p.Log.Debug("malformed line", "err", err)
-			p.Close(stats.CloseMalformed)
+			p.Close(reason.CloseMalformed)
 			return
 		}
 		s.ctr.In[stats.TypeOf(env.Type)].Add(1)
@@ -63,7 +64,7 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *limits.Buckets) 
 			lim.b.Use(ratesOf(c), now)
 			lim.cfg = c
 		}
-		if !s.admit(p, &lim, limits.Messages, stats.DropRateLimited, now) {
+		if !s.admit(p, &lim, limits.Messages, reason.DropRateLimited, now) {
 			if p.Closed() {
 				return
 			}
@@ -81,20 +82,20 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 	case wire.TypePubmsg, wire.TypePrivmsg:
 		from, to, rest, ok := wire.SplitJM(env.Line)
 		if !ok || (env.Type == wire.TypePubmsg && to != wire.Public) {
-			s.ctr.Drop(stats.DropMalformedJM)
+			s.ctr.Drop(reason.DropMalformedJM)
 			return true
 		}
 		if from != p.Nick {
-			s.ctr.Drop(stats.DropSpoofed)
+			s.ctr.Drop(reason.DropSpoofed)
 			lim.spoofs++
 			if lim.spoofs >= lim.cfg.SpoofDisconnectThreshold {
-				p.Close(stats.CloseSpoofing)
+				p.Close(reason.CloseSpoofing)
 				return false
 			}
 			return true
 		}
 		if env.Type == wire.TypePrivmsg {
-			if r := s.rt.Privmsg(p, to, env.RawLine()); r != stats.DropNone {
+			if r := s.rt.Privmsg(p, to, env.RawLine()); r != reason.DropNone {
 				s.ctr.Drop(r)
 			} else {
 				s.ctr.RelayLatency.Observe(int64(time.Since(now)))
@@ -103,7 +104,7 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		}
 		switch cmd := wire.FirstCommand(rest); cmd {
 		case "orderbook":
-			if !s.admit(p, lim, limits.Orderbook, stats.DropOrderbookCap, now) {
+			if !s.admit(p, lim, limits.Orderbook, reason.DropOrderbookCap, now) {
 				return !p.Closed()
 			}
 		default:
@@ -115,19 +116,19 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 		s.ctr.RelayLatency.Observe(int64(time.Since(now)))
 		s.flusher.Help() // a broadcaster reads on only as fast as its lines go out
 	case wire.TypeGetPeerlist:
-		if !s.admit(p, lim, limits.GetPeerlist, stats.DropGetPeerlistCap, now) {
+		if !s.admit(p, lim, limits.GetPeerlist, reason.DropGetPeerlistCap, now) {
 			return !p.Closed()
 		}
 		s.rt.GetPeerlist(p)
 	case wire.TypePong:
 		p.Pong()
 	case wire.TypeDisconnect:
-		p.Close(stats.ClosePeerRequested)
+		p.Close(reason.ClosePeerRequested)
 		return false
 	default:
 		// Late handshakes, client pings (answering would mean sending 799), local-only
 		// types, nick-auth messages this directory does not offer, unknown types.
-		s.ctr.Drop(stats.DropIgnoredType)
+		s.ctr.Drop(reason.DropIgnoredType)
 	}
 	return true
 }
@@ -135,14 +136,14 @@ func (s *Server) handle(p *peer.Peer, env *wire.Envelope, lim *connLimits, now t
 // leave unregisters a closed peer and tells everyone else it has gone.
 func (s *Server) leave(p *peer.Peer) {
 	defer p.MarkLeft()
-	reason := p.Reason()
-	s.ctr.Close(reason)
+	why := p.Reason()
+	s.ctr.Close(why)
 	if !s.reg.Remove(p) {
 		return
 	}
-	s.recent.add(Disconnect{Time: time.Now(), Role: p.Role(), Reason: reason.String()})
+	s.recent.add(Disconnect{Time: time.Now(), Role: p.Role(), Reason: why.String()})
 	if !s.stopping() {
 		s.rt.Left(p)
 	}
-	p.Log.Info("peer left", "role", p.Role(), "reason", reason.String())
+	p.Log.Info("peer left", "role", p.Role(), "reason", why.String())
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
 	"github.com/jm-directory/jm-directory-server/internal/router"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
@@ -207,7 +208,7 @@ func (s *Server) shutdown() {
 	}
 	s.mu.Unlock()
 	for _, p := range all {
-		p.Close(stats.CloseShutdown)
+		p.Close(reason.CloseShutdown)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -278,15 +279,15 @@ func (s *Server) Accept(conn net.Conn) {
 		}
 	}
 	// refuse ends a connection that was never accepted.
-	refuse := func(reason stats.CloseReason) {
+	refuse := func(why reason.Close) {
 		endHandshake()
-		p.Close(reason)
+		p.Close(why)
 		s.ctr.Close(p.Reason())
 		s.untrack(p)
 		log.Debug("closed before handshake", "reason", p.Reason().String())
 	}
 	if n := s.pending.Add(1); n > int64(cfg.MaxPendingHandshakes) {
-		refuse(stats.ClosePendingCap)
+		refuse(reason.ClosePendingCap)
 		return
 	}
 	_ = conn.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
@@ -300,7 +301,7 @@ func (s *Server) Accept(conn net.Conn) {
 		}
 	}
 	opened, why := s.clients.Open(cid, time.Now(), circuitLimits(cfg))
-	if why != stats.CloseNone {
+	if why != reason.CloseNone {
 		refuse(why)
 		return
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
-	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -85,7 +85,7 @@ func TestAcceptOverPipe(t *testing.T) {
 	if err != nil || line != `{"type":789,"line":"J59xfsUewpdmrbuM;127.0.0.1:27102;D,`+s.Nick()+`;127.0.0.1:5222"}`+"\r\n" {
 		t.Fatalf("departure: %v %q", err, line)
 	}
-	if got := s.Counters().Closes(stats.CloseClientGone); got != 1 {
+	if got := s.Counters().Closes(reason.CloseClientGone); got != 1 {
 		t.Fatalf("client-gone closes = %d", got)
 	}
 }
@@ -99,14 +99,14 @@ func TestCloseReason(t *testing.T) {
 	cases := []struct {
 		err         error
 		handshaking bool
-		want        stats.CloseReason
+		want        reason.Close
 	}{
-		{io.EOF, false, stats.CloseClientGone},
-		{io.ErrUnexpectedEOF, true, stats.CloseClientGone},
-		{wire.ErrLineTooLong, false, stats.CloseLineTooLong},
-		{timeout, true, stats.CloseHandshakeTimeout},
-		{timeout, false, stats.CloseReadError},
-		{errors.New("connection reset"), false, stats.CloseReadError},
+		{io.EOF, false, reason.CloseClientGone},
+		{io.ErrUnexpectedEOF, true, reason.CloseClientGone},
+		{wire.ErrLineTooLong, false, reason.CloseLineTooLong},
+		{timeout, true, reason.CloseHandshakeTimeout},
+		{timeout, false, reason.CloseReadError},
+		{errors.New("connection reset"), false, reason.CloseReadError},
 	}
 	for _, c := range cases {
 		if got := closeReason(p, c.err, c.handshaking); got != c.want {
@@ -114,8 +114,8 @@ func TestCloseReason(t *testing.T) {
 		}
 	}
 	// A reason already set (eviction, slow consumer) wins over the read error it causes.
-	p.Close(stats.CloseSlowConsumer)
-	if got := closeReason(p, io.EOF, false); got != stats.CloseSlowConsumer {
+	p.Close(reason.CloseSlowConsumer)
+	if got := closeReason(p, io.EOF, false); got != reason.CloseSlowConsumer {
 		t.Errorf("got %v", got)
 	}
 }

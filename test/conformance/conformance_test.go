@@ -8,7 +8,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
-	"github.com/jm-directory/jm-directory-server/internal/stats"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -602,7 +602,7 @@ func TestSlowConsumerIsolation(t *testing.T) {
 			t.Fatalf("unexpected %d %q", env.Type, env.Line)
 		}
 	}
-	if r := tg.srv.Counters().Closes(stats.CloseSlowConsumer); r != 1 {
+	if r := tg.srv.Counters().Closes(reason.CloseSlowConsumer); r != 1 {
 		t.Fatalf("slow-consumer closes = %d", r)
 	}
 }
