@@ -1,8 +1,6 @@
 package ops
 
 import (
-	"strings"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jm-directory/jm-directory-server/internal/onion"
@@ -89,7 +87,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for code := range ctr.Rejected {
 		if v := ctr.Rejected[code].Load(); v > 0 {
 			rejected += v
-			counter(c.rejections, v, label(reason.Reject(code).String()))
+			counter(c.rejections, v, reason.Reject(code).String())
 		}
 	}
 	counter(c.handshakes, ctr.Accepted.Load(), "accepted")
@@ -102,16 +100,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bytesIn, ctr.BytesIn.Load())
 	counter(c.bytesOut, ctr.BytesOut.Load())
 	for r := reason.Drop(1); r < reason.NumDrops; r++ {
-		counter(c.drops, ctr.Drops(r), label(r.String()))
+		counter(c.drops, ctr.Drops(r), r.String())
 	}
 	for r := reason.Close(1); r < reason.NumCloses; r++ {
-		counter(c.disconnects, ctr.Closes(r), label(r.String()))
+		counter(c.disconnects, ctr.Closes(r), r.String())
 	}
 	counter(c.violations, ctr.RateViolate.Load())
 	counter(c.pings, ctr.Pings.Load())
 	counter(c.probes, ctr.Probes.Load())
-	counter(c.evictions, ctr.Closes(reason.ClosePongTimeout), label(reason.ClosePongTimeout.String()))
-	counter(c.evictions, ctr.Closes(reason.CloseHardEvict), label(reason.CloseHardEvict.String()))
+	counter(c.evictions, ctr.Closes(reason.ClosePongTimeout), reason.ClosePongTimeout.String())
+	counter(c.evictions, ctr.Closes(reason.CloseHardEvict), reason.CloseHardEvict.String())
 	for i, cmd := range stats.OfferCommands {
 		counter(c.offers, ctr.OffersSeen[i].Load(), cmd)
 	}
@@ -136,6 +134,3 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
 }
-
-// label turns a reason name ("slow consumer") into a conventional label value ("slow_consumer").
-func label(s string) string { return strings.ReplaceAll(s, " ", "_") }

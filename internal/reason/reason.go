@@ -1,10 +1,26 @@
 // Package reason is the one vocabulary for why a connection ended (Close), why a
 // received message was not relayed (Drop) and why a handshake was answered
-// accepted:false (Reject). Each value has one name, used by the log line, the counter,
-// /status, the metric label and the recent-disconnects ring, so they always agree.
+// accepted:false (Reject). Each value has one label, a snake_case word its String
+// returns, and that label is the only spelling anywhere: log lines (reason=queue_full),
+// /status keys, /metrics label values, the recent-disconnects ring, the live page,
+// jm-directory-ctl's report and the motd of a rejection. Grep a label or a constant and
+// you find every producer and every report.
 //
 // It is a leaf: it imports nothing of the project, so every package can use it.
 package reason
+
+import "fmt"
+
+// parse sets *r to the index of the label b in names.
+func parse[T ~uint8](r *T, names []string, b []byte) error {
+	for i, n := range names {
+		if n == string(b) {
+			*r = T(i)
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown reason %q", b)
+}
 
 // Close says why a connection ended.
 type Close uint8
@@ -37,26 +53,26 @@ const (
 
 var closeNames = [...]string{
 	CloseNone:             "none",
-	CloseClientGone:       "client closed",
-	CloseReadError:        "read error",
-	CloseWriteError:       "write error",
-	CloseSlowConsumer:     "slow consumer",
-	CloseLineTooLong:      "line too long",
-	CloseMalformed:        "malformed line",
-	CloseHandshakeTimeout: "handshake timeout",
-	CloseNotHandshake:     "first line not a handshake",
-	CloseRejected:         "handshake rejected",
-	ClosePendingCap:       "too many pending handshakes",
-	CloseRateLimit:        "rate limit",
-	CloseSpoofing:         "sender spoofing",
-	ClosePongTimeout:      "pong timeout",
-	CloseHardEvict:        "idle eviction",
-	CloseReplaced:         "unresponsive nick owner replaced",
-	ClosePeerRequested:    "peer requested disconnect",
+	CloseClientGone:       "client_closed",
+	CloseReadError:        "read_error",
+	CloseWriteError:       "write_error",
+	CloseSlowConsumer:     "slow_consumer",
+	CloseLineTooLong:      "line_too_long",
+	CloseMalformed:        "malformed_line",
+	CloseHandshakeTimeout: "handshake_timeout",
+	CloseNotHandshake:     "first_line_not_a_handshake",
+	CloseRejected:         "handshake_rejected",
+	ClosePendingCap:       "too_many_pending_handshakes",
+	CloseRateLimit:        "rate_limit",
+	CloseSpoofing:         "sender_spoofing",
+	ClosePongTimeout:      "pong_timeout",
+	CloseHardEvict:        "idle_eviction",
+	CloseReplaced:         "unresponsive_nick_owner_replaced",
+	ClosePeerRequested:    "peer_requested_disconnect",
 	CloseShutdown:         "shutdown",
-	CloseProxyHeader:      "bad proxy header",
-	CloseBanned:           "circuit banned",
-	CloseCircuitCap:       "circuit connection cap",
+	CloseProxyHeader:      "bad_proxy_header",
+	CloseBanned:           "circuit_banned",
+	CloseCircuitCap:       "circuit_connection_cap",
 }
 
 // Abusive reports whether a close counts as a strike against the client's circuit:
@@ -70,12 +86,19 @@ func (r Close) Abusive() bool {
 	return false
 }
 
+// String returns the reason's label ("unknown" out of range).
 func (r Close) String() string {
 	if int(r) < len(closeNames) {
 		return closeNames[r]
 	}
 	return "unknown"
 }
+
+// MarshalText encodes the reason as its label, in JSON too.
+func (r Close) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a label MarshalText wrote.
+func (r *Close) UnmarshalText(b []byte) error { return parse(r, closeNames[:], b) }
 
 // Drop says why a received message was not relayed.
 type Drop uint8
@@ -98,24 +121,31 @@ const (
 
 var dropNames = [...]string{
 	DropNone:             "none",
-	DropRateLimited:      "rate limited",
-	DropSpoofed:          "spoofed sender",
-	DropMalformedJM:      "malformed message text",
-	DropUnknownRecipient: "unknown recipient",
-	DropToDirectory:      "addressed to directory",
-	DropGetPeerlistCap:   "getpeerlist cap",
-	DropOrderbookCap:     "orderbook cap",
-	DropIgnoredType:      "ignored type",
-	DropOversizeOut:      "too long to send",
-	DropRecipientGone:    "recipient disconnecting",
+	DropRateLimited:      "rate_limited",
+	DropSpoofed:          "spoofed_sender",
+	DropMalformedJM:      "malformed_message_text",
+	DropUnknownRecipient: "unknown_recipient",
+	DropToDirectory:      "addressed_to_directory",
+	DropGetPeerlistCap:   "getpeerlist_cap",
+	DropOrderbookCap:     "orderbook_cap",
+	DropIgnoredType:      "ignored_type",
+	DropOversizeOut:      "too_long_to_send",
+	DropRecipientGone:    "recipient_disconnecting",
 }
 
+// String returns the reason's label ("unknown" out of range).
 func (r Drop) String() string {
 	if int(r) < len(dropNames) {
 		return dropNames[r]
 	}
 	return "unknown"
 }
+
+// MarshalText encodes the reason as its label, in JSON too.
+func (r Drop) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a label MarshalText wrote.
+func (r *Drop) UnmarshalText(b []byte) error { return parse(r, dropNames[:], b) }
 
 // Reject says why a handshake was answered accepted:false (docs/protocol.md §3.8).
 type Reject uint8
@@ -137,15 +167,22 @@ const (
 )
 
 var rejectNames = [...]string{
-	RejectNone: "none", RejectMalformed: "malformed", RejectAppName: "app-name", RejectVersion: "version",
+	RejectNone: "none", RejectMalformed: "malformed", RejectAppName: "app_name", RejectVersion: "version",
 	RejectDirectory: "directory", RejectNetwork: "network", RejectNick: "nick",
-	RejectLocation: "location", RejectFeatures: "features", RejectDuplicate: "duplicate nick",
+	RejectLocation: "location", RejectFeatures: "features", RejectDuplicate: "duplicate_nick",
 	RejectCapacity: "capacity",
 }
 
+// String returns the reason's label ("unknown" out of range).
 func (r Reject) String() string {
 	if int(r) < len(rejectNames) {
 		return rejectNames[r]
 	}
 	return "unknown"
 }
+
+// MarshalText encodes the reason as its label, in JSON too.
+func (r Reject) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText decodes a label MarshalText wrote.
+func (r *Reject) UnmarshalText(b []byte) error { return parse(r, rejectNames[:], b) }

@@ -1,6 +1,67 @@
 package reason
 
-import "testing"
+import (
+	"encoding/json"
+	"regexp"
+	"testing"
+)
+
+var snake = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+// TestLabels: every label is snake_case and unique within its kind, and it is what
+// JSON carries.
+func TestLabels(t *testing.T) {
+	var all []interface {
+		String() string
+		MarshalText() ([]byte, error)
+	}
+	roundTrip := func(t *testing.T, r any, back any) {
+		b, _ := json.Marshal(r)
+		if err := json.Unmarshal(b, back); err != nil {
+			t.Errorf("%s does not decode: %v", b, err)
+		}
+	}
+	for r := Close(0); r < NumCloses; r++ {
+		all = append(all, r)
+	}
+	for r := Drop(0); r < NumDrops; r++ {
+		all = append(all, r)
+	}
+	for r := Reject(0); r < NumRejects; r++ {
+		all = append(all, r)
+	}
+	for _, r := range all {
+		if !snake.MatchString(r.String()) {
+			t.Errorf("%T %q is not snake_case", r, r.String())
+		}
+		b, err := json.Marshal(r)
+		if err != nil || string(b) != `"`+r.String()+`"` {
+			t.Errorf("%T %q marshals to %s, %v", r, r.String(), b, err)
+		}
+	}
+	for r := Close(0); r < NumCloses; r++ {
+		var back Close
+		if roundTrip(t, r, &back); back != r {
+			t.Errorf("close %q decodes as %q", r, back)
+		}
+	}
+	for r := Drop(0); r < NumDrops; r++ {
+		var back Drop
+		if roundTrip(t, r, &back); back != r {
+			t.Errorf("drop %q decodes as %q", r, back)
+		}
+	}
+	for r := Reject(0); r < NumRejects; r++ {
+		var back Reject
+		if roundTrip(t, r, &back); back != r {
+			t.Errorf("reject %q decodes as %q", r, back)
+		}
+	}
+	var c Close
+	if err := json.Unmarshal([]byte(`"slow consumer"`), &c); err == nil {
+		t.Error("an unknown label decoded")
+	}
+}
 
 func TestReasonNames(t *testing.T) {
 	seen := map[string]bool{}
@@ -34,11 +95,11 @@ func TestReasonNames(t *testing.T) {
 
 func TestRejectNames(t *testing.T) {
 	want := map[Reject]string{
-		RejectMalformed: "malformed", RejectAppName: "app-name",
+		RejectMalformed: "malformed", RejectAppName: "app_name",
 		RejectVersion: "version", RejectDirectory: "directory",
 		RejectNetwork: "network", RejectNick: "nick",
 		RejectLocation: "location", RejectFeatures: "features",
-		RejectDuplicate: "duplicate nick", RejectCapacity: "capacity",
+		RejectDuplicate: "duplicate_nick", RejectCapacity: "capacity",
 		RejectNone: "none", RejectCapacity + 1: "unknown", 255: "unknown",
 	}
 	for c, s := range want {

@@ -217,7 +217,7 @@ func TestCircuitBan(t *testing.T) {
 			ban = rec
 		}
 	}
-	if ban["circuit"] != "9" || ban["reason"] != "malformed line" {
+	if ban["circuit"] != "9" || ban["reason"] != "malformed_line" {
 		t.Fatalf("ban log record %v", ban)
 	}
 	for _, n := range []string{nick("abuser1"), nick("abuser2"), nick("keeper")} {

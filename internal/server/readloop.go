@@ -141,7 +141,7 @@ func (s *Server) leave(p *peer.Peer) {
 	if !s.reg.Remove(p) {
 		return
 	}
-	s.recent.add(Disconnect{Time: time.Now(), Role: p.Role(), Reason: why.String()})
+	s.recent.add(Disconnect{Time: time.Now(), Role: p.Role(), Reason: why})
 	if !s.stopping() {
 		s.rt.Left(p)
 	}

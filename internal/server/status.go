@@ -11,14 +11,16 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/circuit"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
 
-// Disconnect is one departure of a handshaked peer. It names no nick.
+// Disconnect is one departure of a handshaked peer. It names no nick. Reason stays
+// typed; JSON carries its label.
 type Disconnect struct {
-	Time   time.Time `json:"time"`
-	Role   string    `json:"role"`
-	Reason string    `json:"reason"`
+	Time   time.Time    `json:"time"`
+	Role   string       `json:"role"`
+	Reason reason.Close `json:"reason"`
 }
 
 // recentDisconnects keeps the last few departures for operators.
@@ -98,7 +100,7 @@ type Status struct {
 	Pending  int // connections still handshaking
 	MaxPeers int
 
-	Closes, Drops     map[string]uint64 // by reason
+	Closes, Drops     map[string]uint64 // by reason label
 	In, Out           map[string]uint64 // lines by message type
 	BytesIn, BytesOut uint64
 	Received, Relayed uint64

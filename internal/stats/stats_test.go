@@ -15,7 +15,7 @@ func TestCounters(t *testing.T) {
 		t.Fatal("counts wrong")
 	}
 	cc, dc := c.CloseCounts(), c.DropCounts()
-	if len(cc) != 1 || cc["slow consumer"] != 2 || len(dc) != 1 || dc["spoofed sender"] != 1 {
+	if len(cc) != 1 || cc["slow_consumer"] != 2 || len(dc) != 1 || dc["spoofed_sender"] != 1 {
 		t.Fatalf("maps: %v %v", cc, dc)
 	}
 }

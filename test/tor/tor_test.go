@@ -299,7 +299,7 @@ func circuits(t *testing.T, n *tortest.Network, bin, work string) {
 	if _, err := joinOver(again, "J5circuitAagainO"); err == nil {
 		t.Fatal("a connection over the banned circuit was accepted")
 	}
-	waitLog(t, logPath, `reason="circuit banned"`, 1, 10*time.Second)
+	waitLog(t, logPath, `reason=circuit_banned`, 1, 10*time.Second)
 
 	// Another circuit is served, and circuit a's open connection still is.
 	other, err := dial("circuit-b")
