@@ -157,7 +157,7 @@ func TestStrikesAndBans(t *testing.T) {
 		return tb.Release(c, reason, now, lim)
 	}
 	// Leaving, being rejected or slow is no strike.
-	for _, r := range []reason.Close{reason.CloseClientGone, reason.CloseRejected, reason.CloseSlowConsumer, reason.ClosePongTimeout} {
+	for _, r := range []reason.Close{reason.CloseClientGone, reason.CloseRejected, reason.CloseQueueFull, reason.CloseWriteTimeout, reason.ClosePongTimeout} {
 		if use(tor(5), r) || use(tor(5), r) {
 			t.Fatalf("%v banned the circuit", r)
 		}

@@ -149,8 +149,8 @@ func TestFlusherSlowConsumerStillCut(t *testing.T) {
 		b.Send(l)
 	}
 	waitClosed(t, a.Done(), "slow consumer A")
-	if r := a.Reason(); r != reason.CloseSlowConsumer {
-		t.Fatalf("A closed with %v, want slow consumer", r)
+	if r := a.Reason(); r != reason.CloseWriteTimeout {
+		t.Fatalf("A closed with %v, want %v", r, reason.CloseWriteTimeout)
 	}
 	// B's reader takes all n lines: its queue empties (Close would empty it too, hence
 	// the check below).

@@ -38,7 +38,7 @@ package peer
 //	flush, EAGAIN  (T,T) → (T,F); rest back in front;   hand-off: go writeLoop now owns writer
 //	flush, rounds  (T,F) stays                          flushRounds batches done: back on the ready list
 //	flush, error   (T,T) → (F,F) → Close(WriteError)
-//	writeLoop, err (T,T) → (T,F) → Close(SlowConsumer on deadline, else WriteError)
+//	writeLoop, err (T,T) → (T,F) → Close(WriteTimeout on deadline, else WriteError)
 //	Close          any → closed                         conn closed: a write in progress fails, the next
 //	                                                    takeBatch ends the drainer
 //
@@ -93,7 +93,7 @@ func (p *Peer) goWriteLoop() {
 // Send queues one encoded line (terminator included). It never blocks. It returns false
 // when the line was not queued: the peer is closed, the line is longer than a reference
 // client accepts (counted as reason.DropOversizeOut), or the queue overflowed — in which
-// case the peer is cut as a slow consumer.
+// case the peer is cut as a slow consumer (reason.CloseQueueFull).
 func (p *Peer) Send(line []byte) bool {
 	if wire.ContentLen(line) > wire.MaxLine {
 		p.ctr.Drop(reason.DropOversizeOut)
@@ -106,7 +106,7 @@ func (p *Peer) Send(line []byte) bool {
 	}
 	if p.queued+len(line) > p.lim.QueueBytes {
 		p.mu.Unlock()
-		p.Close(reason.CloseSlowConsumer)
+		p.Close(reason.CloseQueueFull)
 		return false
 	}
 	p.queue = append(p.queue, line)
@@ -198,8 +198,8 @@ func (p *Peer) writeLoop() {
 		p.releaseBatchLocked(batch)
 		p.mu.Unlock()
 		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				p.Close(reason.CloseSlowConsumer)
+			if errors.Is(err, os.ErrDeadlineExceeded) { // a slow consumer
+				p.Close(reason.CloseWriteTimeout)
 			} else {
 				p.Close(reason.CloseWriteError)
 			}

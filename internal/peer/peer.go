@@ -2,8 +2,9 @@
 // outbound queue drained by a shared Flusher (or, when the socket is full, an on-demand
 // writer goroutine), and a single typed close reason.
 //
-// Enqueueing never blocks. When a peer's queued bytes exceed its cap, or a write misses
-// its deadline, the peer is cut with reason.CloseSlowConsumer: one slow reader can never
+// Enqueueing never blocks. A slow consumer is cut: with reason.CloseQueueFull when its
+// queued bytes would exceed their cap (Send), with reason.CloseWriteTimeout when a write
+// misses its deadline (the writer goroutine, writeLoop). One slow reader can never
 // hold up a sender or a broadcast, and nothing accepted into a live peer's queue is
 // dropped silently.
 package peer
@@ -25,8 +26,8 @@ import (
 
 // Limits bound a peer's outbound side.
 type Limits struct {
-	QueueBytes   int           // cap on bytes waiting to be written
-	WriteTimeout time.Duration // deadline for each write of up to 64 KiB: no progress for this long = slow consumer
+	QueueBytes   int           // cap on bytes waiting to be written; over it = reason.CloseQueueFull
+	WriteTimeout time.Duration // deadline for each write of up to 64 KiB: no progress for this long = reason.CloseWriteTimeout
 }
 
 // Peer is one connection. The identity fields are set by SetHello before the peer is

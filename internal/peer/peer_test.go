@@ -198,7 +198,7 @@ func TestSendNeverBlocks(t *testing.T) {
 	})
 }
 
-func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
+func TestQueueOverflowClosesQueueFull(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
@@ -228,8 +228,8 @@ func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
 		if !isClosed(p.Done()) {
 			t.Fatal("Done not closed after overflow")
 		}
-		if r := p.Reason(); r != reason.CloseSlowConsumer {
-			t.Fatalf("Reason = %v, want %v", r, reason.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseQueueFull {
+			t.Fatalf("Reason = %v, want %v", r, reason.CloseQueueFull)
 		}
 		if p.Send(line("more")) {
 			t.Error("Send after close = true")
@@ -238,8 +238,8 @@ func TestQueueOverflowClosesSlowConsumer(t *testing.T) {
 			t.Errorf("QueuedBytes after close = %d", q)
 		}
 		synctest.Wait() // the writer saw the closed pipe and exited
-		if r := p.Reason(); r != reason.CloseSlowConsumer {
-			t.Errorf("Reason after writer exit = %v, want %v", r, reason.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseQueueFull {
+			t.Errorf("Reason after writer exit = %v, want %v", r, reason.CloseQueueFull)
 		}
 		// The client sees the connection end.
 		if _, err := cli.Read(make([]byte, 1)); err != io.EOF {
@@ -253,7 +253,7 @@ func TestQueueOverflowSingleLine(t *testing.T) {
 	if p.Send(line("0123456789")) { // 12 bytes > 10
 		t.Fatal("Send = true")
 	}
-	if !isClosed(p.Done()) || p.Reason() != reason.CloseSlowConsumer {
+	if !isClosed(p.Done()) || p.Reason() != reason.CloseQueueFull {
 		t.Fatalf("Done closed %v, Reason %v", isClosed(p.Done()), p.Reason())
 	}
 	if ctr.Drops(reason.DropOversizeOut) != 0 {
@@ -261,7 +261,7 @@ func TestQueueOverflowSingleLine(t *testing.T) {
 	}
 }
 
-func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
+func TestWriteTimeoutClosesWriteTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		srv, cli := net.Pipe()
 		defer cli.Close()
@@ -276,8 +276,8 @@ func TestWriteTimeoutClosesSlowConsumer(t *testing.T) {
 		if d := time.Since(start); d != 50*time.Millisecond {
 			t.Errorf("closed after %v, want 50ms", d)
 		}
-		if r := p.Reason(); r != reason.CloseSlowConsumer {
-			t.Fatalf("Reason = %v, want %v", r, reason.CloseSlowConsumer)
+		if r := p.Reason(); r != reason.CloseWriteTimeout {
+			t.Fatalf("Reason = %v, want %v", r, reason.CloseWriteTimeout)
 		}
 		if p.Send(line("late")) {
 			t.Error("Send after close = true")

@@ -31,7 +31,8 @@ const (
 	CloseClientGone             // the peer closed the connection (EOF)
 	CloseReadError              // reading failed (reset, timeout other than handshake)
 	CloseWriteError             // writing failed
-	CloseSlowConsumer           // outbound queue overflow or missed write deadline
+	CloseQueueFull              // slow consumer: the outbound queue went over its byte cap
+	CloseWriteTimeout           // slow consumer: a write made no progress within the write deadline
 	CloseLineTooLong            // an input line exceeded the limit
 	CloseMalformed              // an input line was not a valid envelope
 	CloseHandshakeTimeout       // no handshake within the deadline
@@ -56,7 +57,8 @@ var closeNames = [...]string{
 	CloseClientGone:       "client_closed",
 	CloseReadError:        "read_error",
 	CloseWriteError:       "write_error",
-	CloseSlowConsumer:     "slow_consumer",
+	CloseQueueFull:        "queue_full",
+	CloseWriteTimeout:     "write_timeout",
 	CloseLineTooLong:      "line_too_long",
 	CloseMalformed:        "malformed_line",
 	CloseHandshakeTimeout: "handshake_timeout",

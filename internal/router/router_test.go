@@ -283,7 +283,7 @@ func TestPrivmsgDropped(t *testing.T) {
 				r := h.Add(peertest.NickTaker, peertest.NotServing, "peerlist_features")
 				other := h.Add(peertest.NickOther, peertest.OnionA+":5223")
 				if tc.closeRcpt {
-					r.P.Close(reason.CloseSlowConsumer)
+					r.P.Close(reason.CloseQueueFull)
 				}
 				raw := tc.raw
 				if raw == "" {

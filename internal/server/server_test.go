@@ -113,9 +113,9 @@ func TestCloseReason(t *testing.T) {
 			t.Errorf("%v (handshaking %v): %v, want %v", c.err, c.handshaking, got, c.want)
 		}
 	}
-	// A reason already set (eviction, slow consumer) wins over the read error it causes.
-	p.Close(reason.CloseSlowConsumer)
-	if got := closeReason(p, io.EOF, false); got != reason.CloseSlowConsumer {
+	// A reason already set (eviction, write timeout) wins over the read error it causes.
+	p.Close(reason.CloseWriteTimeout)
+	if got := closeReason(p, io.EOF, false); got != reason.CloseWriteTimeout {
 		t.Errorf("got %v", got)
 	}
 }

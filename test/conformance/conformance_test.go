@@ -602,7 +602,9 @@ func TestSlowConsumerIsolation(t *testing.T) {
 			t.Fatalf("unexpected %d %q", env.Type, env.Line)
 		}
 	}
-	if r := tg.srv.Counters().Closes(reason.CloseSlowConsumer); r != 1 {
-		t.Fatalf("slow-consumer closes = %d", r)
+	// Usually the write deadline cuts it; a queue that fills first is the same verdict.
+	ctr := tg.srv.Counters()
+	if r := ctr.Closes(reason.CloseWriteTimeout) + ctr.Closes(reason.CloseQueueFull); r != 1 {
+		t.Fatalf("slow-consumer closes (write_timeout + queue_full) = %d", r)
 	}
 }
