@@ -18,7 +18,9 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
+	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 const (
@@ -121,6 +123,7 @@ func TestLive(t *testing.T) {
 			`(?m)^Rate limiting: +0 violations, 2 tracked connections$`,
 			`(?m)^Drops: +none$`,
 			`(?m)^Disconnects: +none$`,
+			`(?m)^Rejections: +none$`,
 			`(?m)^Recent: +none$`,
 		} {
 			if !regexp.MustCompile(re).MatchString(out) {
@@ -229,13 +232,29 @@ func TestUnhealthyAtCapacity(t *testing.T) {
 	}
 }
 
-// TestUnhealthyShuttingDown: once the server's context is cancelled it is unhealthy.
+// TestUnhealthyShuttingDown: once the server's context is cancelled it is unhealthy. The
+// report also lists the handshakes refused before, by reason.
 func TestUnhealthyShuttingDown(t *testing.T) {
 	t.Parallel()
 	l := dirtest.Start(t, nil, discard)
 	port := serveOps(t, l.Srv, ops.Options{Addr: "127.0.0.1:0"})
 	l.Join(t, makerNick, makerLoc, nil)
 	l.Join(t, takerNick, takerLoc, nil)
+	for _, network := range []string{"mainnet", "signet"} { // the directory serves regtest
+		conn, err := net.Dial("tcp", l.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dirtest.TryHandshake(conn, "J5xhGSWE7VrxM7sO", takerLoc, network, nil, dirtest.Timeout)
+		conn.Close()
+		if err == nil || !strings.Contains(err.Error(), `Rejected: network: `) {
+			t.Fatalf("a %s client: %v, want a network rejection", network, err)
+		}
+	}
+	// Rejected connections are counted as closed once the server has drained them.
+	testkit.Eventually(t, "two rejected connections closed", func() bool {
+		return l.Srv.Counters().Closes(reason.CloseRejected) == 2
+	})
 	if err := l.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +266,8 @@ func TestUnhealthyShuttingDown(t *testing.T) {
 	code, out, errs = ctl(env, "--port", port, "status")
 	t.Logf("status output after shutdown:\n%s", out)
 	if code != 1 || !regexp.MustCompile(`(?m)^Status: +stopping `).MatchString(out) ||
-		!regexp.MustCompile(`(?m)^Disconnects: +shutdown 2$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^Disconnects: +handshake_rejected 2, shutdown 2$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^Rejections: +network 2$`).MatchString(out) ||
 		!regexp.MustCompile(`(?m)^Recent: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \(\d+s ago\)  (maker|taker)  shutdown$`).MatchString(out) {
 		t.Fatalf("status: exit %d, stdout:\n%s", code, out)
 	}

@@ -46,6 +46,7 @@ type statusDoc struct {
 	BytesSent         uint64            `json:"bytes_sent"`
 	Drops             map[string]uint64 `json:"drops"`
 	Disconnects       map[string]uint64 `json:"disconnects"`
+	Rejections        map[string]uint64 `json:"rejections"`
 	RecentDisconnects []disconnect      `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64 `json:"offers_seen"`
 	Onion             *onionState       `json:"onion"`
@@ -228,6 +229,9 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 	}
 	if st.Disconnects != nil {
 		line("Disconnects:", "%s", formatCounts(st.Disconnects))
+	}
+	if st.Rejections != nil {
+		line("Rejections:", "%s", formatCounts(st.Rejections))
 	}
 	if st.RecentDisconnects != nil {
 		if len(st.RecentDisconnects) == 0 {

@@ -79,6 +79,7 @@ type LiveState struct {
 	Sample        Sample              `json:"sample"`
 	Disconnects   map[string]uint64   `json:"disconnects"`
 	Drops         map[string]uint64   `json:"drops"`
+	Rejections    map[string]uint64   `json:"rejections"`
 	Recent        []server.Disconnect `json:"recent_disconnects"`
 	Offers        map[string]uint64   `json:"offers_seen"`
 	History       []Sample            `json:"history,omitempty"` // only in the first update
@@ -142,7 +143,7 @@ func (o *Ops) liveState(s Sample, st server.Status, withHistory bool) LiveState 
 		UptimeSeconds: st.Uptime.Seconds(), Network: st.Network, Version: st.Version,
 		Healthy: ok, HealthReason: reason,
 		Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, Handshaking: st.Pending, MaxPeers: st.MaxPeers,
-		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Recent: st.Recent, Offers: st.Offers,
+		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Rejections: st.Rejections, Recent: st.Recent, Offers: st.Offers,
 	}
 	if withHistory {
 		ls.History = o.history.All()

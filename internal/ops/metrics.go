@@ -84,10 +84,10 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.build, 1, st.Version)
 
 	var rejected uint64
-	for code := range ctr.Rejected {
-		if v := ctr.Rejected[code].Load(); v > 0 {
+	for r := reason.Reject(1); r < reason.NumRejects; r++ {
+		if v := ctr.Rejects(r); v > 0 {
 			rejected += v
-			counter(c.rejections, v, reason.Reject(code).String())
+			counter(c.rejections, v, r.String())
 		}
 	}
 	counter(c.handshakes, ctr.Accepted.Load(), "accepted")

@@ -67,7 +67,7 @@ func TestStatusKeys(t *testing.T) {
 		"connected_peers", "passive_peers", "active_peers", "active_connections"}
 	extras := []string{"version", "directory_nick", "location", "nicks_hidden", "handshaking", "rate_limiter",
 		"messages_received", "messages_sent", "bytes_received", "bytes_sent", "drops", "disconnects",
-		"recent_disconnects", "offers_seen"}
+		"rejections", "recent_disconnects", "offers_seen"}
 	if want := append(ng, extras...); !slices.Equal(keys, want) {
 		t.Fatalf("keys:\n got %v\nwant %v", keys, want)
 	}
@@ -270,6 +270,59 @@ next:
 	}
 	t.Fatalf("%s%v not found", name, labels)
 	return 0
+}
+
+// TestRejections: handshakes answered accepted:false are counted by reason under one
+// label in server.Status, /status ("rejections"), /metrics (code=…) and the live page's
+// state, and each rejected connection counts one handshake_rejected disconnect.
+func TestRejections(t *testing.T) {
+	d := dirtest.Start(t, nil, discard) // regtest
+	for _, c := range []struct{ nick, network string }{
+		{takerNick, "mainnet"}, {takerNick, "signet"}, {"J5nope", "regtest"},
+	} {
+		conn, err := net.Dial("tcp", d.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = dirtest.TryHandshake(conn, c.nick, "NOT-SERVING-ONION", c.network, nil, dirtest.Timeout)
+		conn.Close()
+		if err == nil || !strings.Contains(err.Error(), `"accepted":false`) {
+			t.Fatalf("%s on %s: %v, want a rejection", c.nick, c.network, err)
+		}
+	}
+	want := map[string]uint64{"network": 2, "nick": 1}
+	if got := d.Srv.Status(false).Rejections; !maps.Equal(got, want) {
+		t.Errorf("server.Status Rejections = %v, want %v", got, want)
+	}
+	testkit.Eventually(t, "three rejected connections closed", func() bool {
+		return d.Srv.Status(false).Closes["handshake_rejected"] == 3
+	})
+
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	var st struct {
+		Rejections  map[string]uint64 `json:"rejections"`
+		Disconnects map[string]uint64 `json:"disconnects"`
+	}
+	if err := json.Unmarshal(get(t, op.Handler(), "/status", "").Body.Bytes(), &st); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(st.Rejections, want) || st.Disconnects["handshake_rejected"] != 3 {
+		t.Errorf("/status rejections %v, disconnects %v", st.Rejections, st.Disconnects)
+	}
+	var sm sampler
+	s, sst := sm.take(d.Srv, time.Now())
+	if ls := op.liveState(s, sst, false); !maps.Equal(ls.Rejections, want) {
+		t.Errorf("live state rejections %v, want %v", ls.Rejections, want)
+	}
+	fams := parseMetrics(t, op)
+	for code, n := range want {
+		if got := metric(t, fams, "jm_directory_handshake_rejections_total", map[string]string{"code": code}); got != float64(n) {
+			t.Errorf("handshake_rejections_total{code=%q} = %v, want %d", code, got, n)
+		}
+	}
+	if got := metric(t, fams, "jm_directory_handshakes_total", map[string]string{"result": "rejected"}); got != 3 {
+		t.Errorf("handshakes_total{result=rejected} = %v, want 3", got)
+	}
 }
 
 // TestCircuits: with tor_proxy_protocol the rate limiter is keyed by circuit, and

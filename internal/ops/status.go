@@ -34,6 +34,7 @@ type StatusResponse struct {
 	BytesSent         uint64              `json:"bytes_sent"`
 	Drops             map[string]uint64   `json:"drops"`       // by reason
 	Disconnects       map[string]uint64   `json:"disconnects"` // by reason
+	Rejections        map[string]uint64   `json:"rejections"`  // handshakes answered accepted:false, by reason
 	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64   `json:"offers_seen"`     // offer pubmsgs by command
 	Onion             *onion.Status       `json:"onion,omitempty"` // absent without tor
@@ -110,6 +111,7 @@ func (o *Ops) Status() StatusResponse {
 		BytesSent:         st.BytesOut,
 		Drops:             st.Drops,
 		Disconnects:       st.Closes,
+		Rejections:        st.Rejections,
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
 		Onion:             o.onionStatus(),

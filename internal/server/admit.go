@@ -182,7 +182,7 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 // turn the close into a reset that destroys the answer.
 func (s *Server) rejectHandshake(p *peer.Peer, rej *handshake.Rejection) {
 	p.Log.Info("handshake rejected", "reason", rej.Code.String())
-	s.ctr.Rejected[rej.Code].Add(1)
+	s.ctr.Reject(rej.Code)
 	line := wire.AppendEnvelope(nil, wire.TypeDNHandshake, s.dir.Load().dir.Reject(rej))
 	s.ctr.Sent(stats.MsgDNHandshake, 1, len(line))
 	conn := p.Conn()

@@ -101,6 +101,7 @@ type Status struct {
 	MaxPeers int
 
 	Closes, Drops     map[string]uint64 // by reason label
+	Rejections        map[string]uint64 // handshakes answered accepted:false, by reason label
 	In, Out           map[string]uint64 // lines by message type
 	BytesIn, BytesOut uint64
 	Received, Relayed uint64
@@ -122,7 +123,7 @@ func (s *Server) Status(withNicks bool) Status {
 		Started: s.started, Uptime: time.Since(s.started), Stopping: s.stopping(),
 		Peers: total, Makers: makers, Takers: takers,
 		Pending: int(s.pending.Load()), MaxPeers: s.reg.Max(),
-		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(),
+		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(), Rejections: s.ctr.RejectCounts(),
 		In: map[string]uint64{}, Out: map[string]uint64{},
 		BytesIn: s.ctr.BytesIn.Load(), BytesOut: s.ctr.BytesOut.Load(),
 		Received: s.ctr.Received(), Relayed: s.ctr.Relayed(),

@@ -13,8 +13,9 @@ import (
 type Counters struct {
 	closes      [reason.NumCloses]atomic.Uint64
 	drops       [reason.NumDrops]atomic.Uint64
-	Accepted    atomic.Uint64 // handshakes accepted
-	RateViolate atomic.Uint64 // rate-limit violations (any bucket)
+	rejects     [reason.NumRejects]atomic.Uint64 // handshakes answered accepted:false
+	Accepted    atomic.Uint64                    // handshakes accepted
+	RateViolate atomic.Uint64                    // rate-limit violations (any bucket)
 	Traffic
 }
 
@@ -44,13 +45,19 @@ func (c *Counters) Close(r reason.Close) { c.closes[r].Add(1) }
 // Drop counts a dropped message.
 func (c *Counters) Drop(r reason.Drop) { c.drops[r].Add(1) }
 
+// Reject counts a handshake answered accepted:false.
+func (c *Counters) Reject(r reason.Reject) { c.rejects[r].Add(1) }
+
 // Closes returns the count for one close reason.
 func (c *Counters) Closes(r reason.Close) uint64 { return c.closes[r].Load() }
 
 // Drops returns the count for one drop reason.
 func (c *Counters) Drops(r reason.Drop) uint64 { return c.drops[r].Load() }
 
-// CloseCounts returns every non-zero close count by reason name.
+// Rejects returns the count for one rejection reason.
+func (c *Counters) Rejects(r reason.Reject) uint64 { return c.rejects[r].Load() }
+
+// CloseCounts returns every non-zero close count by reason label.
 func (c *Counters) CloseCounts() map[string]uint64 {
 	m := map[string]uint64{}
 	for r := reason.Close(1); r < reason.NumCloses; r++ {
@@ -61,11 +68,22 @@ func (c *Counters) CloseCounts() map[string]uint64 {
 	return m
 }
 
-// DropCounts returns every non-zero drop count by reason name.
+// DropCounts returns every non-zero drop count by reason label.
 func (c *Counters) DropCounts() map[string]uint64 {
 	m := map[string]uint64{}
 	for r := reason.Drop(1); r < reason.NumDrops; r++ {
 		if v := c.drops[r].Load(); v > 0 {
+			m[r.String()] = v
+		}
+	}
+	return m
+}
+
+// RejectCounts returns every non-zero rejection count by reason label.
+func (c *Counters) RejectCounts() map[string]uint64 {
+	m := map[string]uint64{}
+	for r := reason.Reject(1); r < reason.NumRejects; r++ {
+		if v := c.rejects[r].Load(); v > 0 {
 			m[r.String()] = v
 		}
 	}
@@ -140,10 +158,9 @@ func OfferIndex(cmd string) int {
 
 // Traffic counts what flows through the directory. All fields are safe for concurrent use.
 type Traffic struct {
-	In, Out           [NumMsgTypes]atomic.Uint64       // lines received / queued to peers, by type
-	BytesIn, BytesOut atomic.Uint64                    // line bytes received / queued (terminators included)
-	Pings, Probes     atomic.Uint64                    // heartbeat 798 pings and legacy !orderbook probes sent
-	Rejected          [reason.NumRejects]atomic.Uint64 // handshakes answered accepted:false, by reason
+	In, Out           [NumMsgTypes]atomic.Uint64 // lines received / queued to peers, by type
+	BytesIn, BytesOut atomic.Uint64              // line bytes received / queued (terminators included)
+	Pings, Probes     atomic.Uint64              // heartbeat 798 pings and legacy !orderbook probes sent
 	OffersSeen        [len(OfferCommands)]atomic.Uint64
 	RelayLatency      Histogram // from reading a pubmsg/privmsg to having queued it to every recipient
 }

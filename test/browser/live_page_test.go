@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -78,6 +79,27 @@ func TestLivePageFollowsPeers(t *testing.T) {
 	st = waitCounts(t, tab, "2 makers gone", "3/1/2")
 	if st.Health != "healthy" || st.HealthClass != "ok" {
 		t.Errorf("health after the makers left: %q (class %q), want healthy", st.Health, st.HealthClass)
+	}
+
+	// Reasons read as their labels: the two departures and a refused handshake.
+	conn, err := net.Dial("tcp", d.dir.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dirtest.TryHandshake(conn, jm.NickFromPubKey(make([]byte, 33)), wire.NotServing, "mainnet", nil, dirtest.Timeout); err == nil {
+		t.Fatal("a mainnet client was accepted by a regtest directory")
+	}
+	conn.Close()
+	st = waitState(t, tab, "the departures and the rejection by reason", func(s pageState) bool {
+		return slices.Contains(s.Reasons, "disconnect: client_closed 2") && slices.Contains(s.Reasons, "rejected: network 1")
+	})
+	if len(st.Recent) != 2 {
+		t.Errorf("recent disconnects %q, want the 2 makers", st.Recent)
+	}
+	for _, r := range st.Recent {
+		if !strings.HasSuffix(r, " maker client_closed") {
+			t.Errorf("recent disconnect %q, want a maker's client_closed", r)
+		}
 	}
 	saveScreenshot(t, tab, filepath.Join(t.TempDir(), "live-page-end.png"))
 }
@@ -276,15 +298,17 @@ func navigate(t *testing.T, tab context.Context, url string) {
 
 // pageState is what the live page shows, read from its DOM.
 type pageState struct {
-	Total       string `json:"total"`
-	Makers      string `json:"makers"`
-	Takers      string `json:"takers"`
-	Health      string `json:"health"`
-	HealthClass string `json:"healthClass"`
-	Network     string `json:"network"`
-	Version     string `json:"version"`
-	LoginShown  bool   `json:"loginShown"`
-	MainShown   bool   `json:"mainShown"`
+	Total       string   `json:"total"`
+	Makers      string   `json:"makers"`
+	Takers      string   `json:"takers"`
+	Health      string   `json:"health"`
+	HealthClass string   `json:"healthClass"`
+	Network     string   `json:"network"`
+	Version     string   `json:"version"`
+	LoginShown  bool     `json:"loginShown"`
+	MainShown   bool     `json:"mainShown"`
+	Reasons     []string `json:"reasons"` // rows of the by-reason table, cells joined by a space
+	Recent      []string `json:"recent"`  // rows of the recent-disconnects table
 }
 
 // counts is "total/makers/takers" as the page shows them.
@@ -294,11 +318,13 @@ const readState = `(() => {
   const el = (id) => document.getElementById(id);
   const text = (id) => el(id) ? el(id).textContent.trim() : "";
   const shown = (id) => !!el(id) && getComputedStyle(el(id)).display !== "none";
+  const rows = (id) => el(id) ? [...el(id).rows].map((r) => [...r.cells].map((c) => c.textContent.trim()).join(" ")) : [];
   return {
     total: text("peers-total"), makers: text("peers-makers"), takers: text("peers-takers"),
     health: text("health"), healthClass: el("health") ? el("health").className : "",
     network: text("network"), version: text("version"),
     loginShown: shown("login"), mainShown: shown("main"),
+    reasons: rows("reasons"), recent: rows("recent"),
   };
 })()`
 
