@@ -1,5 +1,8 @@
-// Package dirtest starts in-process directory servers and connects raw JoinMarket peers
-// to them, for tests.
+// Package dirtest is the test kit for real sockets: it starts in-process directory
+// servers (Start, New) and speaks to them, or to an external directory, as JoinMarket
+// peers do: Join and Handshake for a raw connection, and Clients (client.go) with
+// send/expect helpers that check every line a reference client would choke on. Tests
+// that drive the router without sockets use internal/peertest instead.
 package dirtest
 
 import (
@@ -20,6 +23,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/server"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -98,13 +102,14 @@ func (d *Dir) Serve(t testing.TB) {
 		<-served
 		return err
 	})
-	for !d.Srv.Listening() {
+	testkit.Eventually(t, "the directory listening", func() bool {
 		select {
 		case <-served:
 			t.Fatalf("Serve returned before listening: %v", err)
-		case <-time.After(time.Millisecond):
+		default:
 		}
-	}
+		return d.Srv.Listening()
+	})
 }
 
 // Stop shuts the server down and returns what Serve returned (nil if it never served).

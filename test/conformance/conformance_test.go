@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
@@ -15,21 +16,21 @@ import (
 
 func TestHandshakeAccepted(t *testing.T) {
 	tg := directory(t)
-	for name, spec := range map[string]peerSpec{"ref maker": refMaker, "ref taker": refTaker, "ng taker": ngTaker} {
+	for name, spec := range map[string]dirtest.PeerSpec{"ref maker": dirtest.RefMaker, "ref taker": dirtest.RefTaker, "ng taker": dirtest.NGTaker} {
 		t.Run(name, func(t *testing.T) {
-			c := tg.join(t, spec)
-			hs := c.dn
+			c := tg.Join(t, spec)
+			hs := c.DN
 			checks := map[string]any{
 				"app-name": "joinmarket", "directory": true, "accepted": true,
-				"proto-ver-min": float64(5), "proto-ver-max": float64(5), "network": tg.network,
+				"proto-ver-min": float64(5), "proto-ver-max": float64(5), "network": tg.Network,
 			}
 			for k, want := range checks {
 				if hs[k] != want {
 					t.Errorf("795 %s = %v, want %v", k, hs[k], want)
 				}
 			}
-			if !jm.ValidNick(c.dnNick()) {
-				t.Errorf("directory nick %q is not a JoinMarket nick", c.dnNick())
+			if !jm.ValidNick(c.DNNick()) {
+				t.Errorf("directory nick %q is not a JoinMarket nick", c.DNNick())
 			}
 			f, ok := hs["features"].(map[string]any)
 			if !ok || f["ping"] != true || f["peerlist_features"] != true {
@@ -38,8 +39,8 @@ func TestHandshakeAccepted(t *testing.T) {
 			if motd, _ := hs["motd"].(string); !strings.Contains(strings.ToLower(motd), "version") {
 				t.Errorf("motd %q has no version line", motd)
 			}
-			if loc := c.dnLocation(); loc != "" {
-				if _, err := jm.ParseLocation(loc, tg.network == "regtest"); err != nil {
+			if loc := c.DNLocation(); loc != "" {
+				if _, err := jm.ParseLocation(loc, tg.Network == "regtest"); err != nil {
 					t.Errorf("location-string %q: %v", loc, err)
 				}
 			}
@@ -50,33 +51,33 @@ func TestHandshakeAccepted(t *testing.T) {
 func TestHandshakeRejected(t *testing.T) {
 	tg := directory(t)
 	other := "mainnet"
-	if tg.network == "mainnet" {
+	if tg.Network == "mainnet" {
 		other = "signet"
 	}
-	onion := newOnion(t) + ":5222"
+	onion := dirtest.NewOnion(t) + ":5222"
 	cases := map[string]string{
-		"wrong network": handshakeLine(newNick(t), wire.NotServing, other, 5, false, nil),
-		"wrong version": handshakeLine(newNick(t), wire.NotServing, tg.network, 4, false, nil),
-		"directory":     handshakeLine(newNick(t), onion, tg.network, 5, true, nil),
-		"bad nick":      handshakeLine("J5notbase58!!!!!", wire.NotServing, tg.network, 5, false, nil),
-		"short nick":    handshakeLine("J5abc", wire.NotServing, tg.network, 5, false, nil),
-		"bad location":  handshakeLine(newNick(t), "nowhere", tg.network, 5, false, nil),
-		"wrong app": strings.Replace(handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil),
+		"wrong network": dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, other, 5, false, nil),
+		"wrong version": dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 4, false, nil),
+		"directory":     dirtest.HelloLine(dirtest.NewNick(t), onion, tg.Network, 5, true, nil),
+		"bad nick":      dirtest.HelloLine("J5notbase58!!!!!", wire.NotServing, tg.Network, 5, false, nil),
+		"short nick":    dirtest.HelloLine("J5abc", wire.NotServing, tg.Network, 5, false, nil),
+		"bad location":  dirtest.HelloLine(dirtest.NewNick(t), "nowhere", tg.Network, 5, false, nil),
+		"wrong app": strings.Replace(dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil),
 			`"joinmarket"`, `"bitcoinmarket"`, 1),
 		"not json": "hello",
 	}
 	for name, line := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := tg.dial(t)
-			c.send(wire.TypeHandshake, line)
-			hs := c.recvDN()
+			c := tg.Dial(t)
+			c.Send(wire.TypeHandshake, line)
+			hs := c.RecvDN()
 			if hs["accepted"] != false {
 				t.Fatalf("accepted = %v", hs["accepted"])
 			}
 			if motd, _ := hs["motd"].(string); !strings.HasPrefix(motd, "Rejected: ") {
 				t.Errorf("motd %q does not give the reason", motd)
 			}
-			if extra := c.expectClosed(); len(extra) > 0 {
+			if extra := c.ExpectClosed(); len(extra) > 0 {
 				t.Errorf("lines after rejection: %v", extra)
 			}
 		})
@@ -94,11 +95,11 @@ func TestBeforeHandshake(t *testing.T) {
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := tg.dial(t)
+			c := tg.Dial(t)
 			if raw != "" {
-				c.sendRaw(raw)
+				c.SendRaw(raw)
 			}
-			if got := c.expectClosed(); len(got) > 0 {
+			if got := c.ExpectClosed(); len(got) > 0 {
 				t.Fatalf("directory answered %v", got)
 			}
 		})
@@ -108,16 +109,16 @@ func TestBeforeHandshake(t *testing.T) {
 // TestPubmsgFanout: a pubmsg reaches every other peer byte for byte, and not its sender.
 func TestPubmsgFanout(t *testing.T) {
 	tg := directory(t)
-	m1, m2, tk := tg.join(t, refMaker), tg.join(t, ngMaker), tg.join(t, refTaker)
+	m1, m2, tk := tg.Join(t, dirtest.RefMaker), tg.Join(t, dirtest.NGMaker), tg.Join(t, dirtest.RefTaker)
 	offer := "sw0reloffer 0 27300 1000000000 0 0.0002"
-	m1.pubmsg(offer)
+	m1.Pubmsg(offer)
 	// Unknown commands pass too: the directory never whitelists.
-	m1.pubmsg("futurecmd <with> & \"quotes\" é")
-	for _, c := range []*client{m2, tk} {
-		c.expectLine(wire.TypePubmsg, m1.nick+"!PUBLIC!"+offer)
-		c.expectLine(wire.TypePubmsg, m1.nick+"!PUBLIC!futurecmd <with> & \"quotes\" é")
+	m1.Pubmsg("futurecmd <with> & \"quotes\" é")
+	for _, c := range []*dirtest.Client{m2, tk} {
+		c.ExpectLine(wire.TypePubmsg, m1.Nick+"!PUBLIC!"+offer)
+		c.ExpectLine(wire.TypePubmsg, m1.Nick+"!PUBLIC!futurecmd <with> & \"quotes\" é")
 	}
-	if echo := m1.sync(tk); len(echo) > 0 {
+	if echo := m1.Sync(tk); len(echo) > 0 {
 		t.Fatalf("sender received its own pubmsg: %v", echo)
 	}
 }
@@ -126,27 +127,27 @@ func TestPubmsgFanout(t *testing.T) {
 // dropped; repeated spoofing closes the connection.
 func TestSpoofedSender(t *testing.T) {
 	tg := directory(t)
-	a, b, w := tg.join(t, refMaker), tg.join(t, refTaker), tg.join(t, refTaker)
-	a.send(wire.TypePubmsg, b.nick+"!PUBLIC!sw0reloffer 0 1 2 0 0.1")
-	if got := w.sync(b); len(got) > 0 {
+	a, b, w := tg.Join(t, dirtest.RefMaker), tg.Join(t, dirtest.RefTaker), tg.Join(t, dirtest.RefTaker)
+	a.Send(wire.TypePubmsg, b.Nick+"!PUBLIC!sw0reloffer 0 1 2 0 0.1")
+	if got := w.Sync(b); len(got) > 0 {
 		t.Fatalf("spoofed pubmsg relayed: %v", got)
 	}
-	a.send(wire.TypePrivmsg, b.nick+"!"+w.nick+"!fill 0 1 pub sig")
-	a.send(wire.TypePrivmsg, b.nick+"!"+w.nick+"!fill 0 1 pub sig")
-	a.expectClosed()
-	w.expectLine(wire.TypePeerlist, a.leftNotice(w.dnLocation(), w.dnNick()))
+	a.Send(wire.TypePrivmsg, b.Nick+"!"+w.Nick+"!fill 0 1 pub sig")
+	a.Send(wire.TypePrivmsg, b.Nick+"!"+w.Nick+"!fill 0 1 pub sig")
+	a.ExpectClosed()
+	w.ExpectLine(wire.TypePeerlist, a.LeftNotice(w.DNLocation(), w.DNNick()))
 }
 
 // TestPrivmsgLocationPeerlist: a privmsg is forwarded byte for byte and followed by the
 // sender's location, with ";F:" only for recipients that advertised peerlist_features.
 func TestPrivmsgLocationPeerlist(t *testing.T) {
 	tg := directory(t)
-	refM, ngM := tg.join(t, refMaker), tg.join(t, ngMaker)
-	refT, ngT := tg.join(t, refTaker), tg.join(t, ngTaker)
+	refM, ngM := tg.Join(t, dirtest.RefMaker), tg.Join(t, dirtest.NGMaker)
+	refT, ngT := tg.Join(t, dirtest.RefTaker), tg.Join(t, dirtest.NGTaker)
 	body := "sw0reloffer 0 27300 4000000 0 0.00002 032e5e37acc15778839c3cb6533585f2af6e682f2c3d8410d4d24ac078a9059d9e MEQCIH7vK11+bP7CzW85xn4ZtMY3KpphE6wzAkmFksUnROBXAiBbM42Y7hcmw1ppMtxI6zgJbisnKhu4XyB5I7OAJT832w=="
 	cases := []struct {
 		name     string
-		from, to *client
+		from, to *dirtest.Client
 	}{
 		{"ref maker to ref taker", refM, refT},
 		{"ng maker to ref taker", ngM, refT},
@@ -157,25 +158,25 @@ func TestPrivmsgLocationPeerlist(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			c.from.privmsg(c.to, body)
-			c.to.expectLine(wire.TypePrivmsg, c.from.nick+"!"+c.to.nick+"!"+body)
+			c.from.Privmsg(c.to, body)
+			c.to.ExpectLine(wire.TypePrivmsg, c.from.Nick+"!"+c.to.Nick+"!"+body)
 			var entries []string
-			if c.from.location != wire.NotServing {
-				entries = append(entries, c.from.entry(c.to.features["peerlist_features"]))
+			if c.from.Location != wire.NotServing {
+				entries = append(entries, c.from.Entry(c.to.Features["peerlist_features"]))
 			}
-			if e := c.to.dnEntry(); e != "" {
+			if e := c.to.DNEntry(); e != "" {
 				entries = append(entries, e)
 			}
 			if len(entries) == 0 {
 				return
 			}
-			c.to.expectLine(wire.TypePeerlist, strings.Join(entries, ","))
+			c.to.ExpectLine(wire.TypePeerlist, strings.Join(entries, ","))
 		})
 	}
 	// A privmsg to an unknown nick or to the directory goes nowhere and costs nothing.
-	refT.send(wire.TypePrivmsg, refT.nick+"!"+newNick(t)+"!fill 1 2 3")
-	refM.send(wire.TypePrivmsg, refM.nick+"!"+refM.dnNick()+"!sw0reloffer 0 1 2 0 0.1 pub sig")
-	if got := refM.sync(ngT); len(got) > 0 {
+	refT.Send(wire.TypePrivmsg, refT.Nick+"!"+dirtest.NewNick(t)+"!fill 1 2 3")
+	refM.Send(wire.TypePrivmsg, refM.Nick+"!"+refM.DNNick()+"!sw0reloffer 0 1 2 0 0.1 pub sig")
+	if got := refM.Sync(ngT); len(got) > 0 {
 		t.Fatalf("unexpected lines %v", got)
 	}
 }
@@ -184,35 +185,35 @@ func TestPrivmsgLocationPeerlist(t *testing.T) {
 // always at least one reply.
 func TestGetPeerlist(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.GetPeerlistPerMinute = 2; c.RateLimitDisconnectThreshold = 0 })
-	req := tg.join(t, ngTaker)
-	plain := tg.join(t, refTaker)
+	req := tg.Join(t, dirtest.NGTaker)
+	plain := tg.Join(t, dirtest.RefTaker)
 
 	// Only takers: the reply holds at most the directory's own entry.
-	req.send(wire.TypeGetPeerlist, "")
-	if got := req.expect(wire.TypePeerlist).Line; got != req.dnEntry() {
-		t.Fatalf("peerlist with no makers = %q, want %q", got, req.dnEntry())
+	req.Send(wire.TypeGetPeerlist, "")
+	if got := req.Expect(wire.TypePeerlist).Line; got != req.DNEntry() {
+		t.Fatalf("peerlist with no makers = %q, want %q", got, req.DNEntry())
 	}
 
 	const makers = 420 // ~105 bytes per entry with features: more than one 40 000-byte line
 	want := map[string]bool{}
-	var ms []*client
+	var ms []*dirtest.Client
 	for i := 0; i < makers; i++ {
-		m := tg.join(t, ngMaker)
+		m := tg.Join(t, dirtest.NGMaker)
 		ms = append(ms, m)
-		want[m.entry(true)] = true
+		want[m.Entry(true)] = true
 	}
-	req.send(wire.TypeGetPeerlist, "")
+	req.Send(wire.TypeGetPeerlist, "")
 	lines := 0
 	seen := map[string]bool{}
 	for len(seen) < makers+1 {
-		env := req.expect(wire.TypePeerlist)
+		env := req.Expect(wire.TypePeerlist)
 		lines++
 		for _, e := range strings.Split(env.Line, ",") {
 			if seen[e] {
 				t.Fatalf("entry listed twice: %s", e)
 			}
 			seen[e] = true
-			if e != req.dnEntry() && !want[e] {
+			if e != req.DNEntry() && !want[e] {
 				t.Fatalf("unexpected entry %q (takers must not be listed)", e)
 			}
 		}
@@ -221,16 +222,16 @@ func TestGetPeerlist(t *testing.T) {
 		t.Fatalf("%d makers fit in %d line(s): chunking not exercised", makers, lines)
 	}
 	// A requester without peerlist_features gets plain entries.
-	plain.send(wire.TypeGetPeerlist, "")
-	env := plain.expect(wire.TypePeerlist)
+	plain.Send(wire.TypeGetPeerlist, "")
+	env := plain.Expect(wire.TypePeerlist)
 	if strings.Contains(env.Line, ";F:") {
 		t.Fatalf("F: sent to a requester without peerlist_features: %.200s", env.Line)
 	}
-	plain.sync(ms[0]) // the other chunks
+	plain.Sync(ms[0]) // the other chunks
 	// Over the per-connection cap, requests are dropped.
-	req.send(wire.TypeGetPeerlist, "")
-	req.send(wire.TypeGetPeerlist, "")
-	if got := req.sync(ms[1]); len(got) != 0 {
+	req.Send(wire.TypeGetPeerlist, "")
+	req.Send(wire.TypeGetPeerlist, "")
+	if got := req.Sync(ms[1]); len(got) != 0 {
 		t.Fatalf("getpeerlist over the cap answered: %d lines", len(got))
 	}
 }
@@ -238,100 +239,100 @@ func TestGetPeerlist(t *testing.T) {
 // TestDisconnectNotices: everyone hears ";D" when a maker or a taker leaves.
 func TestDisconnectNotices(t *testing.T) {
 	tg := directory(t)
-	m, tk, w := tg.join(t, refMaker), tg.join(t, refTaker), tg.join(t, ngTaker)
-	m.conn.Close()
-	w.expectLine(wire.TypePeerlist, m.leftNotice(w.dnLocation(), w.dnNick()))
-	tk.expectLine(wire.TypePeerlist, m.leftNotice(tk.dnLocation(), tk.dnNick()))
-	tk.conn.Close()
-	w.expectLine(wire.TypePeerlist, tk.leftNotice(w.dnLocation(), w.dnNick()))
+	m, tk, w := tg.Join(t, dirtest.RefMaker), tg.Join(t, dirtest.RefTaker), tg.Join(t, dirtest.NGTaker)
+	m.Conn.Close()
+	w.ExpectLine(wire.TypePeerlist, m.LeftNotice(w.DNLocation(), w.DNNick()))
+	tk.ExpectLine(wire.TypePeerlist, m.LeftNotice(tk.DNLocation(), tk.DNNick()))
+	tk.Conn.Close()
+	w.ExpectLine(wire.TypePeerlist, tk.LeftNotice(w.DNLocation(), w.DNNick()))
 }
 
 // TestDuplicateNick: a live owner keeps its nick; a dead one is replaced promptly.
 func TestDuplicateNick(t *testing.T) {
-	fresh := func(t *testing.T) *target {
+	fresh := func(t *testing.T) *dirtest.Target {
 		return tuned(t, func(c *config.Config) { c.NickCheckTimeout = 500 * time.Millisecond })
 	}
 	// Live owners answer at once, so these also run against an external directory.
-	live := func(t *testing.T) *target {
-		if tg, ok := externalTarget(); ok {
+	live := func(t *testing.T) *dirtest.Target {
+		if tg, ok := dirtest.ExternalTarget(); ok {
 			return tg
 		}
 		return fresh(t)
 	}
 	t.Run("live ping owner keeps nick", func(t *testing.T) {
 		tg := live(t)
-		owner := tg.join(t, ngMaker)
+		owner := tg.Join(t, dirtest.NGMaker)
 		done := make(chan struct{})
 		go func() { // answer the directory's ping
 			defer close(done)
-			if raw, err := owner.br.ReadString('\n'); err == nil && strings.HasPrefix(raw, `{"type":798,`) {
-				_, _ = owner.conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n"))
+			if raw, err := owner.Reader.ReadString('\n'); err == nil && strings.HasPrefix(raw, `{"type":798,`) {
+				_, _ = owner.Conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n"))
 			}
 		}()
-		dup := tg.dial(t)
-		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, owner.features))
+		dup := tg.Dial(t)
+		dup.Send(wire.TypeHandshake, dirtest.HelloLine(owner.Nick, owner.Location, tg.Network, 5, false, owner.Features))
 		<-done
-		if hs := dup.recvDN(); hs["accepted"] != false || !strings.Contains(fmt.Sprint(hs["motd"]), "duplicate") {
+		if hs := dup.RecvDN(); hs["accepted"] != false || !strings.Contains(fmt.Sprint(hs["motd"]), "duplicate") {
 			t.Fatalf("duplicate accepted: %v", hs)
 		}
-		dup.expectClosed()
-		w := tg.join(t, refTaker)
-		w.pubmsg("orderbook")
-		owner.expectLine(wire.TypePubmsg, w.nick+"!PUBLIC!orderbook")
+		dup.ExpectClosed()
+		w := tg.Join(t, dirtest.RefTaker)
+		w.Pubmsg("orderbook")
+		owner.ExpectLine(wire.TypePubmsg, w.Nick+"!PUBLIC!orderbook")
 	})
 	t.Run("live legacy maker answers the probe", func(t *testing.T) {
 		tg := live(t)
-		owner := tg.join(t, refMaker)
+		owner := tg.Join(t, dirtest.RefMaker)
 		done := make(chan struct{})
 		go func() { // a reference maker answers !orderbook with its offers by privmsg
 			defer close(done)
-			raw, err := owner.br.ReadString('\n')
+			raw, err := owner.Reader.ReadString('\n')
 			env, derr := wire.Decode([]byte(strings.TrimSuffix(raw, "\r\n")))
 			if err == nil && derr == nil && env.Type == wire.TypePubmsg && strings.HasSuffix(env.Line, "!PUBLIC!orderbook") {
 				from, _, _, _ := wire.SplitJM(env.Line)
-				line := fmt.Sprintf(`{"type": 685, "line": "%s!%s!sw0reloffer 0 1 2 0 0.1 pub sig"}`+"\r\n", owner.nick, from)
-				_, _ = owner.conn.Write([]byte(line))
+				line := fmt.Sprintf(`{"type": 685, "line": "%s!%s!sw0reloffer 0 1 2 0 0.1 pub sig"}`+"\r\n", owner.Nick, from)
+				_, _ = owner.Conn.Write([]byte(line))
 			}
 		}()
-		dup := tg.dial(t)
-		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, nil))
+		dup := tg.Dial(t)
+		dup.Send(wire.TypeHandshake, dirtest.HelloLine(owner.Nick, owner.Location, tg.Network, 5, false, nil))
 		<-done
-		if hs := dup.recvDN(); hs["accepted"] != false {
+		if hs := dup.RecvDN(); hs["accepted"] != false {
 			t.Fatalf("duplicate accepted: %v", hs)
 		}
 	})
-	for name, spec := range map[string]peerSpec{"dead ping owner": ngTaker, "dead legacy maker": refMaker} {
+	for name, spec := range map[string]dirtest.PeerSpec{"dead ping owner": dirtest.NGTaker, "dead legacy maker": dirtest.RefMaker} {
 		t.Run(name, func(t *testing.T) {
 			tg := fresh(t)
-			witness := tg.join(t, refTaker)
-			owner := tg.join(t, spec) // never reads nor answers again
+			witness := tg.Join(t, dirtest.RefTaker)
+			owner := tg.Join(t, spec) // never reads nor answers again
 			start := time.Now()
 			s := spec
-			s.nick, s.location = owner.nick, owner.location
-			again := tg.join(t, s)
+			s.Nick, s.Location = owner.Nick, owner.Location
+			again := tg.Join(t, s)
 			if d := time.Since(start); d > 5*time.Second {
 				t.Errorf("reclaim took %v", d)
 			}
-			witness.expectLine(wire.TypePeerlist, owner.leftNotice(witness.dnLocation(), witness.dnNick()))
-			owner.expectClosed()
-			again.pubmsg("orderbook")
-			witness.expectLine(wire.TypePubmsg, again.nick+"!PUBLIC!orderbook")
+			witness.ExpectLine(wire.TypePeerlist, owner.LeftNotice(witness.DNLocation(), witness.DNNick()))
+			owner.ExpectClosed()
+			again.Pubmsg("orderbook")
+			witness.ExpectLine(wire.TypePubmsg, again.Nick+"!PUBLIC!orderbook")
 		})
 	}
 	t.Run("legacy taker owner with open stream keeps nick", func(t *testing.T) {
 		tg := fresh(t)
-		owner := tg.join(t, refTaker)
-		dup := tg.dial(t)
-		dup.send(wire.TypeHandshake, handshakeLine(owner.nick, owner.location, tg.network, 5, false, nil))
-		if hs := dup.recvDN(); hs["accepted"] != false {
+		owner := tg.Join(t, dirtest.RefTaker)
+		dup := tg.Dial(t)
+		dup.Send(wire.TypeHandshake, dirtest.HelloLine(owner.Nick, owner.Location, tg.Network, 5, false, nil))
+		if hs := dup.RecvDN(); hs["accepted"] != false {
 			t.Fatalf("duplicate accepted: %v", hs)
 		}
-		w := tg.join(t, refMaker)
-		w.pubmsg("sw0reloffer 0 1 2 0 0.1")
+		w := tg.Join(t, dirtest.RefMaker)
+		w.Pubmsg("sw0reloffer 0 1 2 0 0.1")
 		// The owner received the probe (harmless for a taker), then the offer.
 		for {
-			env := owner.recv()
-			if env.Type == wire.TypePubmsg && strings.HasPrefix(env.Line, w.nick) {
+			env := owner.Recv()
+			if env.Type == wire.TypePubmsg && strings.HasPrefix(env.Line, w.Nick) {
 				break
 			}
 		}
@@ -347,18 +348,18 @@ func TestHeartbeat(t *testing.T) {
 		c.HeartbeatPongWait = 300 * time.Millisecond
 		c.HeartbeatHardEvict = 900 * time.Millisecond
 	})
-	witness := tg.join(t, refTaker)
-	answers := tg.join(t, ngTaker)
-	silent := tg.join(t, ngMaker)
-	legacy := tg.join(t, refMaker)
-	idleTaker := tg.join(t, refTaker)
+	witness := tg.Join(t, dirtest.RefTaker)
+	answers := tg.Join(t, dirtest.NGTaker)
+	silent := tg.Join(t, dirtest.NGMaker)
+	legacy := tg.Join(t, dirtest.RefMaker)
+	idleTaker := tg.Join(t, dirtest.RefTaker)
 
 	// The answering peer is pinged repeatedly and stays (departure notices may interleave).
 	pings := make(chan int, 100)
 	go func() { // plain I/O: t.Fatal is not allowed off the test goroutine
 		n := 0
 		for {
-			raw, err := answers.br.ReadString('\n')
+			raw, err := answers.Reader.ReadString('\n')
 			if err != nil {
 				close(pings)
 				return
@@ -366,7 +367,7 @@ func TestHeartbeat(t *testing.T) {
 			if strings.HasPrefix(raw, `{"type":798,`) {
 				n++
 				pings <- n
-				if _, err := answers.conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n")); err != nil {
+				if _, err := answers.Conn.Write([]byte(`{"type": 799, "line": ""}` + "\r\n")); err != nil {
 					close(pings)
 					return
 				}
@@ -379,26 +380,26 @@ func TestHeartbeat(t *testing.T) {
 		}
 	}
 	// The silent one is pinged and cut.
-	silent.expectLine(wire.TypePing, "")
-	silent.expectClosed()
+	silent.ExpectLine(wire.TypePing, "")
+	silent.ExpectClosed()
 	// The legacy maker is probed with <dn>!PUBLIC!orderbook and, silent, evicted at hard-evict.
-	legacy.expectLine(wire.TypePubmsg, legacy.dnNick()+"!PUBLIC!orderbook")
-	legacy.expectClosed()
+	legacy.ExpectLine(wire.TypePubmsg, legacy.DNNick()+"!PUBLIC!orderbook")
+	legacy.ExpectClosed()
 	// Meanwhile the idle legacy taker heard only the departures, never a probe.
 	got := map[string]bool{}
 	for len(got) < 2 {
-		env := idleTaker.expect(wire.TypePeerlist)
+		env := idleTaker.Expect(wire.TypePeerlist)
 		got[env.Line] = true
 	}
-	if !got[silent.leftNotice(idleTaker.dnLocation(), idleTaker.dnNick())] || !got[legacy.leftNotice(idleTaker.dnLocation(), idleTaker.dnNick())] {
+	if !got[silent.LeftNotice(idleTaker.DNLocation(), idleTaker.DNNick())] || !got[legacy.LeftNotice(idleTaker.DNLocation(), idleTaker.DNNick())] {
 		t.Fatalf("departure notices: %v", got)
 	}
-	idleTaker.expectQuiet(1200 * time.Millisecond) // well past hard-evict
-	idleTaker.pubmsg("orderbook")
+	idleTaker.ExpectQuiet(1200 * time.Millisecond) // well past hard-evict
+	idleTaker.Pubmsg("orderbook")
 	for {
-		env := witness.recv()
+		env := witness.Recv()
 		if env.Type == wire.TypePubmsg {
-			if env.Line != idleTaker.nick+"!PUBLIC!orderbook" {
+			if env.Line != idleTaker.Nick+"!PUBLIC!orderbook" {
 				t.Fatalf("witness got %q", env.Line)
 			}
 			break
@@ -414,16 +415,16 @@ func TestRateLimit(t *testing.T) {
 		c.MessageBurstLimit = 5
 		c.RateLimitDisconnectThreshold = 10
 	})
-	flood, rx := tg.join(t, refMaker), tg.join(t, refTaker)
+	flood, rx := tg.Join(t, dirtest.RefMaker), tg.Join(t, dirtest.RefTaker)
 	for i := 0; i < 40; i++ { // the directory may cut us before the last write
-		_, _ = fmt.Fprintf(flood.conn, `{"type": 687, "line": "%s!PUBLIC!cancel %d"}`+"\r\n", flood.nick, i)
+		_, _ = fmt.Fprintf(flood.Conn, `{"type": 687, "line": "%s!PUBLIC!cancel %d"}`+"\r\n", flood.Nick, i)
 	}
-	flood.expectClosed()
+	flood.ExpectClosed()
 	n := 0
 	for {
-		env := rx.recv()
+		env := rx.Recv()
 		if env.Type == wire.TypePeerlist {
-			if env.Line != flood.leftNotice(rx.dnLocation(), rx.dnNick()) {
+			if env.Line != flood.LeftNotice(rx.DNLocation(), rx.DNNick()) {
 				t.Fatalf("unexpected peerlist %q", env.Line)
 			}
 			break
@@ -433,7 +434,7 @@ func TestRateLimit(t *testing.T) {
 	if n < 5 || n > 7 {
 		t.Fatalf("relayed %d of 40 lines with burst 5 at 1/s", n)
 	}
-	if got := tg.srv.Counters().RateViolate.Load(); got < 10 {
+	if got := tg.Srv.Counters().RateViolate.Load(); got < 10 {
 		t.Fatalf("violations counted: %d", got)
 	}
 }
@@ -441,11 +442,11 @@ func TestRateLimit(t *testing.T) {
 // TestOrderbookCap: !orderbook requests beyond the per-connection cap are dropped.
 func TestOrderbookCap(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.OrderbookPerMinute = 2 })
-	tk, m := tg.join(t, refTaker), tg.join(t, refMaker)
+	tk, m := tg.Join(t, dirtest.RefTaker), tg.Join(t, dirtest.RefMaker)
 	for i := 0; i < 4; i++ {
-		tk.pubmsg("orderbook")
+		tk.Pubmsg("orderbook")
 	}
-	got := m.sync(tk)
+	got := m.Sync(tk)
 	if len(got) != 2 {
 		t.Fatalf("%d orderbook requests relayed, want 2", len(got))
 	}
@@ -453,39 +454,39 @@ func TestOrderbookCap(t *testing.T) {
 
 func TestMaxPeers(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.MaxPeers = 2 })
-	a := tg.join(t, refMaker)
-	tg.join(t, refTaker)
-	c := tg.dial(t)
-	c.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
-	hs := c.recvDN()
+	a := tg.Join(t, dirtest.RefMaker)
+	tg.Join(t, dirtest.RefTaker)
+	c := tg.Dial(t)
+	c.Send(wire.TypeHandshake, dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil))
+	hs := c.RecvDN()
 	if hs["accepted"] != false || !strings.Contains(fmt.Sprint(hs["motd"]), "capacity") {
 		t.Fatalf("over capacity: %v", hs)
 	}
-	c.expectClosed()
-	a.conn.Close()
+	c.ExpectClosed()
+	a.Conn.Close()
 	// A slot is free again once a peer leaves: as soon as the directory has seen a go.
-	testkit.EventuallyWithin(t, recvTimeout, "the directory unregistering the peer that left", func() bool {
-		return tg.srv.Status(false).Peers == 1
+	testkit.EventuallyWithin(t, dirtest.Timeout, "the directory unregistering the peer that left", func() bool {
+		return tg.Srv.Status(false).Peers == 1
 	})
-	d := tg.dial(t)
-	d.send(wire.TypeHandshake, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))
-	if hs := d.recvDN(); hs["accepted"] != true {
+	d := tg.Dial(t)
+	d.Send(wire.TypeHandshake, dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil))
+	if hs := d.RecvDN(); hs["accepted"] != true {
 		t.Fatalf("refused with a slot free: %v", hs)
 	}
 }
 
 func TestPendingHandshakeCap(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 2 })
-	a, b := tg.dial(t), tg.dial(t) // handshaking: half a line each, then silence
-	a.sendRaw("{")
-	b.sendRaw("{")
+	a, b := tg.Dial(t), tg.Dial(t) // handshaking: half a line each, then silence
+	a.SendRaw("{")
+	b.SendRaw("{")
 	// Both count once the directory has accepted their connections.
-	testkit.EventuallyWithin(t, recvTimeout, "two pending handshakes", func() bool {
-		return tg.srv.Status(false).Pending == 2
+	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending handshakes", func() bool {
+		return tg.Srv.Status(false).Pending == 2
 	})
-	c := tg.dial(t)
-	c.sendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, handshakeLine(newNick(t), wire.NotServing, tg.network, 5, false, nil))) + "}\r\n")
-	if env, err := c.next(recvTimeout); err != errClosed {
+	c := tg.Dial(t)
+	c.SendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil))) + "}\r\n")
+	if env, err := c.Next(dirtest.Timeout); err != dirtest.ErrClosed {
 		t.Fatalf("third pending handshake: got %d %q, %v; want the connection closed", env.Type, env.Line, err)
 	}
 }
@@ -494,7 +495,7 @@ func TestPendingHandshakeCap(t *testing.T) {
 // the others are told it left.
 func TestBadLinesAfterHandshake(t *testing.T) {
 	tg := directory(t)
-	w := tg.join(t, refTaker)
+	w := tg.Join(t, dirtest.RefTaker)
 	cases := map[string]string{
 		"oversize":         `{"type": 687, "line": "` + strings.Repeat("x", wire.MaxLine) + `"}` + "\r\n",
 		"endless":          strings.Repeat("y", wire.MaxLine+10),
@@ -511,33 +512,33 @@ func TestBadLinesAfterHandshake(t *testing.T) {
 	}
 	for name, raw := range cases {
 		t.Run(name, func(t *testing.T) {
-			c := tg.join(t, refMaker)
-			c.sendRaw(raw)
-			c.expectClosed()
-			w.expectLine(wire.TypePeerlist, c.leftNotice(w.dnLocation(), w.dnNick()))
+			c := tg.Join(t, dirtest.RefMaker)
+			c.SendRaw(raw)
+			c.ExpectClosed()
+			w.ExpectLine(wire.TypePeerlist, c.LeftNotice(w.DNLocation(), w.DNNick()))
 		})
 	}
 	// A line of exactly 40 000 bytes is fine and relayed intact.
-	a := tg.join(t, refMaker)
-	prefix := a.nick + "!PUBLIC!x "
+	a := tg.Join(t, dirtest.RefMaker)
+	prefix := a.Nick + "!PUBLIC!x "
 	body := strings.Repeat("z", wire.MaxLine-len(`{"type": 687, "line": ""}`)-len(prefix))
-	a.sendRaw(`{"type": 687, "line": "` + prefix + body + `"}` + "\r\n")
-	w.expectLine(wire.TypePubmsg, prefix+body)
+	a.SendRaw(`{"type": 687, "line": "` + prefix + body + `"}` + "\r\n")
+	w.ExpectLine(wire.TypePubmsg, prefix+body)
 }
 
 // TestIgnoredTypes: types the directory does not act on are ignored, never echoed.
 func TestIgnoredTypes(t *testing.T) {
 	tg := directory(t)
-	c, w := tg.join(t, ngTaker), tg.join(t, refMaker)
+	c, w := tg.Join(t, dirtest.NGTaker), tg.Join(t, dirtest.RefMaker)
 	for _, typ := range []int{785, 787, 797, 798, 803, 805, 807, 999, wire.TypeHandshake, wire.TypeDNHandshake, wire.TypePeerlist} {
-		c.send(typ, "hello")
+		c.Send(typ, "hello")
 	}
-	c.send(wire.TypePubmsg, "no separator")
-	c.send(wire.TypePubmsg, c.nick+"!NOTPUBLIC!x")
-	if got := c.sync(w); len(got) > 0 {
+	c.Send(wire.TypePubmsg, "no separator")
+	c.Send(wire.TypePubmsg, c.Nick+"!NOTPUBLIC!x")
+	if got := c.Sync(w); len(got) > 0 {
 		t.Fatalf("answered ignored types: %v", got)
 	}
-	if got := w.sync(c); len(got) > 0 {
+	if got := w.Sync(c); len(got) > 0 {
 		t.Fatalf("relayed malformed text: %v", got)
 	}
 }
@@ -553,9 +554,9 @@ func TestSlowConsumerIsolation(t *testing.T) {
 		c.MessageRateLimit = 1e6
 		c.MessageBurstLimit = 1e6
 	})
-	pub := tg.join(t, refMaker)
-	fast := tg.join(t, refTaker)
-	slow := tg.joinWith(t, smallRcvBuf, refTaker) // never reads again
+	pub := tg.Join(t, dirtest.RefMaker)
+	fast := tg.Join(t, dirtest.RefTaker)
+	slow := tg.JoinWith(t, dirtest.SmallRcvBuf, dirtest.RefTaker) // never reads again
 	// More than the kernel can buffer for the stalled socket (tcp_wmem max is 4 MiB by default).
 	const n = 20000
 	body := strings.Repeat("o", 300)
@@ -571,26 +572,26 @@ func TestSlowConsumerIsolation(t *testing.T) {
 					return
 				}
 			}
-			line := fmt.Sprintf(`{"type": 687, "line": "%s!PUBLIC!sw0reloffer %d %s"}`+"\r\n", pub.nick, i, body)
-			if _, err := pub.conn.Write([]byte(line)); err != nil {
+			line := fmt.Sprintf(`{"type": 687, "line": "%s!PUBLIC!sw0reloffer %d %s"}`+"\r\n", pub.Nick, i, body)
+			if _, err := pub.Conn.Write([]byte(line)); err != nil {
 				return
 			}
 		}
 	}()
 	defer close(progress)
-	slowGone := slow.leftNotice(fast.dnLocation(), fast.dnNick())
+	slowGone := slow.LeftNotice(fast.DNLocation(), fast.DNNick())
 	got, sawSlowCut := 0, false
 	for got < n || !sawSlowCut {
-		env, err := fast.next(recvTimeout)
+		env, err := fast.Next(dirtest.Timeout)
 		if err != nil {
 			t.Fatalf("fast reader: %v after %d lines (slow cut: %v; closes %v; drops %v)", err, got, sawSlowCut,
-				tg.srv.Counters().CloseCounts(), tg.srv.Counters().DropCounts())
+				tg.Srv.Counters().CloseCounts(), tg.Srv.Counters().DropCounts())
 		}
 		switch {
 		case env.Type == wire.TypePeerlist && env.Line == slowGone:
 			sawSlowCut = true
 		case env.Type == wire.TypePubmsg:
-			want := fmt.Sprintf("%s!PUBLIC!sw0reloffer %d %s", pub.nick, got, body)
+			want := fmt.Sprintf("%s!PUBLIC!sw0reloffer %d %s", pub.Nick, got, body)
 			if env.Line != want {
 				t.Fatalf("line %d out of order or altered: %.60s", got, env.Line)
 			}
@@ -603,7 +604,7 @@ func TestSlowConsumerIsolation(t *testing.T) {
 		}
 	}
 	// Usually the write deadline cuts it; a queue that fills first is the same verdict.
-	ctr := tg.srv.Counters()
+	ctr := tg.Srv.Counters()
 	if r := ctr.Closes(reason.CloseWriteTimeout) + ctr.Closes(reason.CloseQueueFull); r != 1 {
 		t.Fatalf("slow-consumer closes (write_timeout + queue_full) = %d", r)
 	}

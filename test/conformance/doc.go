@@ -10,4 +10,7 @@
 //
 // With JM_DIRECTORY_SOCKS=host:port as well, every connection goes through that SOCKS5
 // proxy (Tor's SOCKS port), so JM_DIRECTORY_ADDR may be an onion: xyz.onion:5222.
+//
+// Its clients are internal/dirtest's (Target, Client): the same send/expect helpers every
+// socket-level test of the repository uses.
 package conformance

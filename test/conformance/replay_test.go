@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/fixtures"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -35,8 +36,8 @@ func TestFixtureReplay(t *testing.T) {
 	}
 }
 
-func replay(t *testing.T, tg *target, recs []fixtures.Record, refNick, refLoc string) {
-	conns := map[int]*client{}
+func replay(t *testing.T, tg *dirtest.Target, recs []fixtures.Record, refNick, refLoc string) {
+	conns := map[int]*dirtest.Client{}
 	nickOf := map[int]string{}
 	accepted := map[string]bool{}
 	want, got := map[int][]string{}, map[int][]string{}
@@ -46,9 +47,9 @@ func replay(t *testing.T, tg *target, recs []fixtures.Record, refNick, refLoc st
 	for _, r := range recs {
 		switch {
 		case r.Event == "open":
-			conns[r.Conn] = tg.dial(t)
+			conns[r.Conn] = tg.Dial(t)
 		case r.Event == "close":
-			conns[r.Conn].conn.Close()
+			conns[r.Conn].Conn.Close()
 		case r.Dir == "c2s":
 			c := conns[r.Conn]
 			if r.Type == wire.TypeHandshake {
@@ -56,9 +57,9 @@ func replay(t *testing.T, tg *target, recs []fixtures.Record, refNick, refLoc st
 					Nick string `json:"nick"`
 				}
 				_ = json.Unmarshal([]byte(r.Line), &hs)
-				nickOf[r.Conn], c.nick = hs.Nick, hs.Nick
+				nickOf[r.Conn], c.Nick = hs.Nick, hs.Nick
 			}
-			c.sendRaw(r.Raw + "\r\n")
+			c.SendRaw(r.Raw + "\r\n")
 		case r.Dir == "s2c":
 			if r.Type == wire.TypeDNHandshake && strings.Contains(r.Line, `"accepted": true`) {
 				accepted[nickOf[r.Conn]] = true
@@ -68,7 +69,7 @@ func replay(t *testing.T, tg *target, recs []fixtures.Record, refNick, refLoc st
 				continue
 			}
 			want[r.Conn] = append(want[r.Conn], shape(t, r.Type, r.Line, refNick, refLoc))
-			env := conns[r.Conn].recv()
+			env := conns[r.Conn].Recv()
 			if env.Type == wire.TypeDNHandshake && ourNick == "" {
 				var hs map[string]any
 				_ = json.Unmarshal([]byte(env.Line), &hs)
