@@ -37,6 +37,7 @@ type Router struct {
 	ctr  *stats.Counters
 	self atomic.Pointer[Self]
 	dep  departures
+	help func() // back-pressure after a fan-out (SetBackPressure); nil for none
 }
 
 // New returns a router for reg, speaking as the directory nick at location ("" if unknown).

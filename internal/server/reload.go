@@ -5,6 +5,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
+	"github.com/jm-directory/jm-directory-server/internal/router"
 )
 
 // Reload puts a new configuration in force without dropping any peer, as config.Apply
@@ -51,4 +52,9 @@ func circuitLimits(c *config.Config) circuit.Limits {
 func ratesOf(c *config.Config) limits.Rates {
 	return limits.Rates{Messages: c.MessageRateLimit, Burst: c.MessageBurstLimit,
 		GetPeerlist: c.GetPeerlistPerMinute, Orderbook: c.OrderbookPerMinute}
+}
+
+// policyOf is what the router's dispatch needs of the configuration.
+func policyOf(c *config.Config) router.Policy {
+	return router.Policy{RateLimitDisconnect: c.RateLimitDisconnectThreshold, SpoofDisconnect: c.SpoofDisconnectThreshold}
 }

@@ -89,6 +89,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 	}
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
+	s.rt.SetBackPressure(s.flusher.Help)
 	s.sweeper = liveness.New(s.reg, s.rt, heartbeatOf(&cfg), log)
 	s.setDirectory(cfg.Location)
 	return s, nil
