@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 )
 
 // buildServer compiles the command once per test binary.
@@ -87,17 +87,9 @@ func TestLifecycle(t *testing.T) {
 		t.Errorf("key not created in the default data dir: %v", err)
 	}
 
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	hs := `{"app-name": "joinmarket", "directory": false, "location-string": "NOT-SERVING-ONION", "proto-ver": 5, "features": {}, "nick": "J55uwMUczBgZV44z", "network": "regtest"}`
-	fmt.Fprintf(conn, `{"type": 793, "line": %q}`+"\r\n", hs)
-	reply, err := bufio.NewReader(conn).ReadString('\n')
-	if err != nil || !strings.Contains(reply, `\"accepted\":true`) {
-		t.Fatalf("handshake: %v %q", err, reply)
-	}
+	// The server runs in its own process here: a Target for its address.
+	tg := &dirtest.Target{Addr: addr, Network: "regtest"}
+	tg.Join(t, dirtest.PeerSpec{Nick: "J55uwMUczBgZV44z"})
 
 	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)
@@ -116,15 +108,8 @@ func TestLifecycle(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitLog(t, logs, regexp.MustCompile(`msg="reload: setting changed" key=heartbeat_sweep_interval old=60s new=30s`))
-	conn2, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn2.Close()
-	fmt.Fprintf(conn2, `{"type": 793, "line": %q}`+"\r\n", strings.Replace(hs, "J55uwMUczBgZV44z", "J58w4tpYN3zRBwC9", 1))
-	reply, err = bufio.NewReader(conn2).ReadString('\n')
-	if err != nil || !strings.Contains(reply, "Reloaded motd") {
-		t.Fatalf("motd after reload: %v %q", err, reply)
+	if motd, _ := tg.Join(t, dirtest.PeerSpec{Nick: "J58w4tpYN3zRBwC9"}).DN["motd"].(string); !strings.HasPrefix(motd, "Reloaded motd\n") {
+		t.Fatalf("motd after reload: %q", motd)
 	}
 	if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
 		t.Fatal(err)

@@ -4,8 +4,10 @@
 // and reads no environment: it is configured with a config.Config.
 //
 // Files by concern: server.go (New, Serve, Accept, shutdown), admit.go (PROXY header,
-// handshake, owner check, rejection), readloop.go (the read loop and each message's
-// handling), status.go (Status, Health, recent departures), reload.go (SIGHUP).
+// handshake, owner check, rejection), readloop.go (the read loop; what a message does is
+// the router's, internal/router/dispatch.go), status.go (Status, Health, recent
+// departures), reload.go (SIGHUP, and the config's translation into the sub-settings of
+// the heartbeat, the rate limits and dispatch).
 package server
 
 import (
