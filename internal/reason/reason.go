@@ -11,6 +11,14 @@ package reason
 
 import "fmt"
 
+// label is the name of r in names, or "unknown" out of range.
+func label[T ~uint8](r T, names []string) string {
+	if int(r) < len(names) {
+		return names[r]
+	}
+	return "unknown"
+}
+
 // parse sets *r to the index of the label b in names.
 func parse[T ~uint8](r *T, names []string, b []byte) error {
 	for i, n := range names {
@@ -89,12 +97,7 @@ func (r Close) Abusive() bool {
 }
 
 // String returns the reason's label ("unknown" out of range).
-func (r Close) String() string {
-	if int(r) < len(closeNames) {
-		return closeNames[r]
-	}
-	return "unknown"
-}
+func (r Close) String() string { return label(r, closeNames[:]) }
 
 // MarshalText encodes the reason as its label, in JSON too.
 func (r Close) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
@@ -136,12 +139,7 @@ var dropNames = [...]string{
 }
 
 // String returns the reason's label ("unknown" out of range).
-func (r Drop) String() string {
-	if int(r) < len(dropNames) {
-		return dropNames[r]
-	}
-	return "unknown"
-}
+func (r Drop) String() string { return label(r, dropNames[:]) }
 
 // MarshalText encodes the reason as its label, in JSON too.
 func (r Drop) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
@@ -176,12 +174,7 @@ var rejectNames = [...]string{
 }
 
 // String returns the reason's label ("unknown" out of range).
-func (r Reject) String() string {
-	if int(r) < len(rejectNames) {
-		return rejectNames[r]
-	}
-	return "unknown"
-}
+func (r Reject) String() string { return label(r, rejectNames[:]) }
 
 // MarshalText encodes the reason as its label, in JSON too.
 func (r Reject) MarshalText() ([]byte, error) { return []byte(r.String()), nil }

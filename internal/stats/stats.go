@@ -58,33 +58,24 @@ func (c *Counters) Drops(r reason.Drop) uint64 { return c.drops[r].Load() }
 func (c *Counters) Rejects(r reason.Reject) uint64 { return c.rejects[r].Load() }
 
 // CloseCounts returns every non-zero close count by reason label.
-func (c *Counters) CloseCounts() map[string]uint64 {
-	m := map[string]uint64{}
-	for r := reason.Close(1); r < reason.NumCloses; r++ {
-		if v := c.closes[r].Load(); v > 0 {
-			m[r.String()] = v
-		}
-	}
-	return m
-}
+func (c *Counters) CloseCounts() map[string]uint64 { return nonZero[reason.Close](c.closes[:]) }
 
 // DropCounts returns every non-zero drop count by reason label.
-func (c *Counters) DropCounts() map[string]uint64 {
-	m := map[string]uint64{}
-	for r := reason.Drop(1); r < reason.NumDrops; r++ {
-		if v := c.drops[r].Load(); v > 0 {
-			m[r.String()] = v
-		}
-	}
-	return m
-}
+func (c *Counters) DropCounts() map[string]uint64 { return nonZero[reason.Drop](c.drops[:]) }
 
 // RejectCounts returns every non-zero rejection count by reason label.
-func (c *Counters) RejectCounts() map[string]uint64 {
+func (c *Counters) RejectCounts() map[string]uint64 { return nonZero[reason.Reject](c.rejects[:]) }
+
+// nonZero maps the label of every reason R (but the zero "none") to its count, where
+// the count is not zero.
+func nonZero[R interface {
+	~uint8
+	String() string
+}](counts []atomic.Uint64) map[string]uint64 {
 	m := map[string]uint64{}
-	for r := reason.Reject(1); r < reason.NumRejects; r++ {
-		if v := c.rejects[r].Load(); v > 0 {
-			m[r.String()] = v
+	for i := 1; i < len(counts); i++ {
+		if v := counts[i].Load(); v > 0 {
+			m[R(i).String()] = v
 		}
 	}
 	return m
