@@ -143,7 +143,7 @@ func (r *rateFlag) Set(s string) error {
 // run is main without os.Exit.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
+		fmt.Fprint(stderr, usage+attackUsage())
 		if len(args) == 0 {
 			return 2
 		}
@@ -282,8 +282,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "jm-directory-bench: unknown scenario %q\n\n%s", name, usage)
-		return 2
+		a, ok := attacks[name]
+		if !ok {
+			fmt.Fprintf(stderr, "jm-directory-bench: unknown scenario %q\n\n%s%s", name, usage, attackUsage())
+			return 2
+		}
+		scenario = a.setup(ctx, fs, c)
 	}
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
