@@ -57,6 +57,9 @@ const (
 	CloseProxyHeader            // no valid PROXY v1 header first (tor_proxy_protocol)
 	CloseBanned                 // the connection's circuit is banned
 	CloseCircuitCap             // the circuit already has too many connections, or too many handshaking
+	CloseSilent                 // no byte of the handshake within the first-byte deadline
+	ClosePendingEvicted         // the handshake pool was full and this was its oldest silent connection
+	CloseOutboundFull           // the server's outbound bytes were at their global bound and this peer lagged most
 	NumCloses
 )
 
@@ -83,6 +86,9 @@ var closeNames = [...]string{
 	CloseProxyHeader:      "bad_proxy_header",
 	CloseBanned:           "circuit_banned",
 	CloseCircuitCap:       "circuit_connection_cap",
+	CloseSilent:           "silent_connection",
+	ClosePendingEvicted:   "pending_evicted",
+	CloseOutboundFull:     "outbound_full",
 }
 
 // Abusive reports whether a close counts as a strike against the client's circuit:
@@ -121,6 +127,8 @@ const (
 	DropIgnoredType           // a type the directory does not act on
 	DropOversizeOut           // the line to send would exceed 40 000 bytes
 	DropRecipientGone         // the recipient's queue refused it (it is being cut)
+	DropByteBudget            // the sender's byte budget for relayed text was spent
+	DropLagging               // a broadcast to a reader whose queue is over the lag threshold
 	NumDrops
 )
 
@@ -136,6 +144,8 @@ var dropNames = [...]string{
 	DropIgnoredType:      "ignored_type",
 	DropOversizeOut:      "too_long_to_send",
 	DropRecipientGone:    "recipient_disconnecting",
+	DropByteBudget:       "byte_budget",
+	DropLagging:          "lagging_reader",
 }
 
 // String returns the reason's label ("unknown" out of range).
@@ -152,17 +162,18 @@ type Reject uint8
 
 // Rejection reasons.
 const (
-	RejectNone      Reject = iota
-	RejectMalformed        // not a JSON object of the right shape
-	RejectAppName          // app-name is not "joinmarket"
-	RejectVersion          // proto-ver is not 5
-	RejectDirectory        // the client claims to be a directory
-	RejectNetwork          // another network
-	RejectNick             // nick is not a well-formed JoinMarket nick
-	RejectLocation         // location-string is not valid
-	RejectFeatures         // features object breaks the grammar
-	RejectDuplicate        // nick held by a live peer
-	RejectCapacity         // MAX_PEERS reached
+	RejectNone         Reject = iota
+	RejectMalformed           // not a JSON object of the right shape
+	RejectAppName             // app-name is not "joinmarket"
+	RejectVersion             // proto-ver is not 5
+	RejectDirectory           // the client claims to be a directory
+	RejectNetwork             // another network
+	RejectNick                // nick is not a well-formed JoinMarket nick
+	RejectLocation            // location-string is not valid
+	RejectFeatures            // features object breaks the grammar
+	RejectDuplicate           // nick held by a live peer
+	RejectCapacity            // MAX_PEERS reached
+	RejectReservedNick        // the nick is the directory's own
 	NumRejects
 )
 
@@ -170,7 +181,8 @@ var rejectNames = [...]string{
 	RejectNone: "none", RejectMalformed: "malformed", RejectAppName: "app_name", RejectVersion: "version",
 	RejectDirectory: "directory", RejectNetwork: "network", RejectNick: "nick",
 	RejectLocation: "location", RejectFeatures: "features", RejectDuplicate: "duplicate_nick",
-	RejectCapacity: "capacity",
+	RejectCapacity:     "capacity",
+	RejectReservedNick: "reserved_nick",
 }
 
 // String returns the reason's label ("unknown" out of range).

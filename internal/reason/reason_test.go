@@ -100,7 +100,8 @@ func TestRejectNames(t *testing.T) {
 		RejectNetwork: "network", RejectNick: "nick",
 		RejectLocation: "location", RejectFeatures: "features",
 		RejectDuplicate: "duplicate_nick", RejectCapacity: "capacity",
-		RejectNone: "none", RejectCapacity + 1: "unknown", 255: "unknown",
+		RejectReservedNick: "reserved_nick",
+		RejectNone: "none", NumRejects: "unknown", 255: "unknown",
 	}
 	for c, s := range want {
 		if got := c.String(); got != s {
