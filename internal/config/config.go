@@ -72,9 +72,14 @@ type Config struct {
 	SpoofDisconnectThreshold     int     // spoofed-sender messages before disconnect; default 3, >= 1
 
 	HandshakeTimeout   time.Duration // default 30s, > 0
+	FirstByteTimeout   time.Duration // time to a connection's first byte, default 10s, > 0; a silent connection is closed after it
 	NickCheckTimeout   time.Duration // how long a live incumbent of a nick may take to answer a probe; default 20s; (0, 60s]
 	OutboundQueueBytes int           // per-peer outbound queue cap in bytes, default 8 MiB (8388608), >= 65536
 	WriteTimeout       time.Duration // default 30s, > 0
+	OutboundLagBytes   int           // broadcasts to a peer with more than this queued are dropped, default 1 MiB, >= 4096 (used as at most outbound_queue_bytes)
+	OutboundTotalBytes int           // bound on the bytes queued to all peers together, default 512 MiB, >= 1 MiB (used as at least outbound_queue_bytes)
+	MessageByteRate    float64       // bytes/s of relayed pubmsg and privmsg text per connection (per circuit), default 102400, > 0
+	MessageByteBurst   int           // bytes of relayed text allowed at once, default 1 MiB, >= 1024 (used as at least max_line_length)
 
 	HeartbeatSweepInterval time.Duration // default 60s, > 0
 	HeartbeatIdleThreshold time.Duration // default 600s, > 0
@@ -155,9 +160,14 @@ func Default() Config {
 		SpoofDisconnectThreshold:     3,
 
 		HandshakeTimeout:   30 * time.Second,
+		FirstByteTimeout:   10 * time.Second,
 		NickCheckTimeout:   20 * time.Second,
 		OutboundQueueBytes: 8 << 20,
 		WriteTimeout:       30 * time.Second,
+		OutboundLagBytes:   1 << 20,
+		OutboundTotalBytes: 512 << 20,
+		MessageByteRate:    100 << 10,
+		MessageByteBurst:   1 << 20,
 
 		HeartbeatSweepInterval: 60 * time.Second,
 		HeartbeatIdleThreshold: 600 * time.Second,
@@ -645,6 +655,9 @@ func settingsTable() []setting {
 		live(dsSetting("handshake_timeout", kindDuration, "time allowed to complete the handshake",
 			posDur, durIn(0, 0),
 			func(c *Config) any { return &c.HandshakeTimeout })),
+		live(dsSetting("first_byte_timeout", kindDuration, "time allowed from connecting to a connection's first byte",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.FirstByteTimeout })),
 		live(dsSetting("nick_check_timeout", kindDuration, "time a live incumbent of a nick may take to answer a probe",
 			"accepted values are durations > 0 and <= 60s: "+durationForms, durIn(0, 60*time.Second),
 			func(c *Config) any { return &c.NickCheckTimeout })),
@@ -654,6 +667,18 @@ func settingsTable() []setting {
 		live(dsSetting("write_timeout", kindDuration, "time allowed for one write to a peer",
 			posDur, durIn(0, 0),
 			func(c *Config) any { return &c.WriteTimeout })),
+		live(dsSetting("outbound_lag_bytes", kindInt, "broadcasts to a peer with more than this many bytes queued are dropped (never privmsgs)",
+			intsFrom(4096), intIn(4096, math.MaxInt),
+			func(c *Config) any { return &c.OutboundLagBytes })),
+		live(dsSetting("outbound_total_bytes", kindInt, "bound on the bytes queued to all peers together",
+			intsFrom(1<<20), intIn(1<<20, math.MaxInt),
+			func(c *Config) any { return &c.OutboundTotalBytes })),
+		live(dsSetting("message_byte_rate", kindFloat, "bytes per second of relayed pubmsg and privmsg text per connection",
+			"accepted values are numbers > 0", validPositiveFloat,
+			func(c *Config) any { return &c.MessageByteRate })),
+		live(dsSetting("message_byte_burst", kindInt, "bytes of relayed text a connection may send at once (>= max_line_length)",
+			intsFrom(1024), intIn(1024, math.MaxInt),
+			func(c *Config) any { return &c.MessageByteBurst })),
 
 		live(dsSetting("heartbeat_sweep_interval", kindDuration, "interval between heartbeat sweeps",
 			posDur, durIn(0, 0),

@@ -17,6 +17,8 @@ type Rates struct {
 	Burst       int     // lines allowed at once, >= 1
 	GetPeerlist int     // GETPEERLIST requests per minute, also their burst, >= 1
 	Orderbook   int     // public !orderbook requests per minute, also their burst, >= 1
+	Bytes       float64 // bytes per second of relayed pubmsg and privmsg lines; 0 = no byte budget
+	ByteBurst   int     // bytes of relayed lines allowed at once, >= the longest line
 }
 
 // Buckets are a client's token buckets, shared by its connections' read loops.
@@ -26,6 +28,7 @@ type Buckets struct {
 	msgs       *rate.Limiter
 	getPeers   *rate.Limiter
 	orderbooks *rate.Limiter
+	bytes      *rate.Limiter
 	violations atomic.Int64
 }
 
@@ -49,6 +52,11 @@ func (b *Buckets) Use(r Rates, now time.Time) {
 	set(&b.msgs, rate.Limit(r.Messages), r.Burst)
 	set(&b.getPeers, perMinute(r.GetPeerlist), r.GetPeerlist)
 	set(&b.orderbooks, perMinute(r.Orderbook), r.Orderbook)
+	if r.Bytes > 0 {
+		set(&b.bytes, rate.Limit(r.Bytes), r.ByteBurst)
+	} else {
+		set(&b.bytes, rate.Inf, 0)
+	}
 	b.rates = r
 }
 
@@ -63,18 +71,25 @@ const (
 	Messages    Bucket = iota // every line after the handshake
 	GetPeerlist               // GETPEERLIST requests
 	Orderbook                 // public !orderbook requests
+	Bytes                     // bytes of relayed pubmsg and privmsg lines (AllowN)
 )
 
 // Allow takes a token from the bucket (Use must have been called) and reports whether
 // there was one.
-func (b *Buckets) Allow(which Bucket, now time.Time) bool {
+func (b *Buckets) Allow(which Bucket, now time.Time) bool { return b.AllowN(which, now, 1) }
+
+// AllowN takes n tokens from the bucket (Use must have been called) and reports whether
+// there were that many; none are taken otherwise.
+func (b *Buckets) AllowN(which Bucket, now time.Time, n int) bool {
 	switch which {
+	case Bytes:
+		return b.bytes.AllowN(now, n)
 	case GetPeerlist:
-		return b.getPeers.AllowN(now, 1)
+		return b.getPeers.AllowN(now, n)
 	case Orderbook:
-		return b.orderbooks.AllowN(now, 1)
+		return b.orderbooks.AllowN(now, n)
 	}
-	return b.msgs.AllowN(now, 1)
+	return b.msgs.AllowN(now, n)
 }
 
 // Violation counts one refused message and returns the client's total.

@@ -117,3 +117,30 @@ func TestConcurrentUse(t *testing.T) {
 		t.Fatalf("%d tokens handed out, want the burst %d", got, slow.Burst)
 	}
 }
+
+func TestByteBudget(t *testing.T) {
+	now := time.Unix(1000, 0)
+	var b Buckets
+	b.Use(Rates{Messages: 500, Burst: 1000, GetPeerlist: 3, Orderbook: 3, Bytes: 1000, ByteBurst: 5000}, now)
+	if !b.AllowN(Bytes, now, 4000) {
+		t.Fatal("4000 bytes refused from a full 5000-byte burst")
+	}
+	if b.AllowN(Bytes, now, 1001) {
+		t.Fatal("1001 bytes allowed with 1000 left")
+	}
+	if !b.AllowN(Bytes, now, 1000) {
+		t.Fatal("a refused AllowN took tokens")
+	}
+	if b.AllowN(Bytes, now, 1) {
+		t.Fatal("a byte allowed from an empty bucket")
+	}
+	if !b.AllowN(Bytes, now.Add(2*time.Second), 2000) {
+		t.Fatal("2 s at 1000 B/s did not refill 2000 bytes")
+	}
+	// Without a byte budget nothing is refused.
+	var u Buckets
+	u.Use(defaults, now)
+	if !u.AllowN(Bytes, now, 1<<30) {
+		t.Fatal("Bytes 0 must mean no byte budget")
+	}
+}

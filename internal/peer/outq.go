@@ -90,27 +90,56 @@ func (p *Peer) goWriteLoop() {
 	go p.writeLoop()
 }
 
-// Send queues one encoded line (terminator included). It never blocks. It returns false
-// when the line was not queued: the peer is closed, the line is longer than a reference
-// client accepts (counted as reason.DropOversizeOut), or the queue overflowed — in which
-// case the peer is cut as a slow consumer (reason.CloseQueueFull).
-func (p *Peer) Send(line []byte) bool {
+// Send queues one encoded line (terminator included) that someone waits for. It never
+// blocks. It returns false when the line was not queued: the peer is closed, the line is
+// longer than a reference client accepts (counted as reason.DropOversizeOut), or the
+// peer is cut as a slow consumer — its queue would overflow (reason.CloseQueueFull), or
+// the server's outbound bytes are over their bound and this peer already holds more
+// than LagBytes (reason.CloseOutboundFull).
+func (p *Peer) Send(line []byte) bool { return p.enqueue(line, false) }
+
+// Broadcast queues a line every peer gets (a relayed pubmsg). A reader that lags — more
+// than LagBytes queued, or LagBytes/8 while the server's outbound bytes are over their
+// bound — does not get it: the line is dropped for this peer and counted
+// (reason.DropLagging), and the peer stays connected. A peer with an empty queue always
+// gets it. It returns whether the line was queued.
+func (p *Peer) Broadcast(line []byte) bool { return p.enqueue(line, true) }
+
+// enqueue is Send (droppable false) and Broadcast (droppable true).
+func (p *Peer) enqueue(line []byte, droppable bool) bool {
 	if wire.ContentLen(line) > wire.MaxLine {
 		p.ctr.Drop(reason.DropOversizeOut)
 		return false
 	}
+	over := p.lim.Total != nil && p.lim.Total.Over()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return false
 	}
-	if p.queued+len(line) > p.lim.QueueBytes {
+	if droppable && p.queued > 0 && p.lim.LagBytes > 0 {
+		lag := p.lim.LagBytes
+		if over {
+			lag /= 8
+		}
+		if p.queued+len(line) > lag {
+			p.mu.Unlock()
+			p.ctr.Drop(reason.DropLagging)
+			return false
+		}
+	}
+	switch {
+	case p.queued+len(line) > p.lim.QueueBytes:
 		p.mu.Unlock()
 		p.Close(reason.CloseQueueFull)
 		return false
+	case over && !droppable && p.queued > p.lim.LagBytes:
+		p.mu.Unlock()
+		p.Close(reason.CloseOutboundFull)
+		return false
 	}
 	p.queue = append(p.queue, line)
-	p.queued += len(line)
+	p.accountLocked(len(line))
 	start := !p.writer && !p.inIO // whoever is writing restarts the writer when done
 	p.writer = p.writer || start
 	p.mu.Unlock()
@@ -118,6 +147,15 @@ func (p *Peer) Send(line []byte) bool {
 		p.startWriter()
 	}
 	return true
+}
+
+// accountLocked adds n (negative: written or dropped) to the bytes queued for p and to
+// the server's total. The caller holds p.mu.
+func (p *Peer) accountLocked(n int) {
+	p.queued += n
+	if p.lim.Total != nil && n != 0 {
+		p.lim.Total.queued.Add(int64(n))
+	}
 }
 
 // SendUrgent is Send for a line someone is waiting for (a privmsg, its location
@@ -131,14 +169,15 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
 		return p.Send(line)
 	}
+	over := p.lim.Total != nil && p.lim.Total.Over()
 	p.mu.Lock()
-	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes {
+	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes || (over && p.queued > p.lim.LagBytes) {
 		p.mu.Unlock()
 		return p.Send(line)
 	}
 	batch := append(p.queue, line)
 	p.queue, p.spare = p.spare[:0], nil
-	p.queued += len(line)
+	p.accountLocked(len(line))
 	p.inIO = true
 	p.mu.Unlock()
 
@@ -155,7 +194,7 @@ func (p *Peer) SendUrgent(line []byte) bool {
 		p.mu.Unlock()
 		return true
 	}
-	p.queued -= written
+	p.accountLocked(-written)
 	if len(rest) > 0 { // put the unwritten lines back in front of anything queued meanwhile
 		p.queue = append(rest, p.queue...)
 	}
@@ -253,7 +292,7 @@ func (p *Peer) writeBatch(batch [][]byte) error {
 		}
 		p.mu.Lock()
 		if !p.closed {
-			p.queued -= size
+			p.accountLocked(-size)
 		}
 		p.mu.Unlock()
 		batch = batch[n:]
@@ -296,7 +335,7 @@ func (p *Peer) flush(iov *[]syscall.Iovec) (again bool) {
 		}
 		p.mu.Lock()
 		if !p.closed {
-			p.queued -= written
+			p.accountLocked(-written)
 		}
 		if len(rest) > 0 {
 			// The socket is full: keep the order and let a writer goroutine wait for it,

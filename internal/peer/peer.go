@@ -2,11 +2,13 @@
 // outbound queue drained by a shared Flusher (or, when the socket is full, an on-demand
 // writer goroutine), and a single typed close reason.
 //
-// Enqueueing never blocks. A slow consumer is cut: with reason.CloseQueueFull when its
-// queued bytes would exceed their cap (Send), with reason.CloseWriteTimeout when a write
-// misses its deadline (the writer goroutine, writeLoop). One slow reader can never
-// hold up a sender or a broadcast, and nothing accepted into a live peer's queue is
-// dropped silently.
+// Enqueueing never blocks. A lagging reader first loses broadcasts (Broadcast drops and
+// counts them, reason.DropLagging, once its queue is over LagBytes); a slow consumer is
+// cut: with reason.CloseQueueFull when its queued bytes would exceed their cap (Send),
+// with reason.CloseOutboundFull when the bytes queued to all peers together are over
+// their bound and it lags most, with reason.CloseWriteTimeout when a write misses its
+// deadline (the writer goroutine, writeLoop). One slow reader can never hold up a sender
+// or a broadcast, and nothing accepted into a live peer's queue is dropped silently.
 package peer
 
 import (
@@ -28,6 +30,39 @@ import (
 type Limits struct {
 	QueueBytes   int           // cap on bytes waiting to be written; over it = reason.CloseQueueFull
 	WriteTimeout time.Duration // deadline for each write of up to 64 KiB: no progress for this long = reason.CloseWriteTimeout
+	// LagBytes: a broadcast to a peer with more than this queued is dropped and counted
+	// (reason.DropLagging) instead of queued; 0 = never. Lines someone waits for
+	// (privmsgs, peerlists, probes) are never dropped.
+	LagBytes int
+	// Total, when set, accounts this peer's queued bytes in the bound shared by every
+	// peer of the server (see Outbound).
+	Total *Outbound
+}
+
+// Outbound is the bound on the bytes queued to all peers together. Each queue counts the
+// lines it holds, so a line shared by many queues (a broadcast, a cached peerlist) is
+// counted once per queue: the figure bounds memory from above.
+//
+// The policy at the bound (Over): a broadcast is queued only to readers that keep up
+// (less than LagBytes/8 queued), and any other line to a peer that already holds more
+// than LagBytes cuts that peer (reason.CloseOutboundFull): the readers that lag most
+// go first, and readers that keep up lose nothing. Lines to peers below LagBytes are
+// still queued, so the bound is soft by at most LagBytes per peer.
+type Outbound struct {
+	queued atomic.Int64
+	bound  atomic.Int64 // 0 = no bound
+}
+
+// SetBound sets the bound in bytes; 0 removes it.
+func (o *Outbound) SetBound(n int) { o.bound.Store(int64(n)) }
+
+// Queued is the bytes queued to all peers and not yet written.
+func (o *Outbound) Queued() int64 { return o.queued.Load() }
+
+// Over reports whether the queued bytes are over the bound.
+func (o *Outbound) Over() bool {
+	b := o.bound.Load()
+	return b > 0 && o.queued.Load() > b
 }
 
 // Peer is one connection. The identity fields are set by SetHello before the peer is
@@ -168,7 +203,8 @@ func (p *Peer) Close(r reason.Close) {
 	}
 	p.closed = true
 	p.reason = r
-	p.queue, p.spare, p.queued = nil, nil, 0
+	p.accountLocked(-p.queued)
+	p.queue, p.spare = nil, nil
 	p.mu.Unlock()
 	close(p.done)
 	_ = p.conn.Close()

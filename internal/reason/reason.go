@@ -96,7 +96,7 @@ var closeNames = [...]string{
 // handshake), as opposed to leaving, being rejected or being cut for slowness.
 func (r Close) Abusive() bool {
 	switch r {
-	case CloseRateLimit, CloseSpoofing, CloseLineTooLong, CloseMalformed, CloseNotHandshake, CloseHandshakeTimeout:
+	case CloseRateLimit, CloseSpoofing, CloseLineTooLong, CloseMalformed, CloseNotHandshake, CloseHandshakeTimeout, CloseSilent:
 		return true
 	}
 	return false

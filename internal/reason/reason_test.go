@@ -101,7 +101,7 @@ func TestRejectNames(t *testing.T) {
 		RejectLocation: "location", RejectFeatures: "features",
 		RejectDuplicate: "duplicate_nick", RejectCapacity: "capacity",
 		RejectReservedNick: "reserved_nick",
-		RejectNone: "none", NumRejects: "unknown", 255: "unknown",
+		RejectNone:         "none", NumRejects: "unknown", 255: "unknown",
 	}
 	for c, s := range want {
 		if got := c.String(); got != s {

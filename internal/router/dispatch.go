@@ -42,13 +42,18 @@ func (r *Router) SetBackPressure(help func()) { r.help = help }
 // message may proceed. A refused message is dropped and counted with why, and is a
 // violation of the circuit: past pol.RateLimitDisconnect of them the connection is cut.
 func (r *Router) Admit(p *peer.Peer, lim *ConnLimits, which limits.Bucket, why reason.Drop, pol Policy, now time.Time) bool {
-	if lim.Buckets.Allow(which, now) {
+	return r.AdmitN(p, lim, which, 1, why, pol, now)
+}
+
+// AdmitN is Admit for n tokens (the byte budget takes a line's length).
+func (r *Router) AdmitN(p *peer.Peer, lim *ConnLimits, which limits.Bucket, n int, why reason.Drop, pol Policy, now time.Time) bool {
+	if lim.Buckets.AllowN(which, now, n) {
 		return true
 	}
 	r.ctr.Drop(why)
 	r.ctr.RateViolate.Add(1)
-	n := lim.Buckets.Violation()
-	if th := pol.RateLimitDisconnect; th > 0 && n >= int64(th) {
+	v := lim.Buckets.Violation()
+	if th := pol.RateLimitDisconnect; th > 0 && v >= int64(th) {
 		p.Close(reason.CloseRateLimit)
 	}
 	return false
@@ -71,6 +76,11 @@ func (r *Router) Handle(p *peer.Peer, env *wire.Envelope, lim *ConnLimits, pol P
 				return false
 			}
 			return true
+		}
+		// The byte budget: what one client makes the directory relay, by bytes, so a
+		// flood of long lines cannot outrun readers at Tor speed (docs/protocol-choices.md).
+		if !r.AdmitN(p, lim, limits.Bytes, len(env.RawLine()), reason.DropByteBudget, pol, now) {
+			return !p.Closed()
 		}
 		if env.Type == wire.TypePrivmsg {
 			if d := r.Privmsg(p, to, env.RawLine()); d != reason.DropNone {

@@ -106,3 +106,36 @@ func TestHandleCaps(t *testing.T) {
 		}
 	})
 }
+
+// TestHandleByteBudget: relayed pubmsgs and privmsgs spend the sender's byte budget by
+// their length; over it a line is dropped and counted as byte_budget (a violation), and
+// once the budget has refilled lines pass again.
+func TestHandleByteBudget(t *testing.T) {
+	peertest.Bubble(t, peertest.NickDN, peertest.DNLoc, func(t *testing.T, h *peertest.Harness) {
+		maker := h.Add(peertest.NickMaker, peertest.MakerLoc)
+		taker := h.Add(peertest.NickTaker, peertest.NotServing)
+		b := new(limits.Buckets)
+		now := time.Now()
+		b.Use(limits.Rates{Messages: 1000, Burst: 1000, GetPeerlist: 3, Orderbook: 3, Bytes: 100, ByteBurst: 1000}, now)
+		lim, pol := &router.ConnLimits{Buckets: b}, router.Policy{SpoofDisconnect: 3}
+		pub := peertest.NickTaker + "!PUBLIC!" + string(bytes.Repeat([]byte("o"), 600-len(peertest.NickTaker+"!PUBLIC!")))
+		priv := peertest.NickTaker + "!" + peertest.NickMaker + "!" + string(bytes.Repeat([]byte("f"), 300))
+		h.Rt.Handle(taker.P, env(t, wire.TypePubmsg, pub), lim, pol, now)   // 600 of 1000
+		h.Rt.Handle(taker.P, env(t, wire.TypePrivmsg, priv), lim, pol, now) // 334: 934
+		h.Rt.Handle(taker.P, env(t, wire.TypePrivmsg, priv), lim, pol, now) // over: dropped
+		got := maker.Recv()
+		if len(got) != 3 { // the pubmsg, one privmsg and its location peerlist
+			t.Fatalf("maker got %d lines, want 3: %q", len(got), got)
+		}
+		if n := h.Ctr.DropCounts()[reason.DropByteBudget.String()]; n != 1 {
+			t.Fatalf("%d lines dropped as %s, want 1", n, reason.DropByteBudget)
+		}
+		if v := b.Violation(); v != 2 {
+			t.Fatalf("the drop was not a violation (count %d after one more)", v)
+		}
+		h.Rt.Handle(taker.P, env(t, wire.TypePrivmsg, priv), lim, pol, now.Add(5*time.Second)) // refilled
+		if got := maker.Recv(); len(got) != 2 {
+			t.Fatalf("after the budget refilled the maker got %d lines, want 2", len(got))
+		}
+	})
+}

@@ -38,7 +38,14 @@ type Router struct {
 	self atomic.Pointer[Self]
 	dep  departures
 	help func() // back-pressure after a fan-out (SetBackPressure); nil for none
+
+	peerlists atomic.Pointer[peerlistCache] // the GETPEERLIST answer for the current makers
+	encoded   atomic.Int64                  // GETPEERLIST answers encoded (PeerlistEncodings)
 }
+
+// PeerlistEncodings is how many times a GETPEERLIST answer was encoded (once per set of
+// makers and shape, however many peers asked).
+func (r *Router) PeerlistEncodings() int64 { return r.encoded.Load() }
 
 // New returns a router for reg, speaking as the directory nick at location ("" if unknown).
 func New(reg *registry.Registry, ctr *stats.Counters, nick, location string) *Router {
@@ -63,6 +70,7 @@ func (r *Router) Self() *Self { return r.self.Load() }
 
 // Pubmsg fans a pubmsg from p out to every other registered peer. raw is the "line"
 // token as received; the caller has checked that it reads "<p.Nick>!PUBLIC!…".
+// A recipient that lags does not get it (peer.Broadcast: dropped and counted).
 // It returns the number of recipients that queued it.
 func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePubmsg, raw)
@@ -72,7 +80,7 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 	}
 	n := 0
 	for _, q := range r.reg.Snapshot() {
-		if q != p && q.Send(line) {
+		if q != p && q.Broadcast(line) {
 			n++
 		}
 	}
@@ -142,9 +150,77 @@ const envelopeOverhead = 32
 // with ";F:" suffixes when p advertised peerlist_features, split over as many 789 lines
 // as needed to keep each within wire.MaxLine. At least one line is always sent (possibly
 // with an empty list). It returns the number of lines queued.
+//
+// The answer is encoded once per set of makers (and directory identity) and the same
+// immutable lines are queued to every requester until the set changes: a thousand
+// requests for a peerlist of 3 000 makers hold one copy of it, not a thousand.
 func (r *Router) GetPeerlist(p *peer.Peer) int {
+	lines := r.peerlistLines(p.Features.PeerlistFeatures)
+	n := 0
+	for _, l := range lines {
+		if p.Send(l) {
+			n++
+			r.ctr.Sent(stats.MsgPeerlist, 1, len(l))
+		}
+	}
+	return n
+}
+
+// peerlistCache is the GETPEERLIST answer for one list of makers (in registry order)
+// and one directory identity, in both shapes, each encoded on first use.
+type peerlistCache struct {
+	self   *Self
+	makers []*peer.Peer
+	mu     sync.Mutex  // guards lines
+	lines  [2][][]byte // [0] plain entries, [1] with ";F:"; nil until first asked for
+}
+
+// peerlistLines returns the shared GETPEERLIST lines for the current makers. Checking
+// that the cache still holds costs one pass over the registry snapshot, no allocation.
+func (r *Router) peerlistLines(withF bool) [][]byte {
 	self := r.Self()
-	withF := p.Features.PeerlistFeatures
+	snap := r.reg.Snapshot()
+	c := r.peerlists.Load()
+	if c == nil || c.self != self || !sameMakers(c.makers, snap) {
+		c = &peerlistCache{self: self}
+		for _, q := range snap {
+			if q.Maker() {
+				c.makers = append(c.makers, q)
+			}
+		}
+		r.peerlists.Store(c)
+	}
+	i := 0
+	if withF {
+		i = 1
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.lines[i] == nil {
+		c.lines[i] = encodePeerlist(self, c.makers, withF)
+		r.encoded.Add(1)
+	}
+	return c.lines[i]
+}
+
+// sameMakers reports whether the makers of snap are exactly makers, in order.
+func sameMakers(makers, snap []*peer.Peer) bool {
+	i := 0
+	for _, q := range snap {
+		if !q.Maker() {
+			continue
+		}
+		if i == len(makers) || makers[i] != q {
+			return false
+		}
+		i++
+	}
+	return i == len(makers)
+}
+
+// encodePeerlist encodes the GETPEERLIST answer: the directory's entry, then the
+// makers', split into 789 lines within wire.MaxLine.
+func encodePeerlist(self *Self, makers []*peer.Peer, withF bool) [][]byte {
 	const limit = wire.MaxLine - envelopeOverhead
 	var lines [][]byte
 	content := make([]byte, 0, 1024)
@@ -165,25 +241,14 @@ func (r *Router) GetPeerlist(p *peer.Peer) int {
 			add(self.entryPlain)
 		}
 	}
-	for _, q := range r.reg.Snapshot() {
-		if !q.Maker() {
-			continue
-		}
+	for _, q := range makers {
 		if withF {
 			add(q.EntryFeatures)
 		} else {
 			add(q.EntryPlain)
 		}
 	}
-	lines = append(lines, wire.AppendEnvelope(nil, wire.TypePeerlist, string(content)))
-	n := 0
-	for _, l := range lines {
-		if p.Send(l) {
-			n++
-			r.ctr.Sent(stats.MsgPeerlist, 1, len(l))
-		}
-	}
-	return n
+	return append(lines, wire.AppendEnvelope(nil, wire.TypePeerlist, string(content)))
 }
 
 // burstWindow is how long departures are collected after one has been announced: a lone

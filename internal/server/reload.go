@@ -23,6 +23,7 @@ func (s *Server) Reload(next config.Config) (changes, restart []config.Change, e
 	applied, changes, restart := config.Apply(*s.conf(), next)
 	s.cfg.Store(&applied)
 	s.reg.SetMax(applied.MaxPeers)
+	s.outbound.SetBound(max(applied.OutboundTotalBytes, applied.OutboundQueueBytes))
 	s.sweeper.SetSettings(heartbeatOf(&applied))
 	s.setDirectory(s.Location())
 	return changes, restart, nil
@@ -51,7 +52,8 @@ func circuitLimits(c *config.Config) circuit.Limits {
 // ratesOf returns the per-client rate limits of a configuration.
 func ratesOf(c *config.Config) limits.Rates {
 	return limits.Rates{Messages: c.MessageRateLimit, Burst: c.MessageBurstLimit,
-		GetPeerlist: c.GetPeerlistPerMinute, Orderbook: c.OrderbookPerMinute}
+		GetPeerlist: c.GetPeerlistPerMinute, Orderbook: c.OrderbookPerMinute,
+		Bytes: c.MessageByteRate, ByteBurst: max(c.MessageByteBurst, c.MaxLineLength)}
 }
 
 // policyOf is what the router's dispatch needs of the configuration.

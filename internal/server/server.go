@@ -52,7 +52,11 @@ type Server struct {
 	dir atomic.Pointer[dirLines] // current 795 lines
 
 	nextID  atomic.Uint64
-	pending atomic.Int64 // connections that have not finished the handshake
+	pending pendingPool // connections that have not finished the handshake (pending.go)
+	early   earlyCloses // closes before the handshake, for the periodic summary
+
+	summaryEvery time.Duration // period of the early-close summary (summaryEvery; tests shorten it)
+	outbound     peer.Outbound // bytes queued to all peers, and their bound
 
 	mu      sync.Mutex              // guards conns and closing
 	conns   map[*peer.Peer]struct{} // every open connection
@@ -88,7 +92,10 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		conns:   map[*peer.Peer]struct{}{},
 		flusher: peer.NewFlusher(0),
 		clients: circuit.NewTable(circuit.DefaultMaxIdle),
+
+		summaryEvery: summaryEvery,
 	}
+	s.outbound.SetBound(max(cfg.OutboundTotalBytes, cfg.OutboundQueueBytes))
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
 	s.rt.SetBackPressure(s.flusher.Help)
@@ -137,6 +144,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	go func() {
 		defer s.wg.Done()
 		s.sweeper.Run(hbCtx)
+	}()
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		s.logEarlyCloses(hbCtx, s.summaryEvery)
 	}()
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
@@ -259,16 +271,19 @@ func (s *Server) Accept(conn net.Conn) {
 	id := s.nextID.Add(1)
 	log := s.log.With("conn", id)
 	cfg := s.conf()
-	p := peer.New(id, conn, peer.Limits{QueueBytes: cfg.OutboundQueueBytes, WriteTimeout: cfg.WriteTimeout}, &s.ctr, log)
+	p := peer.New(id, conn, peer.Limits{QueueBytes: cfg.OutboundQueueBytes, WriteTimeout: cfg.WriteTimeout,
+		LagBytes: min(cfg.OutboundLagBytes, cfg.OutboundQueueBytes), Total: &s.outbound}, &s.ctr, log)
 	p.UseFlusher(s.flusher)
 	if !s.track(p) {
 		conn.Close()
 		return
 	}
-	// The connection counts as handshaking (s.pending, and its circuit's pending count
-	// once it has a circuit) until endHandshake: when it is registered, just before its
-	// 795 is queued, so a client that sees its answer can rely on the counts; or when it
-	// is refused.
+	// The connection counts as handshaking (in s.pending, and in its circuit's pending
+	// count once it has a circuit) until endHandshake: when it is registered, just
+	// before its 795 is queued, so a client that sees its answer can rely on the counts;
+	// or when it is refused.
+	start := time.Now()
+	pc := &pendingConn{p: p}
 	var cl *circuit.Client
 	handshaking := true
 	endHandshake := func() {
@@ -276,7 +291,7 @@ func (s *Server) Accept(conn net.Conn) {
 			return
 		}
 		handshaking = false
-		s.pending.Add(-1)
+		s.pending.remove(pc)
 		if cl != nil {
 			s.clients.Handshaked(cl)
 		}
@@ -287,14 +302,15 @@ func (s *Server) Accept(conn net.Conn) {
 		p.Close(why)
 		s.ctr.Close(p.Reason())
 		s.untrack(p)
+		s.early.add(p.Reason())
 		log.Debug("closed before handshake", "reason", p.Reason().String())
 	}
-	if n := s.pending.Add(1); n > int64(cfg.MaxPendingHandshakes) {
-		refuse(reason.ClosePendingCap)
-		return
+	if victim, why := s.pending.add(pc, cfg.MaxPendingHandshakes); victim != nil {
+		victim.p.Close(why) // its own goroutine sees the close and counts it
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(cfg.HandshakeTimeout))
-	lr := wire.NewLineReader(conn, cfg.MaxLineLength)
+	fb := &firstByteReader{conn: conn, pc: pc, handshake: start.Add(cfg.HandshakeTimeout)}
+	_ = conn.SetReadDeadline(earliest(start.Add(cfg.FirstByteTimeout), fb.handshake))
+	lr := wire.NewLineReader(fb, cfg.MaxLineLength)
 	var cid circuit.ID
 	if cfg.TorProxyProtocol {
 		var ok bool
@@ -302,6 +318,7 @@ func (s *Server) Accept(conn net.Conn) {
 			refuse(p.Reason())
 			return
 		}
+		fb.restart(lr.Buffered(), cfg.FirstByteTimeout)
 	}
 	opened, why := s.clients.Open(cid, time.Now(), circuitLimits(cfg))
 	if why != reason.CloseNone {
@@ -314,6 +331,7 @@ func (s *Server) Accept(conn net.Conn) {
 		s.release(cl, p.Reason())
 		return
 	}
+	lr.SetReader(conn) // the first-byte watch is over
 	log.Info("peer joined", "role", p.Role())
 	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
 	s.wg.Add(1) // this goroutine is still counted when Accept runs under Serve

@@ -122,7 +122,7 @@ func (s *Server) Status(withNicks bool) Status {
 		Version: Version, Network: s.conf().Network, Nick: s.nick, Location: s.Location(),
 		Started: s.started, Uptime: time.Since(s.started), Stopping: s.stopping(),
 		Peers: total, Makers: makers, Takers: takers,
-		Pending: int(s.pending.Load()), MaxPeers: s.reg.Max(),
+		Pending: s.pending.Len(), MaxPeers: s.reg.Max(),
 		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(), Rejections: s.ctr.RejectCounts(),
 		In: map[string]uint64{}, Out: map[string]uint64{},
 		BytesIn: s.ctr.BytesIn.Load(), BytesOut: s.ctr.BytesOut.Load(),

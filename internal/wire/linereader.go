@@ -29,6 +29,12 @@ func NewLineReader(r io.Reader, max int) *LineReader {
 	return &LineReader{r: r, max: max}
 }
 
+// Buffered is the number of bytes read from the stream and not yet returned in a line.
+func (lr *LineReader) Buffered() int { return lr.end - lr.start }
+
+// SetReader makes later reads come from r; what is buffered stays.
+func (lr *LineReader) SetReader(r io.Reader) { lr.r = r }
+
 // ReadLine returns the next line without its terminator (a trailing CR before the LF is
 // removed). The slice is valid until the next call. A final unterminated line at EOF is
 // discarded and io.EOF returned: every complete message ends with a newline.

@@ -477,18 +477,92 @@ func TestMaxPeers(t *testing.T) {
 
 func TestPendingHandshakeCap(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 2 })
-	a, b := tg.Dial(t), tg.Dial(t) // handshaking: half a line each, then silence
+	a := tg.Dial(t) // handshaking: half a line each, then silence
 	a.SendRaw("{")
+	testkit.EventuallyWithin(t, dirtest.Timeout, "the first pending handshake", func() bool {
+		return tg.Srv.Status(false).Pending == 1
+	})
+	b := tg.Dial(t)
 	b.SendRaw("{")
-	// Both count once the directory has accepted their connections.
 	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending handshakes", func() bool {
 		return tg.Srv.Status(false).Pending == 2
 	})
+	// The pool is full of connections that have sent something: a newcomer takes the
+	// oldest one's place, and is accepted.
 	c := tg.Dial(t)
 	c.SendRaw(`{"type": 793, "line": ` + string(wire.AppendQuoted(nil, dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil))) + "}\r\n")
-	if env, err := c.Next(dirtest.Timeout); err != dirtest.ErrClosed {
-		t.Fatalf("third pending handshake: got %d %q, %v; want the connection closed", env.Type, env.Line, err)
+	if env, err := c.Next(dirtest.Timeout); err != nil || env.Type != wire.TypeDNHandshake || !strings.Contains(env.Line, `"accepted":true`) {
+		t.Fatalf("newcomer to a full pool: got %d %q, %v; want an accepted 795", env.Type, env.Line, err)
 	}
+	a.ExpectClosed()
+	closedAs(t, tg, reason.ClosePendingCap, 1)
+	finishHandshake(t, tg, b) // b was left alone
+}
+
+// closedAs waits until the server has counted n closes as why (a client sees its
+// connection closed a moment before the server counts it).
+func closedAs(t *testing.T, tg *dirtest.Target, why reason.Close, n int) {
+	t.Helper()
+	testkit.EventuallyWithin(t, dirtest.Timeout, fmt.Sprintf("%d closes counted as %s", n, why), func() bool {
+		return tg.Srv.Counters().CloseCounts()[why.String()] == uint64(n)
+	})
+}
+
+// finishHandshake sends the rest of a handshake whose first byte, "{", c already sent,
+// and checks that it is accepted: the connection was kept open meanwhile.
+func finishHandshake(t *testing.T, tg *dirtest.Target, c *dirtest.Client) {
+	t.Helper()
+	c.SendRaw(`"type": 793, "line": ` + string(wire.AppendQuoted(nil, dirtest.HelloLine(dirtest.NewNick(t), wire.NotServing, tg.Network, 5, false, nil))) + "}\r\n")
+	if env, err := c.Next(dirtest.Timeout); err != nil || env.Type != wire.TypeDNHandshake || !strings.Contains(env.Line, `"accepted":true`) {
+		t.Fatalf("finishing a started handshake: got %d %q, %v; want an accepted 795", env.Type, env.Line, err)
+	}
+}
+
+// TestSilentConnectionsEvictedFirst: when the handshake pool is full, the oldest silent
+// connection makes room, not one that has started its handshake; a silent flood cannot
+// keep an honest client out.
+func TestSilentConnectionsEvictedFirst(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 3 })
+	talker := tg.Dial(t)
+	talker.SendRaw("{")
+	testkit.EventuallyWithin(t, dirtest.Timeout, "the talker pending", func() bool {
+		return tg.Srv.Status(false).Pending == 1
+	})
+	silent1 := tg.Dial(t)
+	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending", func() bool { return tg.Srv.Status(false).Pending == 2 })
+	silent2 := tg.Dial(t)
+	testkit.EventuallyWithin(t, dirtest.Timeout, "three pending", func() bool { return tg.Srv.Status(false).Pending == 3 })
+	silent := []*dirtest.Client{silent1, silent2}
+	for i := range 3 {
+		tg.Join(t, dirtest.RefTaker) // the pool is full: the oldest silent connection makes room
+		silent[i].ExpectClosed()
+		closedAs(t, tg, reason.ClosePendingEvicted, i+1)
+		silent = append(silent, tg.Dial(t)) // fill the pool again
+		testkit.EventuallyWithin(t, dirtest.Timeout, "three pending", func() bool { return tg.Srv.Status(false).Pending == 3 })
+	}
+	if n := tg.Srv.Counters().CloseCounts()[reason.ClosePendingCap.String()]; n != 0 {
+		t.Errorf("%d connections that had spoken were evicted while silent ones were there", n)
+	}
+	finishHandshake(t, tg, talker)
+}
+
+// TestFirstByteDeadline: a connection that sends nothing is closed after
+// first_byte_timeout as silent_connection, while one that has started its handshake
+// keeps the whole handshake_timeout.
+func TestFirstByteDeadline(t *testing.T) {
+	tg := tuned(t, func(c *config.Config) {
+		c.FirstByteTimeout = 200 * time.Millisecond
+		c.HandshakeTimeout = time.Minute
+	})
+	talker := tg.Dial(t)
+	talker.SendRaw("{")
+	silent := tg.Dial(t)
+	silent.ExpectClosed()
+	closedAs(t, tg, reason.CloseSilent, 1)
+	if n := tg.Srv.Counters().CloseCounts()[reason.CloseHandshakeTimeout.String()]; n != 0 {
+		t.Fatalf("%d closes as %s, want none", n, reason.CloseHandshakeTimeout)
+	}
+	finishHandshake(t, tg, talker)
 }
 
 // TestBadLinesAfterHandshake: every kind of malformed input closes that connection, and
@@ -553,6 +627,8 @@ func TestSlowConsumerIsolation(t *testing.T) {
 		c.WriteTimeout = time.Second
 		c.MessageRateLimit = 1e6
 		c.MessageBurstLimit = 1e6
+		c.MessageByteRate = 1e9
+		c.MessageByteBurst = 1 << 30
 	})
 	pub := tg.Join(t, dirtest.RefMaker)
 	fast := tg.Join(t, dirtest.RefTaker)
