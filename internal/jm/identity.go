@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
@@ -16,6 +17,12 @@ import (
 
 // identityFile is the name of the directory's key file inside its data dir.
 const identityFile = "directory-nick.key"
+
+// ErrKeyPermissions: the directory's key file is accessible by group or others. Nothing
+// is read from it; the operator should chmod 600 it (the error says so). It is the rule
+// and the wording of onionkey.ErrPermissions for the onion key (this package cannot
+// import onionkey: onionkey's tests import this package).
+var ErrKeyPermissions = errors.New("key file is accessible by group or others")
 
 // identityKeyHexLen is the length of the hex-encoded 32-byte private key.
 const identityKeyHexLen = 64
@@ -40,7 +47,10 @@ func newIdentity(key *secp256k1.PrivateKey) Identity {
 // dataDir is written and fsynced, then hard-linked to the final name, which
 // never replaces an existing file. If another process created the file
 // first, its key wins and is read back. A present but malformed file is an
-// error naming the path and is never modified.
+// error naming the path and is never modified. So is a file that is not a regular file
+// or is accessible by group or others: the key is then refused, as the onion key is
+// (the error wraps ErrKeyPermissions and says to run chmod 600 on it), since whoever can
+// read it can run a directory under this one's nick.
 //
 // created is true when this call made a new key.
 func LoadOrCreateIdentity(dataDir string) (id Identity, created bool, err error) {
@@ -87,6 +97,16 @@ func readIdentity(path string) (Identity, error) {
 		return Identity{}, fmt.Errorf("jm: read identity: %w", err)
 	}
 	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return Identity{}, fmt.Errorf("jm: read identity %s: %w", path, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return Identity{}, fmt.Errorf("jm: identity %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return Identity{}, fmt.Errorf("jm: identity %s: %w (mode %04o); run: chmod 600 %s", path, ErrKeyPermissions, perm, path)
+	}
 	// One byte more than the longest valid content, to detect trailing data.
 	var buf [identityKeyHexLen + 2]byte
 	n, err := io.ReadFull(f, buf[:])

@@ -3,6 +3,7 @@ package jm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -240,5 +241,57 @@ func TestLoadOrCreateIdentityConcurrent(t *testing.T) {
 		if len(entries) != 1 {
 			t.Fatalf("data dir holds %d entries, want 1", len(entries))
 		}
+	}
+}
+
+// TestLoadOrCreateIdentityPermissions: a key file that group or others can access is
+// refused, with an error that names the file and the fix, and is left untouched; 0600 and
+// 0400 are accepted.
+func TestLoadOrCreateIdentityPermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix permission bits")
+	}
+	valid := nickVectors[2].priv + "\n"
+	for _, tc := range []struct {
+		mode fs.FileMode
+		ok   bool
+	}{
+		{0o600, true}, {0o400, true},
+		{0o644, false}, {0o640, false}, {0o604, false}, {0o620, false}, {0o602, false}, {0o610, false}, {0o666, false},
+	} {
+		t.Run(fmt.Sprintf("%04o", tc.mode), func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "directory-nick.key")
+			if err := os.WriteFile(path, []byte(valid), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tc.mode); err != nil { // not subject to the umask
+				t.Fatal(err)
+			}
+			id, created, err := LoadOrCreateIdentity(dir)
+			if tc.ok {
+				if err != nil || created || id.Nick != nickVectors[2].nick {
+					t.Fatalf("mode %04o: %+v, created %v, %v; want the stored key", tc.mode, id, created, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("mode %04o accepted", tc.mode)
+			}
+			if !errors.Is(err, ErrKeyPermissions) {
+				t.Errorf("error %v does not wrap ErrKeyPermissions", err)
+			}
+			if want := "chmod 600 " + path; !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q does not say %q", err, want)
+			}
+			if id.Key != nil || created {
+				t.Errorf("refused key returned: %+v, created %v", id, created)
+			}
+			got, rerr := os.ReadFile(path)
+			fi, serr := os.Stat(path)
+			if rerr != nil || serr != nil || string(got) != valid || fi.Mode().Perm() != tc.mode {
+				t.Errorf("refused key file changed: %q, %v (%v, %v)", got, fi.Mode(), rerr, serr)
+			}
+		})
 	}
 }
