@@ -60,6 +60,9 @@ type Hello struct {
 type Policy struct {
 	Network    string // the one network served
 	AllowLocal bool   // accept 127.0.0.1:port / localhost:port locations (regtest)
+	// Reserved is the directory's own nick, which no peer may take: a peer under it would
+	// be listed in peerlists beside the directory's own entry, at the peer's location.
+	Reserved string
 }
 
 // Parse validates the "line" of a client's 793 against the policy.
@@ -105,6 +108,9 @@ func Parse(line string, p Policy) (Hello, *Rejection) {
 	}
 	if !jm.ValidNick(nick) {
 		return h, reject(reason.RejectNick, "nick is not a JoinMarket nick (J5 + 14 base58 characters)")
+	}
+	if p.Reserved != "" && nick == p.Reserved {
+		return h, reject(reason.RejectReservedNick, "nick is the directory's own")
 	}
 	locStr, ok := str(m, "location-string", maxLocation)
 	if !ok {

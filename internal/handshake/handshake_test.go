@@ -231,6 +231,7 @@ func TestParseAccepts(t *testing.T) {
 		{"app-name all caps", hs(map[string]any{"app-name": `"JOINMARKET"`}), mainnet, nil},
 		{"network case-insensitive", hs(map[string]any{"network": `"MainNet"`}), mainnet, nil},
 		{"policy network case-insensitive", hs(nil), handshake.Policy{Network: "MAINNET"}, nil},
+		{"another nick than the reserved one", hs(nil), handshake.Policy{Network: "mainnet", Reserved: "J58w4tpYN3zRBwC9"}, nil},
 		{"directory null", hs(map[string]any{"directory": `null`}), mainnet, nil},
 		{"directory absent", hs(map[string]any{"directory": nil}), mainnet, nil},
 		{"features absent", hs(map[string]any{"features": nil}), mainnet, nil},
@@ -359,6 +360,9 @@ func TestParseRejects(t *testing.T) {
 		{"nick value too large", hs(map[string]any{"nick": `"J5zzzzzzzzzzzzzz"`}), mainnet, reason.RejectNick},
 		{"nick with separator", hs(map[string]any{"nick": `"J59xfsUewpd!rbuM"`}), mainnet, reason.RejectNick},
 		{"nick too long for str", hs(map[string]any{"nick": jstr(strings.Repeat("J5", 33))}), mainnet, reason.RejectMalformed},
+
+		{"nick is the directory's", hs(nil), handshake.Policy{Network: "mainnet", Reserved: nick1}, reason.RejectReservedNick},
+		{"directory's nick as a taker", hs(map[string]any{"location-string": `"NOT-SERVING-ONION"`}), handshake.Policy{Network: "mainnet", Reserved: nick1}, reason.RejectReservedNick},
 
 		{"location missing", hs(map[string]any{"location-string": nil}), mainnet, reason.RejectLocation},
 		{"location number", hs(map[string]any{"location-string": `5222`}), mainnet, reason.RejectLocation},

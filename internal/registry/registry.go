@@ -5,6 +5,7 @@ package registry
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 )
@@ -17,19 +18,36 @@ const (
 	Registered Result = iota // the peer now owns its nick
 	Duplicate                // a live peer owns the nick
 	Checking                 // the nick's owner is being checked for another newcomer
+	Proven                   // the nick's owner proved alive less than CheckCooldown ago
 	Full                     // the registry holds MaxPeers peers
 	Gone                     // the newcomer was closed before it could be registered
 )
 
+// CheckCooldown is how long after a nick's owner proved alive a new claim on the nick is
+// refused without checking the owner again. With at most one check in flight per nick,
+// an owner answers at most 3 checks a minute however many claims arrive: the cap a
+// client has on !orderbook requests (docs/protocol-choices.md, "Duplicate nicks").
+const CheckCooldown = 20 * time.Second
+
+// check is the state of the owner checks of one registered peer.
+type check struct {
+	running    bool      // a check is in flight
+	provenTill time.Time // the owner proved alive; claims before this are refused unchecked
+}
+
 // Registry maps nicks to handshaked peers.
 type Registry struct {
-	mu       sync.RWMutex
-	byNick   map[string]*peer.Peer // guarded by mu
-	all      []*peer.Peer          // every registered peer, in no particular order; guarded by mu
-	index    map[*peer.Peer]int    // position of each peer in all; guarded by mu
-	checking map[string]bool       // nicks whose owner is being probed; guarded by mu
-	makers   int                   // guarded by mu
-	max      atomic.Int64
+	mu     sync.RWMutex
+	byNick map[string]*peer.Peer // guarded by mu
+	all    []*peer.Peer          // every registered peer, in no particular order; guarded by mu
+	index  map[*peer.Peer]int    // position of each peer in all; guarded by mu
+	// checks holds the owner-check state of registered peers that were checked: an
+	// entry is made only for a registered owner (BeginCheck) and dropped when it leaves
+	// (Remove), so it never outgrows the registry, whatever newcomers claim.
+	checks map[*peer.Peer]*check // guarded by mu
+	makers int                   // guarded by mu
+	max    atomic.Int64
+	now    func() time.Time // the clock of the cooldown (a test may replace it)
 
 	// snap is an immutable copy of all, made lazily at the first broadcast after a
 	// change (a copy, not a sort: joins and leaves must stay cheap under churn); nil
@@ -39,7 +57,8 @@ type Registry struct {
 
 // New returns an empty registry that admits at most max peers.
 func New(max int) *Registry {
-	r := &Registry{byNick: map[string]*peer.Peer{}, index: map[*peer.Peer]int{}, checking: map[string]bool{}}
+	r := &Registry{byNick: map[string]*peer.Peer{}, index: map[*peer.Peer]int{},
+		checks: map[*peer.Peer]*check{}, now: time.Now}
 	r.max.Store(int64(max))
 	return r
 }
@@ -67,8 +86,13 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if owner, ok := r.byNick[p.Nick]; ok {
-		if r.checking[p.Nick] {
-			return Checking, owner
+		if c := r.checks[owner]; c != nil {
+			if c.running {
+				return Checking, owner
+			}
+			if r.now().Before(c.provenTill) {
+				return Proven, owner
+			}
 		}
 		return Duplicate, owner
 	}
@@ -94,23 +118,44 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 	return Registered, nil
 }
 
-// BeginCheck marks owner's nick as being probed for a newcomer. It returns false if the
-// owner is no longer registered or a check is already running.
+// BeginCheck marks owner's nick as being checked for a newcomer. It returns false, and
+// the caller must not check, if the owner is no longer registered, a check of it is
+// already in flight, or it proved alive less than CheckCooldown ago: so at most one check
+// per nick is ever in flight, and none starts within CheckCooldown of the last success.
+// A true return must be followed by EndCheck.
 func (r *Registry) BeginCheck(owner *peer.Peer) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.byNick[owner.Nick] != owner || r.checking[owner.Nick] {
+	if r.byNick[owner.Nick] != owner {
 		return false
 	}
-	r.checking[owner.Nick] = true
+	c := r.checks[owner]
+	if c == nil {
+		c = &check{}
+		r.checks[owner] = c
+	} else if c.running || r.now().Before(c.provenTill) {
+		return false
+	}
+	c.running = true
 	return true
 }
 
-// EndCheck clears the mark set by BeginCheck.
-func (r *Registry) EndCheck(nick string) {
+// EndCheck ends the check BeginCheck started. alive reports whether the owner proved
+// alive: if it did and is still registered, claims on its nick are refused unchecked
+// (Proven) for CheckCooldown.
+func (r *Registry) EndCheck(owner *peer.Peer, alive bool) {
 	r.mu.Lock()
-	delete(r.checking, nick)
-	r.mu.Unlock()
+	defer r.mu.Unlock()
+	c := r.checks[owner] // nil once the owner has left
+	if c == nil {
+		return
+	}
+	if !alive {
+		delete(r.checks, owner)
+		return
+	}
+	c.running = false
+	c.provenTill = r.now().Add(CheckCooldown)
 }
 
 // Remove unregisters p if it is the current owner of its nick, and reports whether it was.
@@ -121,6 +166,7 @@ func (r *Registry) Remove(p *peer.Peer) bool {
 		return false
 	}
 	delete(r.byNick, p.Nick)
+	delete(r.checks, p)
 	i := r.index[p]
 	last := len(r.all) - 1
 	r.all[i] = r.all[last]

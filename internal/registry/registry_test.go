@@ -249,14 +249,14 @@ func TestCheck(t *testing.T) {
 	other, _ := newPeer(t, 3, nickB, takerLoc, false)
 	mustRegister(t, r, other)
 
-	r.EndCheck(nickA)
+	r.EndCheck(owner, false)
 	if res, got := r.Register(newcomer, welcome); res != registry.Duplicate || got != owner {
 		t.Fatalf("Register after EndCheck = %v, %v; want Duplicate, owner", res, got)
 	}
 	if !r.BeginCheck(owner) {
 		t.Fatal("BeginCheck after EndCheck = false")
 	}
-	r.EndCheck(nickA)
+	r.EndCheck(owner, false)
 
 	// Peers that do not own their nick cannot be checked.
 	if r.BeginCheck(newcomer) {
@@ -272,6 +272,136 @@ func TestCheck(t *testing.T) {
 	}
 	// With the owner gone the newcomer registers.
 	mustRegister(t, r, newcomer)
+}
+
+// fakeClock is a settable clock for the check cooldown.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestCheckCooldown: once the owner proved alive, claims on its nick are Proven (refused
+// without a check) and no check can start, for CheckCooldown; then checks resume. A
+// failed check leaves no cooldown.
+func TestCheckCooldown(t *testing.T) {
+	r := registry.New(10)
+	clock := &fakeClock{t: time.Unix(1_700_000_000, 0)}
+	registry.SetClock(r, clock.now)
+	owner, _ := newPeer(t, 1, nickA, makerLoc, false)
+	mustRegister(t, r, owner)
+	claim := func() registry.Result {
+		t.Helper()
+		p, _ := newPeer(t, 99, nickA, takerLoc, true)
+		res, got := r.Register(p, welcome)
+		if got != owner {
+			t.Fatalf("Register = %v with owner %v; want the owner", res, got)
+		}
+		return res
+	}
+
+	if !r.BeginCheck(owner) {
+		t.Fatal("first BeginCheck = false")
+	}
+	r.EndCheck(owner, true)
+	if res := claim(); res != registry.Proven {
+		t.Fatalf("claim right after the owner answered = %v, want Proven", res)
+	}
+	clock.add(registry.CheckCooldown - time.Millisecond)
+	if r.BeginCheck(owner) {
+		t.Fatal("BeginCheck within the cooldown = true")
+	}
+	if res := claim(); res != registry.Proven {
+		t.Fatalf("claim at the end of the cooldown = %v, want Proven", res)
+	}
+	clock.add(time.Millisecond)
+	if res := claim(); res != registry.Duplicate {
+		t.Fatalf("claim after the cooldown = %v, want Duplicate", res)
+	}
+	if !r.BeginCheck(owner) {
+		t.Fatal("BeginCheck after the cooldown = false")
+	}
+	if res := claim(); res != registry.Checking {
+		t.Fatalf("claim during the check = %v, want Checking", res)
+	}
+	r.EndCheck(owner, false) // not proven: no cooldown
+	if res := claim(); res != registry.Duplicate {
+		t.Fatalf("claim after a failed check = %v, want Duplicate", res)
+	}
+	if !r.BeginCheck(owner) {
+		t.Fatal("BeginCheck after a failed check = false")
+	}
+	r.EndCheck(owner, true)
+
+	// Other nicks are not affected by this one's cooldown.
+	other, _ := newPeer(t, 2, nickB, takerLoc, false)
+	mustRegister(t, r, other)
+	if !r.BeginCheck(other) {
+		t.Fatal("BeginCheck(other nick) = false")
+	}
+	r.EndCheck(other, true)
+
+	// The owner leaves: its cooldown goes with it, and a claim registers at once.
+	r.Remove(owner)
+	p, _ := newPeer(t, 3, nickA, takerLoc, false)
+	mustRegister(t, r, p)
+	if !r.BeginCheck(p) {
+		t.Fatal("BeginCheck(new owner) = false: the old owner's cooldown stuck to the nick")
+	}
+	r.EndCheck(owner, true) // a stale end for the old owner changes nothing
+	if res, _ := r.Register(owner, welcome); res != registry.Checking {
+		t.Fatalf("claim during the new owner's check = %v, want Checking", res)
+	}
+	r.EndCheck(p, false)
+}
+
+// TestCheckStateBounded: the owner-check state grows with the owners that were checked,
+// never with the claims, and is gone once they leave; an end for an owner that left
+// makes no entry.
+func TestCheckStateBounded(t *testing.T) {
+	r := registry.New(10)
+	owner, _ := newPeer(t, 1, nickA, makerLoc, false)
+	mustRegister(t, r, owner)
+	for i := range 1000 {
+		claimant, _ := newPeer(t, uint64(2+i), nickA, takerLoc, true)
+		res, got := r.Register(claimant, welcome)
+		if res == registry.Registered {
+			t.Fatal("claim registered")
+		}
+		if r.BeginCheck(got) {
+			r.EndCheck(got, true)
+		}
+		if r.BeginCheck(claimant) { // claimants are not registered: no state for them
+			t.Fatal("BeginCheck(claimant) = true")
+		}
+	}
+	if n := registry.CheckEntries(r); n != 1 {
+		t.Fatalf("%d check entries after 1000 claims on one owner, want 1", n)
+	}
+	if !r.Remove(owner) {
+		t.Fatal("Remove(owner) = false")
+	}
+	if n := registry.CheckEntries(r); n != 0 {
+		t.Fatalf("%d check entries after the owner left, want 0", n)
+	}
+
+	// A check in flight when the owner leaves ends without leaving state behind.
+	o2, _ := newPeer(t, 5000, nickB, makerLoc, false)
+	mustRegister(t, r, o2)
+	if !r.BeginCheck(o2) {
+		t.Fatal("BeginCheck(o2) = false")
+	}
+	r.Remove(o2)
+	r.EndCheck(o2, true)
+	if n := registry.CheckEntries(r); n != 0 {
+		t.Fatalf("%d check entries after a check outlived its owner, want 0", n)
+	}
 }
 
 func TestRemove(t *testing.T) {
@@ -430,15 +560,17 @@ func TestConcurrent(t *testing.T) {
 				res, owner := r.Register(p, welcome)
 				switch res {
 				case registry.Registered:
-				case registry.Duplicate, registry.Checking:
+				case registry.Duplicate, registry.Checking, registry.Proven:
+				default:
+					t.Errorf("Register = %v", res)
+				}
+				if res != registry.Registered {
 					if owner == nil || owner.Nick != p.Nick {
 						t.Errorf("%v with owner %v", res, owner)
 					}
 					if r.BeginCheck(owner) {
-						r.EndCheck(owner.Nick)
+						r.EndCheck(owner, i%4 == 1)
 					}
-				default:
-					t.Errorf("Register = %v", res)
 				}
 				if i%2 == 0 {
 					r.Remove(p)
@@ -481,6 +613,9 @@ func TestConcurrent(t *testing.T) {
 	checkCounts(t, r, 0, 0, 0)
 	if len(r.Snapshot()) != 0 {
 		t.Fatal("snapshot not empty")
+	}
+	if n := registry.CheckEntries(r); n != 0 {
+		t.Fatalf("%d owner-check entries left in an empty registry", n)
 	}
 }
 

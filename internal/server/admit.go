@@ -104,7 +104,7 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) b
 	s.ctr.In[stats.MsgHandshake].Add(1)
 	s.ctr.BytesIn.Add(uint64(len(line)))
 	hello, rej := handshake.Parse(env.Line, handshake.Policy{
-		Network: s.conf().Network, AllowLocal: s.conf().Network == "regtest",
+		Network: s.conf().Network, AllowLocal: s.conf().Network == "regtest", Reserved: s.nick,
 	})
 	if rej != nil {
 		s.rejectHandshake(p, rej)
@@ -129,6 +129,10 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) b
 			s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectDuplicate,
 				Detail: "nick already registered (owner being checked)"})
 			return false
+		case registry.Proven:
+			s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectDuplicate,
+				Detail: "nick already registered by a peer that proved alive just now"})
+			return false
 		case registry.Duplicate:
 			if attempt > 0 || s.ownerAlive(owner) {
 				s.rejectHandshake(p, &handshake.Rejection{Code: reason.RejectDuplicate,
@@ -145,11 +149,17 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) b
 // line from the owner within NickCheckTimeout proves it alive. A ping-capable peer or a
 // maker that stays silent is cut and its nick freed; a non-ping taker cannot answer, so
 // it keeps the nick unless its connection fails meanwhile (see docs/protocol-choices.md).
+//
+// The registry lets one check per nick run at a time and none start for
+// registry.CheckCooldown after the owner proved alive, so a storm of claims costs the
+// owner at most one probe per cooldown. A claim that cannot start a check is answered
+// from the registry: the owner is alive as long as the nick is still held.
 func (s *Server) ownerAlive(owner *peer.Peer) bool {
 	if !s.reg.BeginCheck(owner) {
 		return s.reg.Lookup(owner.Nick) != nil
 	}
-	defer s.reg.EndCheck(owner.Nick)
+	alive := false
+	defer func() { s.reg.EndCheck(owner, alive) }()
 	answered := owner.AwaitAnswer()
 	if owner.Features.Ping {
 		s.rt.Ping(owner)
@@ -160,10 +170,12 @@ func (s *Server) ownerAlive(owner *peer.Peer) bool {
 	defer timer.Stop()
 	select {
 	case <-answered:
+		alive = true
 		return true
 	case <-owner.Done():
 	case <-timer.C:
 		if !owner.Features.Ping && !owner.Maker() {
+			alive = true // kept, as if alive: see above
 			return true
 		}
 		owner.Log.Info("nick owner did not answer; replacing it")
