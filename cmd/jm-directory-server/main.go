@@ -94,6 +94,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("cannot listen for ops", "addr", cfg.HealthAddr(), "err", err)
 		return 1
 	}
+	checkFDBudget(log, cfg, op.MaxFDs())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -115,14 +116,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
-	httpSrv := &http.Server{Handler: op.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Timeouts, a header cap and at most op.MaxConns() open connections: a flood of ops
+	// connections waits in the kernel's backlog instead of taking descriptors.
+	httpSrv := op.Server()
 	go func() {
-		if err := httpSrv.Serve(opsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(op.Listener(opsLn)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("ops listener stopped", "err", err)
 		}
 	}()
 	go op.Run(ctx, time.Second)
-	opsAttrs := []any{"addr", opsLn.Addr().String(), "token_required", op.TokenRequired()}
+	opsAttrs := []any{"addr", opsLn.Addr().String(), "token_required", op.TokenRequired(), "max_conns", op.MaxConns()}
 	if op.TokenRequired() && cfg.OpsToken == "" {
 		opsAttrs = append(opsAttrs, "token_file", filepath.Join(cfg.DataDir, ops.TokenFile))
 	}
@@ -170,6 +173,47 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// fdReserve is the part of the file-descriptor budget for everything that is neither a
+// peer nor an ops connection: the listeners, the tor control connection, the data files
+// (key, token, onion key), stdio and the Go runtime's own (epoll, pipes).
+const fdReserve = 64
+
+// fdBudget is the file descriptors the server may need at once. Each connection is one
+// descriptor, so it is: every handshaked peer (max_peers) + every connection still
+// handshaking (max_pending_handshakes; one over it is closed at once) + every open ops
+// connection (the ops listener's cap, plus the one connection it holds while it waits for
+// a slot; the others wait in the kernel's backlog, without a descriptor) + fdReserve.
+func fdBudget(maxPeers, maxPending, opsConns int) uint64 {
+	return uint64(maxPeers) + uint64(maxPending) + uint64(opsConns) + fdReserve
+}
+
+// checkFDBudget logs one WARN when the open-file limit is below fdBudget: then the
+// limit, not the configured caps, bounds the peers, and accept fails with "too many open
+// files" once it is reached. Go has already raised the soft limit to the hard one.
+func checkFDBudget(log *slog.Logger, cfg config.Config, opsConns int) {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		log.Warn("cannot read the open-file limit", "err", err)
+		return
+	}
+	if msg, attrs := fdBudgetWarning(rl.Cur, cfg.MaxPeers, cfg.MaxPendingHandshakes, opsConns); msg != "" {
+		log.Warn(msg, attrs...)
+	}
+}
+
+// fdBudgetWarning is checkFDBudget's decision and message: "" when limit fits the budget.
+func fdBudgetWarning(limit uint64, maxPeers, maxPending, opsConns int) (string, []any) {
+	need := fdBudget(maxPeers, maxPending, opsConns)
+	if limit >= need {
+		return "", nil
+	}
+	return "open-file limit below what the configured caps need", []any{
+		"limit", limit, "need", need,
+		"max_peers", maxPeers, "max_pending_handshakes", maxPending, "ops_fds", opsConns, "reserve", fdReserve,
+		"fix", fmt.Sprintf("raise the hard open-file limit to at least %d (ulimit -Hn, systemd LimitNOFILE=, docker --ulimit nofile=) or lower MAX_PEERS or MAX_PENDING_HANDSHAKES", need),
+	}
 }
 
 // reload re-reads every configuration source (SIGHUP) and applies what can change

@@ -169,8 +169,7 @@ func (o *Ops) publish(ls LiveState) {
 // events streams LiveState updates as server-sent events: the first one at once, with the
 // history, then one per sample.
 func (o *Ops) events(w http.ResponseWriter, r *http.Request) {
-	fl, ok := w.(http.Flusher)
-	if !ok {
+	if _, ok := w.(http.Flusher); !ok {
 		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
 		return
 	}
@@ -184,23 +183,40 @@ func (o *Ops) events(w http.ResponseWriter, r *http.Request) {
 		o.subsMu.Unlock()
 	}()
 
+	// The stream outlives the server's WriteTimeout: the write deadline is renewed for
+	// every event, so only a page that stops reading for that long is cut. (ReadTimeout
+	// does not apply: net/http clears the read deadline once a request without a body
+	// has been read.)
+	rc := http.NewResponseController(w)
+	writeTimeout := WriteTimeout
+	if srv, ok := r.Context().Value(http.ServerContextKey).(*http.Server); ok && srv.WriteTimeout > 0 {
+		writeTimeout = srv.WriteTimeout
+	}
+	send := func(b []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(writeTimeout))
+		if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	var sm sampler
 	s, st := sm.take(o.srv, time.Now())
 	first, _ := json.Marshal(o.liveState(s, st, true))
-	fmt.Fprintf(w, "data: %s\n\n", first)
-	fl.Flush()
+	if send(first) != nil {
+		return
+	}
 	for {
 		select {
 		case <-r.Context().Done():
 			return
 		case b := <-ch:
-			if _, err := fmt.Fprintf(w, "data: %s\n\n", b); err != nil {
+			if send(b) != nil {
 				return
 			}
-			fl.Flush()
 		}
 	}
 }

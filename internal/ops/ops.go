@@ -7,6 +7,10 @@
 // the reference wallet daemon's API: a token presented on every request, no cookies.
 // /health stays open so container health checks work, and the page itself is a static
 // shell that shows nothing until it has the token.
+//
+// Server and Listener bound what the listener costs, whoever connects: timeouts, an
+// 8 KiB header cap and at most MaxConns (64) open connections, so that a flood of ops
+// connections cannot take the file descriptors the peer port needs (listener.go).
 package ops
 
 import (
@@ -46,6 +50,7 @@ type Options struct {
 	DataDir   string
 	HideNicks bool // omit nick lists from /status and the live page
 	Pprof     bool // serve /debug/pprof/
+	MaxConns  int  // open ops connections at most (Listener); 0 = DefaultMaxConns
 }
 
 // Ops serves the operator endpoints for one directory server.
@@ -57,6 +62,7 @@ type Ops struct {
 	reg     *prometheus.Registry
 	history *History
 	mux     *http.ServeMux
+	conns   *connTracker // idle keep-alive connections, closed while Listener is full
 
 	subsMu sync.Mutex               // guards subs
 	subs   map[chan []byte]struct{} // live page streams; a lagging one misses updates
@@ -81,7 +87,7 @@ func (o *Ops) onionStatus() *onion.Status {
 // Options.Token, or the one in <DataDir>/ops-token, created on first start.
 func New(srv *server.Server, opt Options, log *slog.Logger) (*Ops, error) {
 	o := &Ops{srv: srv, opt: opt, log: log, reg: prometheus.NewRegistry(), history: NewHistory(3600),
-		subs: map[chan []byte]struct{}{}}
+		subs: map[chan []byte]struct{}{}, conns: newConnTracker()}
 	if !IsLoopback(opt.Addr) {
 		tok, err := resolveToken(opt.Token, opt.DataDir)
 		if err != nil {
@@ -159,6 +165,8 @@ func (o *Ops) routes() {
 	m.Handle("GET /events", o.auth(http.HandlerFunc(o.events)))
 	m.HandleFunc("GET /{$}", o.page)
 	if o.opt.Pprof {
+		// profile, trace and the delta profiles (?seconds=N) extend the server's
+		// WriteTimeout by the duration asked for themselves (net/http/pprof).
 		m.Handle("GET /debug/pprof/", o.auth(http.HandlerFunc(pprof.Index)))
 		m.Handle("GET /debug/pprof/cmdline", o.auth(http.HandlerFunc(pprof.Cmdline)))
 		m.Handle("GET /debug/pprof/profile", o.auth(http.HandlerFunc(pprof.Profile)))
