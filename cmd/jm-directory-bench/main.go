@@ -211,6 +211,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fs.DurationVar(&o.warmup, "warmup", time.Second, "background traffic before the first sample")
 		fs.DurationVar(&o.replyTimeout, "reply-timeout", 5*time.Second, "a round trip slower than this counts as lost")
 		fs.DurationVar(&o.drain, "drain", 5*time.Second, "after the background stops, wait at most this long without progress")
+		fs.BoolVar(&o.relay, "relay", true, "also run the round trips through a minimal reference relay (the ceiling's, with privmsg routing) with the same peers, publishers and background, "+
+			"and report its p50/p99 and our p99 as a ratio of its (p99_ratio; goal p99_ratio_ok: ≤ 1.5×). The goal is reported only: the exit status stays 1 for correctness failures alone")
+		fs.BoolVar(&o.relayProcess, "relay-process", true, "run the reference relay in a child process of its own, as the directory runs (false: inside this process)")
+		fs.IntVar(&o.block, "block", 200, "round trips per block: directory and relay blocks alternate, each with its own background switched on")
+		fs.DurationVar(&o.blockWarmup, "block-warmup", 200*time.Millisecond, "background traffic before each block after a target's first (which gets --warmup)")
+		fs.StringVar(&o.serveRelay, "serve-relay", "", "internal (the --relay-process child): serve the reference relay on `host:port` until stdin ends")
+		o.stdin, o.stdout = stdin, stdout
 		scenario = func() (*report, error) { return runLatency(ctx, &o) }
 	case "orderbook":
 		c.register(fs, false)
