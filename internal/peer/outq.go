@@ -111,15 +111,16 @@ func (p *Peer) enqueue(line []byte, droppable bool) bool {
 		p.ctr.Drop(reason.DropOversizeOut)
 		return false
 	}
-	over := p.lim.Total != nil && p.lim.Total.Over()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return false
 	}
+	// The server's total is looked at only for a peer that already lags a little: a
+	// reader that keeps up costs no load of a counter every core writes.
 	if droppable && p.queued > 0 && p.lim.LagBytes > 0 {
 		lag := p.lim.LagBytes
-		if over {
+		if p.queued+len(line) > lag/8 && p.overBound() {
 			lag /= 8
 		}
 		if p.queued+len(line) > lag {
@@ -133,7 +134,7 @@ func (p *Peer) enqueue(line []byte, droppable bool) bool {
 		p.mu.Unlock()
 		p.Close(reason.CloseQueueFull)
 		return false
-	case over && !droppable && p.queued > p.lim.LagBytes:
+	case !droppable && p.queued > p.lim.LagBytes && p.overBound():
 		p.mu.Unlock()
 		p.Close(reason.CloseOutboundFull)
 		return false
@@ -149,14 +150,38 @@ func (p *Peer) enqueue(line []byte, droppable bool) bool {
 	return true
 }
 
-// accountLocked adds n (negative: written or dropped) to the bytes queued for p and to
-// the server's total. The caller holds p.mu.
+// overBound reports whether the bytes queued to all peers are over their bound.
+func (p *Peer) overBound() bool { return p.lim.Total != nil && p.lim.Total.Over() }
+
+// accountLocked adds n (negative: written or dropped) to the bytes queued for p, and
+// passes the change on to the server's total in steps of at least reportStep: one
+// atomic add per line on a counter every core writes would cost a broadcast to a
+// thousand peers a fifth of its throughput. The caller holds p.mu.
 func (p *Peer) accountLocked(n int) {
 	p.queued += n
-	if p.lim.Total != nil && n != 0 {
-		p.lim.Total.queued.Add(int64(n))
+	if p.lim.Total == nil {
+		return
+	}
+	p.unreported += n
+	if p.unreported >= reportStep || p.unreported <= -reportStep {
+		p.lim.Total.add(p.unreported)
+		p.unreported = 0
 	}
 }
+
+// dropQueueLocked forgets everything queued for a closed peer, in the server's total
+// too. The caller holds p.mu.
+func (p *Peer) dropQueueLocked() {
+	if p.lim.Total != nil {
+		p.lim.Total.add(p.unreported - p.queued)
+	}
+	p.queued, p.unreported = 0, 0
+	p.queue, p.spare = nil, nil
+}
+
+// reportStep is the most a peer's queued bytes may differ from what the server's total
+// holds for it (see accountLocked).
+const reportStep = 16 << 10
 
 // SendUrgent is Send for a line someone is waiting for (a privmsg, its location
 // peerlist, a ping). Unless a write is in progress, the caller writes what is queued and
@@ -169,9 +194,8 @@ func (p *Peer) SendUrgent(line []byte) bool {
 	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
 		return p.Send(line)
 	}
-	over := p.lim.Total != nil && p.lim.Total.Over()
 	p.mu.Lock()
-	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes || (over && p.queued > p.lim.LagBytes) {
+	if p.closed || p.inIO || p.queued+len(line) > p.lim.QueueBytes || (p.queued > p.lim.LagBytes && p.overBound()) {
 		p.mu.Unlock()
 		return p.Send(line)
 	}

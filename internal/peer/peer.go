@@ -41,7 +41,8 @@ type Limits struct {
 
 // Outbound is the bound on the bytes queued to all peers together. Each queue counts the
 // lines it holds, so a line shared by many queues (a broadcast, a cached peerlist) is
-// counted once per queue: the figure bounds memory from above.
+// counted once per queue: the figure bounds memory from above. A peer passes its changes
+// on in steps of up to 16 KiB, so the total may lag the truth by that much per peer.
 //
 // The policy at the bound (Over): a broadcast is queued only to readers that keep up
 // (less than LagBytes/8 queued), and any other line to a peer that already holds more
@@ -49,20 +50,34 @@ type Limits struct {
 // go first, and readers that keep up lose nothing. Lines to peers below LagBytes are
 // still queued, so the bound is soft by at most LagBytes per peer.
 type Outbound struct {
+	bound atomic.Int64 // 0 = no bound; written only by SetBound
+	over  atomic.Bool  // queued > bound, as of the last change passed on; written only when it flips
+	_     [48]byte     // keeps bound and over, read on enqueues, off the line queued's adds invalidate
+	// queued is the sum of what the peers have passed on (accountLocked).
 	queued atomic.Int64
-	bound  atomic.Int64 // 0 = no bound
 }
 
 // SetBound sets the bound in bytes; 0 removes it.
-func (o *Outbound) SetBound(n int) { o.bound.Store(int64(n)) }
+func (o *Outbound) SetBound(n int) {
+	o.bound.Store(int64(n))
+	o.note(o.queued.Load())
+}
 
 // Queued is the bytes queued to all peers and not yet written.
 func (o *Outbound) Queued() int64 { return o.queued.Load() }
 
 // Over reports whether the queued bytes are over the bound.
-func (o *Outbound) Over() bool {
+func (o *Outbound) Over() bool { return o.over.Load() }
+
+// add passes a change of some peer's queued bytes on.
+func (o *Outbound) add(n int) { o.note(o.queued.Add(int64(n))) }
+
+// note keeps over up to date with a new total, writing it only when it flips.
+func (o *Outbound) note(total int64) {
 	b := o.bound.Load()
-	return b > 0 && o.queued.Load() > b
+	if over := b > 0 && total > b; o.over.Load() != over {
+		o.over.Store(over)
+	}
 }
 
 // Peer is one connection. The identity fields are set by SetHello before the peer is
@@ -88,15 +103,16 @@ type Peer struct {
 	pingPending atomic.Int64 // unix nanoseconds a 798 was sent and not yet answered; 0 = none
 
 	// The outbound queue: its states, drainers and lock order are in outq.go.
-	mu     sync.Mutex // guards the fields below
-	queue  [][]byte   // lines waiting for the writer
-	spare  [][]byte   // recycled queue backing array
-	queued int        // bytes queued or being written, not yet on the wire
-	writer bool       // the queue has a drainer: a writer goroutine or the flusher (running or about to run)
-	inIO   bool       // a write to the socket is in progress (by the writer or SendUrgent)
-	closed bool
-	reason reason.Close
-	probe  chan struct{} // closed when the next qualifying answer arrives (nick check)
+	mu         sync.Mutex // guards the fields below
+	queue      [][]byte   // lines waiting for the writer
+	spare      [][]byte   // recycled queue backing array
+	queued     int        // bytes queued or being written, not yet on the wire
+	unreported int        // change of queued not yet added to lim.Total (accountLocked)
+	writer     bool       // the queue has a drainer: a writer goroutine or the flusher (running or about to run)
+	inIO       bool       // a write to the socket is in progress (by the writer or SendUrgent)
+	closed     bool
+	reason     reason.Close
+	probe      chan struct{} // closed when the next qualifying answer arrives (nick check)
 
 	raw  syscall.RawConn // set for real sockets: lets SendUrgent and the flusher write directly
 	fl   *Flusher        // writes broadcasts for real sockets; nil = a writer goroutine each time
@@ -203,8 +219,7 @@ func (p *Peer) Close(r reason.Close) {
 	}
 	p.closed = true
 	p.reason = r
-	p.accountLocked(-p.queued)
-	p.queue, p.spare = nil, nil
+	p.dropQueueLocked()
 	p.mu.Unlock()
 	close(p.done)
 	_ = p.conn.Close()
