@@ -256,3 +256,36 @@ func logfmt(t *testing.T, line string) map[string]string {
 	}
 	return rec
 }
+
+// TestFirstByteAfterProxyHeader: behind tor, the first-byte deadline counts from tor's
+// PROXY header, which tor writes itself: a client that sends nothing after it is closed
+// as silent at first_byte_timeout, while one whose first bytes came with the header, or
+// after it, keeps the whole handshake timeout.
+func TestFirstByteAfterProxyHeader(t *testing.T) {
+	d := startCircuitDir(t, func(c *config.Config) {
+		c.FirstByteTimeout = 200 * time.Millisecond
+		c.HandshakeTimeout = time.Minute
+	})
+	together := d.dial(torHeader(11), "{")
+	later := d.dial(torHeader(12), "")
+	if _, err := io.WriteString(later, "{"); err != nil {
+		t.Fatal(err)
+	}
+	silent := d.dial(torHeader(13), "")
+	d.refused(silent, "silent after the header")
+	d.closes(reason.CloseSilent, 1)
+	rest := `"type": 793, "line": "{\"app-name\": \"joinmarket\", \"directory\": false, \"location-string\": \"NOT-SERVING-ONION\", \"proto-ver\": 5, \"features\": {}, \"nick\": \"%s\", \"network\": \"regtest\"}"}` + "\r\n"
+	for i, c := range []net.Conn{together, later} {
+		if _, err := fmt.Fprintf(c, rest, nick("fb" + string("AB"[i]))); err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetReadDeadline(time.Now().Add(dirtest.Timeout))
+		l, err := bufio.NewReader(c).ReadString('\n')
+		if err != nil || !strings.Contains(l, `\"accepted\":true`) {
+			t.Fatalf("connection %d, which had spoken: %q, %v; want an accepted 795", i, l, err)
+		}
+	}
+	if n := d.Srv.Status(false).Closes[reason.CloseSilent.String()]; n != 1 {
+		t.Fatalf("%d silent closes, want 1", n)
+	}
+}
