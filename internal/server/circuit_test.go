@@ -276,7 +276,7 @@ func TestFirstByteAfterProxyHeader(t *testing.T) {
 	d.closes(reason.CloseSilent, 1)
 	rest := `"type": 793, "line": "{\"app-name\": \"joinmarket\", \"directory\": false, \"location-string\": \"NOT-SERVING-ONION\", \"proto-ver\": 5, \"features\": {}, \"nick\": \"%s\", \"network\": \"regtest\"}"}` + "\r\n"
 	for i, c := range []net.Conn{together, later} {
-		if _, err := fmt.Fprintf(c, rest, nick("fb" + string("AB"[i]))); err != nil {
+		if _, err := fmt.Fprintf(c, rest, nick("fb"+string("AB"[i]))); err != nil {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(dirtest.Timeout))
