@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime"
 
 	"github.com/decred/dcrd/dcrec/secp256k1/v4"
 
@@ -19,10 +18,9 @@ import (
 const identityFile = "directory-nick.key"
 
 // ErrKeyPermissions: the directory's key file is accessible by group or others. Nothing
-// is read from it; the operator should chmod 600 it (the error says so). It is the rule
-// and the wording of onionkey.ErrPermissions for the onion key (this package cannot
-// import onionkey: onionkey's tests import this package).
-var ErrKeyPermissions = errors.New("key file is accessible by group or others")
+// is read from it; the operator should chmod 600 it (the error says so). The rule is
+// secretfile.CheckPrivate's, as for the onion key.
+var ErrKeyPermissions = secretfile.ErrPermissions
 
 // identityKeyHexLen is the length of the hex-encoded 32-byte private key.
 const identityKeyHexLen = 64
@@ -101,11 +99,8 @@ func readIdentity(path string) (Identity, error) {
 	if err != nil {
 		return Identity{}, fmt.Errorf("jm: read identity %s: %w", path, err)
 	}
-	if !fi.Mode().IsRegular() {
-		return Identity{}, fmt.Errorf("jm: identity %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return Identity{}, fmt.Errorf("jm: identity %s: %w (mode %04o); run: chmod 600 %s", path, ErrKeyPermissions, perm, path)
+	if err := secretfile.CheckPrivate(path, fi); err != nil {
+		return Identity{}, fmt.Errorf("jm: identity %w", err)
 	}
 	// One byte more than the longest valid content, to detect trailing data.
 	var buf [identityKeyHexLen + 2]byte

@@ -7,7 +7,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"runtime"
 	"strings"
 
 	"github.com/jm-directory/jm-directory-server/internal/secretfile"
@@ -16,7 +15,7 @@ import (
 var (
 	// ErrPermissions: an existing key file is accessible by group or others. Nothing is
 	// read from it; the operator should chmod 600 it (the error says so).
-	ErrPermissions = errors.New("key file is accessible by group or others")
+	ErrPermissions = secretfile.ErrPermissions
 	// ErrKeyMismatch: Import's destination already holds a different key.
 	ErrKeyMismatch = errors.New("destination already holds a different key")
 )
@@ -38,11 +37,8 @@ func Load(path string) (Key, error) {
 	if err != nil {
 		return Key{}, fmt.Errorf("onionkey: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return Key{}, fmt.Errorf("onionkey: %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
-		return Key{}, fmt.Errorf("onionkey: %s: %w (mode %04o); run: chmod 600 %s", path, ErrPermissions, perm, path)
+	if err := secretfile.CheckPrivate(path, fi); err != nil {
+		return Key{}, fmt.Errorf("onionkey: %w", err)
 	}
 	b, err := io.ReadAll(io.LimitReader(f, SecretFileSize+1))
 	if err != nil {

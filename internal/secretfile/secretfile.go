@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 )
 
 // WriteNew writes data to path with mode 0600, creating the directory (mode 0700) if it
@@ -100,4 +101,21 @@ func syncDir(dir string) {
 		_ = d.Sync()
 		_ = d.Close()
 	}
+}
+
+// ErrPermissions: an existing secret file is accessible by group or others. Nothing is
+// read from it; the operator should chmod 600 it (CheckPrivate's error says so).
+var ErrPermissions = errors.New("key file is accessible by group or others")
+
+// CheckPrivate is the one rule for reading a secret file this server did not just
+// write: fi (of the open file at path) must be a regular file that neither group nor
+// others can access. The error wraps ErrPermissions and names the fix.
+func CheckPrivate(path string, fi fs.FileInfo) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("%s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return fmt.Errorf("%s: %w (mode %04o); run: chmod 600 %s", path, ErrPermissions, perm, path)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -64,5 +65,42 @@ func TestWriteNewConcurrentOneWinner(t *testing.T) {
 	}
 	if won != 1 {
 		t.Fatalf("%d winners", won)
+	}
+}
+
+// CheckPrivate accepts a file only its owner can access, and names the fix otherwise.
+func TestCheckPrivate(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	path := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(path, []byte("k"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		mode os.FileMode
+		ok   bool
+	}{{0o600, true}, {0o400, true}, {0o640, false}, {0o604, false}, {0o610, false}, {0o644, false}} {
+		if err := os.Chmod(path, tc.mode); err != nil {
+			t.Fatal(err)
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = CheckPrivate(path, fi)
+		switch {
+		case tc.ok && err != nil:
+			t.Errorf("mode %04o refused: %v", tc.mode, err)
+		case !tc.ok && (!errors.Is(err, ErrPermissions) || !strings.Contains(err.Error(), "chmod 600 "+path)):
+			t.Errorf("mode %04o: %v; want ErrPermissions naming chmod 600", tc.mode, err)
+		}
+	}
+	fi, err := os.Stat(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckPrivate(filepath.Dir(path), fi); err == nil {
+		t.Error("a directory passed as a secret file")
 	}
 }
