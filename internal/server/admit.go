@@ -81,16 +81,17 @@ func closeReason(p *peer.Peer, err error, handshaking bool) reason.Close {
 }
 
 // handshake reads and answers the handshake line, under the read deadline Accept set.
-// On success the peer is registered; lr may already hold later lines. admitted runs
-// once the peer is sure to be registered, before its 795 is queued (see
-// registry.RegisterThen).
-func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, admitted func()) bool {
+// On success the peer is registered; lr may already hold later lines. read runs once the
+// line has arrived; admitted once the peer is sure to be registered, before its 795 is
+// queued (see registry.RegisterThen).
+func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, read, admitted func()) bool {
 	conn := p.Conn()
 	line, err := lr.ReadLine()
 	if err != nil {
 		p.Close(closeReason(p, err, true))
 		return false
 	}
+	read()
 	env, err := wire.Decode(line)
 	if err != nil {
 		p.Log.Debug("malformed handshake line", "err", err)

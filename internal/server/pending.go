@@ -3,11 +3,12 @@
 // "Abuse limits"). A connection must send its first byte within first_byte_timeout and
 // its whole handshake within handshake_timeout. When the pool is full, a newcomer is not
 // refused: the oldest connection that has not sent a byte yet is closed to make room
-// (pending_evicted), or, when every connection has sent something, the oldest of all
-// (too_many_pending_handshakes). An honest client sends its handshake as soon as it
-// connects, so it would take max_pending_handshakes newer connections arriving in the
-// moment it needs to be evicted; a flood costs the flooder its oldest connections instead
-// of costing everybody their joins.
+// (pending_evicted), or, when every connection has sent something, the oldest whose
+// handshake line is still incomplete, and only when every one is being answered the
+// oldest of all (both too_many_pending_handshakes). An honest client sends its
+// handshake as soon as it connects, so it would take max_pending_handshakes newer
+// connections arriving in the moment it needs to be evicted; a flood costs the flooder
+// its oldest connections instead of costing everybody their joins.
 
 package server
 
@@ -30,6 +31,10 @@ type pendingConn struct {
 	p     *peer.Peer
 	elem  *list.Element // in pendingPool.order; nil once removed or evicted
 	heard atomic.Bool   // a byte of the client's own arrived (tor's PROXY header aside)
+	// read: the whole handshake line arrived; the connection is being answered (in
+	// microseconds, or a nick check's wait). Evicted last: one just being registered
+	// would otherwise be closed after its 795.
+	read atomic.Bool
 }
 
 // pendingPool is the handshake pool, oldest first.
@@ -43,18 +48,30 @@ type pendingPool struct {
 func (pp *pendingPool) Len() int { return int(pp.n.Load()) }
 
 // add puts pc in the pool. When the pool already holds max connections, it first takes
-// out the oldest silent one, or else the oldest, and returns it with the reason it is to
-// be closed for; the caller closes it (outside the lock).
+// out the oldest silent one, or else the oldest whose handshake line is incomplete, or
+// else the oldest, and returns it with the reason it is to be closed for; the caller
+// closes it (outside the lock).
 func (pp *pendingPool) add(pc *pendingConn, max int) (victim *pendingConn, why reason.Close) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
 	if pp.order.Len() >= max && pp.order.Len() > 0 {
-		victim, why = pp.order.Front().Value.(*pendingConn), reason.ClosePendingCap
+		var partial *pendingConn
 		for e := pp.order.Front(); e != nil; e = e.Next() {
-			if c := e.Value.(*pendingConn); !c.heard.Load() {
+			c := e.Value.(*pendingConn)
+			if !c.heard.Load() {
 				victim, why = c, reason.ClosePendingEvicted
 				break
 			}
+			if partial == nil && !c.read.Load() {
+				partial = c
+			}
+		}
+		switch {
+		case victim != nil:
+		case partial != nil:
+			victim, why = partial, reason.ClosePendingCap
+		default:
+			victim, why = pp.order.Front().Value.(*pendingConn), reason.ClosePendingCap
 		}
 		pp.removeLocked(victim)
 	}

@@ -16,8 +16,9 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
-// The pool evicts the oldest silent connection first, the oldest of all when none is
-// silent, and never more than one per newcomer.
+// The pool evicts the oldest silent connection first, then the oldest with an incomplete
+// handshake line, the oldest of all only when every one is being answered, and never more
+// than one per newcomer.
 func TestPendingPoolEviction(t *testing.T) {
 	var pp pendingPool
 	mk := func(heard bool) *pendingConn {
@@ -35,17 +36,26 @@ func TestPendingPoolEviction(t *testing.T) {
 	if v, why := pp.add(d, 3); v != b || why != reason.ClosePendingEvicted {
 		t.Fatalf("evicted %p (%v), want the oldest silent one %p", v, why, b)
 	}
+	// None silent: the oldest whose line is incomplete goes before one being answered.
+	a.read.Store(true)
 	c.heard.Store(true)
 	d.heard.Store(true)
 	e := mk(false)
-	if v, why := pp.add(e, 3); v != a || why != reason.ClosePendingCap {
-		t.Fatalf("evicted %p (%v), want the oldest %p when none is silent", v, why, a)
+	if v, why := pp.add(e, 3); v != c || why != reason.ClosePendingCap {
+		t.Fatalf("evicted %p (%v), want %p, the oldest with its handshake line incomplete", v, why, c)
+	}
+	d.read.Store(true)
+	e.heard.Store(true)
+	e.read.Store(true)
+	f := mk(false)
+	if v, why := pp.add(f, 3); v != a || why != reason.ClosePendingCap {
+		t.Fatalf("evicted %p (%v), want the oldest %p when every one is being answered", v, why, a)
 	}
 	if pp.Len() != 3 {
 		t.Fatalf("pool holds %d, want 3", pp.Len())
 	}
 	pp.remove(b) // already evicted: nothing happens
-	pp.remove(c)
+	pp.remove(d)
 	if pp.Len() != 2 {
 		t.Fatalf("pool holds %d after a removal, want 2", pp.Len())
 	}

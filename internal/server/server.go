@@ -326,7 +326,7 @@ func (s *Server) Accept(conn net.Conn) {
 		return
 	}
 	cl = opened
-	if !s.handshake(p, lr, func() { endHandshake(); s.ctr.Accepted.Add(1) }) {
+	if !s.handshake(p, lr, func() { pc.read.Store(true) }, func() { endHandshake(); s.ctr.Accepted.Add(1) }) {
 		refuse(p.Reason())
 		s.release(cl, p.Reason())
 		return
