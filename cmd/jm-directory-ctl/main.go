@@ -5,12 +5,15 @@
 //
 //	jm-directory-ctl vanity PREFIX [--out FILE] [--workers N] [--data-dir D]
 //
+//	jm-directory-ctl probe HOST:PORT [--network N] [--socks HOST:PORT] [--timeout D] [--json]
+//
 // "health" asks GET /health and exits 0 iff the server is healthy. "status" asks GET
 // /status (with the bearer token the server requires on a non-loopback ops listener) and
 // prints a report, or the server's JSON with --json; it exits 0 iff the request succeeded
 // and the server is healthy. "vanity" searches, on every core, for an onion address
 // starting with PREFIX and writes its key in tor's hs_ed25519_secret_key format (see
-// vanity.go). Every failure is explained in one line on stderr.
+// vanity.go). "probe" checks any JoinMarket directory as a client meets it (probe.go).
+// Every failure is explained in one line on stderr.
 //
 // Exit codes: 0 success, 1 unhealthy or any request failure (also: no command given),
 // 2 usage error.
@@ -38,6 +41,9 @@ func main() {
 func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 	if o, rest, ok := vanityCommand(args, env); ok {
 		return runVanityMain(rest, o, env, stdout, stderr)
+	}
+	if rest, ok := probeCommand(args, env); ok {
+		return runProbeMain(rest, stdout, stderr)
 	}
 	o, cmd, err := parseArgs(args, env)
 	switch {

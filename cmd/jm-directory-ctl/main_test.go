@@ -396,7 +396,7 @@ func TestUsage(t *testing.T) {
 		}
 	}
 	code, out, errs = ctl(env, "frobnicate")
-	if line := oneLine(t, errs); code != 2 || out != "" || line != `jm-directory-ctl: unknown command "frobnicate": want health, status or vanity (see -h)` {
+	if line := oneLine(t, errs); code != 2 || out != "" || line != `jm-directory-ctl: unknown command "frobnicate": want health, status, vanity or probe (see -h)` {
 		t.Errorf("unknown command: exit %d, stderr %q", code, errs)
 	}
 	for _, args := range [][]string{

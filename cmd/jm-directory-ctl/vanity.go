@@ -246,6 +246,8 @@ func printAllUsage(w io.Writer, o *options) {
 	printUsage(w, o)
 	fmt.Fprintln(w)
 	printVanityUsage(w)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, probeUsage, prog)
 }
 
 // printVanityUsage writes the vanity command's help.

@@ -12,6 +12,8 @@ package tor
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,6 +84,45 @@ func conformance(t *testing.T, n *tortest.Network, addr string) {
 		bytes.Count(out, []byte("ignoring another client's departure notice")))
 }
 
+// probeOnion runs jm-directory-ctl probe against the onion through the network's SOCKS
+// port: accepted, with the directory's nick (exit 0); and against an onion nobody
+// publishes: unreachable (exit 1, one line naming the SOCKS route).
+func probeOnion(t *testing.T, n *tortest.Network, ctl, location string) {
+	t.Helper()
+	var out []byte
+	var err error
+	for attempt := 1; ; attempt++ {
+		out, err = exec.Command(ctl, "probe", location, "--network", "regtest", "--socks", n.SOCKSAddr(), "--json", "--timeout", "60s").Output()
+		if err == nil || attempt == 3 {
+			break
+		}
+		t.Logf("probe attempt %d: %v; NEWNYM and again", attempt, err)
+		_ = n.NewNym()
+	}
+	if err != nil {
+		t.Fatalf("probe %s over Tor: %v\n%s", location, err, out)
+	}
+	var res struct {
+		Accepted    bool    `json:"accepted"`
+		Network     string  `json:"network"`
+		Location    string  `json:"location"`
+		HandshakeMs float64 `json:"handshake_ms"`
+	}
+	if err := json.Unmarshal(out, &res); err != nil || !res.Accepted || res.Network != "regtest" || res.Location != location {
+		t.Fatalf("probe over Tor: %v %+v\n%s", err, res, out)
+	}
+	t.Logf("jm-directory-ctl probe over Tor: accepted, handshake %.1f ms", res.HandshakeMs)
+	const nobody = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaad.onion:5222"
+	cmd := exec.Command(ctl, "probe", nobody, "--network", "regtest", "--socks", n.SOCKSAddr(), "--timeout", "20s")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err = cmd.Run()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(stderr.String(), "via socks "+n.SOCKSAddr()) {
+		t.Fatalf("probe of an onion nobody publishes: %v, stderr %q", err, stderr.String())
+	}
+}
+
 // tail returns the last lines of out.
 func tail(out []byte, lines int) string {
 	all := strings.Split(strings.TrimRight(string(out), "\n"), "\n")
@@ -129,7 +170,7 @@ func TestOverTor(t *testing.T) {
 	t.Cleanup(func() { _ = os.RemoveAll(work) })
 
 	bin := filepath.Join(work, "jm-directory-server")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/jm-directory-server")
+	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", work+"/", "./cmd/jm-directory-server", "./cmd/jm-directory-ctl")
 	build.Dir = repoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
@@ -169,6 +210,7 @@ func TestOverTor(t *testing.T) {
 	t.Logf("published %s after %v", location, time.Since(start).Round(time.Millisecond))
 	conformance(t, n, location)
 	t.Logf("core scenarios passed over Tor after %v", time.Since(start).Round(time.Millisecond))
+	probeOnion(t, n, filepath.Join(work, "jm-directory-ctl"), location)
 
 	// Restart the whole Tor network: the control connection drops, the server
 	// reconnects and publishes the same onion with its persistent key.
