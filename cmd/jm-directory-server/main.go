@@ -91,7 +91,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opsLn, err := net.Listen("tcp", cfg.HealthAddr())
 	if err != nil {
-		log.Error("cannot listen for ops", "addr", cfg.HealthAddr(), "err", err)
+		attrs := []any{"addr", cfg.HealthAddr(), "err", err}
+		if errors.Is(err, syscall.EADDRINUSE) {
+			attrs = append(attrs, "fix", opsPortHint(cfg))
+		}
+		log.Error("cannot listen for ops", attrs...)
 		return 1
 	}
 	checkFDBudget(log, cfg, op.MaxFDs())
@@ -173,6 +177,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("stopped")
 	return 0
+}
+
+// opsPortHint says what to change when the ops port is taken: it is HEALTH_CHECK_PORT,
+// and its default, 8080, is also the port a reference start-dn.py on the same machine
+// serves on.
+func opsPortHint(cfg config.Config) string {
+	h := fmt.Sprintf("the ops port %d is in use: choose another with HEALTH_CHECK_PORT (--health-check-port, health_check_port)", cfg.HealthCheckPort)
+	if cfg.HealthCheckPort == config.Default().HealthCheckPort {
+		h += "; 8080 is its default and also where a reference start-dn.py on this machine serves"
+	}
+	return h
 }
 
 // fdReserve is the part of the file-descriptor budget for everything that is neither a

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 )
 
@@ -182,4 +184,27 @@ func hasLine(text, want string) bool {
 		}
 	}
 	return false
+}
+
+// When the ops port is taken the server stops with one line naming HEALTH_CHECK_PORT
+// and, for the default 8080, the reference start-dn.py that also serves there.
+func TestOpsPortTaken(t *testing.T) {
+	if h := opsPortHint(config.Default()); !strings.Contains(h, "HEALTH_CHECK_PORT") || !strings.Contains(h, "start-dn.py") {
+		t.Errorf("hint for the default port: %q", h)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	var stderr strings.Builder
+	code := run([]string{"--data-dir", t.TempDir(), "--port", "0", "--health-check-port", port}, &strings.Builder{}, &stderr)
+	if code != 1 || !strings.Contains(stderr.String(), "cannot listen for ops") ||
+		!strings.Contains(stderr.String(), "choose another with HEALTH_CHECK_PORT") {
+		t.Fatalf("exit %d, log:\n%s", code, stderr.String())
+	}
+	if strings.Contains(stderr.String(), "start-dn.py") {
+		t.Errorf("the start-dn.py remark for a port other than 8080:\n%s", stderr.String())
+	}
 }

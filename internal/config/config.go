@@ -103,6 +103,7 @@ type Config struct {
 	TorOnionKeyFile     string // control/launch: the onion's hs_ed25519_secret_key; "" = <data dir>/onion/hs_ed25519_secret_key
 	OnionVirtualPort    int    // the onion's virtual port, default 5222; 1..65535
 	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
+	AllowClearnet       bool   // serve a real network (mainnet, testnet, signet) on a non-loopback address without tor; default false
 	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control; launch then publishes from a torrc HiddenServiceDir
 
 	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 10 (as the deploy torrc's HiddenServiceMaxStreams), >= 1
@@ -308,6 +309,8 @@ func (c Config) Validate() error {
 		return errors.New(`tor_proxy_protocol is set, but with tor_mode="control" tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=launch, or tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol`)
 	case c.TorMode != "none" && c.Location != "":
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
+	case c.TorMode == "none" && c.Network != "regtest" && !loopbackHost(c.Host) && !c.AllowClearnet:
+		return fmt.Errorf("host %q with network=%s and tor_mode=none would serve JoinMarket peers in the clear, with no onion: use a tor_mode (launch, control, external), bind to 127.0.0.1, or set allow_clearnet=true if that is really meant", c.Host, c.Network)
 	}
 	if c.HeartbeatHardEvict < c.HeartbeatIdleThreshold {
 		hard, idle := c.HeartbeatHardEvict, c.HeartbeatIdleThreshold
@@ -317,6 +320,15 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%s: must be >= %s (%s)", c.label(keyHardEvict, hard), keyIdleThreshold, formatDuration(idle))
 	}
 	return nil
+}
+
+// loopbackHost reports whether host names the loopback interface only.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // Describe returns the effective configuration, one "key = value  (source)"
@@ -729,6 +741,10 @@ func settingsTable() []setting {
 		dsSetting("tor_pow", kindBool, "enable tor's proof-of-work defences for the onion (tor >= 0.4.8)",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.TorPoW }),
+		dsSetting("allow_clearnet", kindBool,
+			"with tor_mode none, allow serving mainnet, testnet or signet on a non-loopback address (peers and their traffic seen in the clear)",
+			boolAccepted, nil,
+			func(c *Config) any { return &c.AllowClearnet }),
 		dsSetting("tor_proxy_protocol", kindBool,
 			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; not with tor_mode control",
 			boolAccepted, nil,

@@ -342,3 +342,29 @@ func TestDiff(t *testing.T) {
 		t.Errorf("Diff(a, a) = %+v, want nil", got)
 	}
 }
+
+// TestClearnetRail: a real network served without tor on an address other than loopback
+// needs allow_clearnet; regtest, loopback and any tor mode do not.
+func TestClearnetRail(t *testing.T) {
+	for _, tc := range []struct {
+		network, host, tor string
+		allow, ok          bool
+	}{
+		{"mainnet", "0.0.0.0", "none", false, false},
+		{"testnet", "192.0.2.7", "none", false, false},
+		{"signet", "dir.example", "none", false, false},
+		{"mainnet", "0.0.0.0", "none", true, true},
+		{"mainnet", "127.0.0.1", "none", false, true},
+		{"mainnet", "::1", "none", false, true},
+		{"mainnet", "localhost", "none", false, true},
+		{"regtest", "0.0.0.0", "none", false, true},
+		{"mainnet", "0.0.0.0", "launch", false, true},
+	} {
+		c := Default()
+		c.Network, c.Host, c.TorMode, c.AllowClearnet = tc.network, tc.host, tc.tor, tc.allow
+		err := c.Validate()
+		if tc.ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "allow_clearnet")) {
+			t.Errorf("%+v: %v", tc, err)
+		}
+	}
+}
