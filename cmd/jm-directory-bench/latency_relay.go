@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,9 +24,7 @@ import (
 // two per round trip, and at one round trip per millisecond that is twenty times the
 // background itself. So privRelay sends a privmsg whose recipient is a joined nick to
 // that connection only (in order with everything else queued for it), and forwards every
-// other line exactly as relay.go does: its queues, writers, socket handling and shutdown
-// are relay.go's own; only the accept and read loops are here, because relay.go's call
-// its forwarding directly.
+// other line exactly as relay.go does, through relay.go's hooks.
 
 // privRelay is relay.go's relay plus privmsg routing by recipient nick.
 type privRelay struct {
@@ -38,45 +35,32 @@ type privRelay struct {
 
 // newPrivRelay starts a privRelay on ln (arguments as newRelay's).
 func newPrivRelay(ln net.Listener, network string, queueBytes int, wto time.Duration, sockBuf int) *privRelay {
-	r := &relay{ln: ln, hello: cannedHello(network), queueBytes: queueBytes, wto: wto, sockBuf: sockBuf, all: map[*relayConn]struct{}{}}
-	r.conns.Store(&[]*relayConn{})
-	pr := &privRelay{relay: r, nicks: map[string]*relayConn{}}
-	r.wg.Add(1)
-	go pr.acceptLoop()
+	pr := &privRelay{relay: makeRelay(ln, network, queueBytes, wto, sockBuf), nicks: map[string]*relayConn{}}
+	pr.joined, pr.left, pr.route = pr.join, pr.leave, pr.privDest
+	pr.start()
 	return pr
 }
 
-// acceptLoop is relay.acceptLoop with privRelay's read loop.
-func (pr *privRelay) acceptLoop() {
-	r := pr.relay
-	defer r.wg.Done()
-	for {
-		c, err := r.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // e.g. out of descriptors
-			continue
-		}
-		if tc, ok := c.(*net.TCPConn); ok && r.sockBuf > 0 {
-			_ = tc.SetWriteBuffer(r.sockBuf)
-			_ = tc.SetReadBuffer(r.sockBuf)
-		}
-		rc := &relayConn{c: c, wake: make(chan struct{}, 1)}
-		rc.room = sync.NewCond(&rc.mu)
-		r.mu.Lock()
-		if r.closed {
-			r.mu.Unlock()
-			c.Close()
-			return
-		}
-		r.all[rc] = struct{}{}
-		r.mu.Unlock()
-		r.wg.Add(2)
-		go func() { defer r.wg.Done(); r.writeLoop(rc) }()
-		go func() { defer r.wg.Done(); pr.readLoop(rc) }()
+// join registers the nick of rc's handshake line.
+func (pr *privRelay) join(rc *relayConn, hello []byte) {
+	if rc.nick = helloNick(hello); rc.nick == "" {
+		return
 	}
+	pr.nmu.Lock()
+	pr.nicks[rc.nick] = rc
+	pr.nmu.Unlock()
+}
+
+// leave forgets rc's nick, unless another connection has taken it since.
+func (pr *privRelay) leave(rc *relayConn) {
+	if rc.nick == "" {
+		return
+	}
+	pr.nmu.Lock()
+	if pr.nicks[rc.nick] == rc {
+		delete(pr.nicks, rc.nick)
+	}
+	pr.nmu.Unlock()
 }
 
 // helloNick is the nick of a 793 line, "" if there is none.
@@ -115,84 +99,6 @@ func (pr *privRelay) privDest(line []byte) *relayConn {
 		return rc
 	}
 	return nil
-}
-
-// readLoop is relay.readLoop, except that privmsgs to a joined nick go to it alone and
-// the handshake's nick is registered for that.
-func (pr *privRelay) readLoop(rc *relayConn) {
-	r := pr.relay
-	nick := ""
-	defer func() {
-		if nick != "" {
-			pr.nmu.Lock()
-			if pr.nicks[nick] == rc {
-				delete(pr.nicks, nick)
-			}
-			pr.nmu.Unlock()
-		}
-		r.remove(rc)
-		rc.kill()
-	}()
-	buf := make([]byte, 64<<10)
-	w := 0
-	joined := false
-	for {
-		if w == len(buf) {
-			if len(buf) >= 1<<20 {
-				return // no line is that long
-			}
-			nb := make([]byte, 2*len(buf))
-			copy(nb, buf[:w])
-			buf = nb
-		}
-		n, err := rc.c.Read(buf[w:])
-		w += n
-		start := 0
-		if !joined {
-			i := bytes.IndexByte(buf[:w], '\n')
-			if i >= 0 {
-				if nick = helloNick(buf[:i+1]); nick != "" {
-					pr.nmu.Lock()
-					pr.nicks[nick] = rc
-					pr.nmu.Unlock()
-				}
-				rc.enqueue(r.hello, r.queueBytes)
-				r.add(rc)
-				r.accepted.Add(1)
-				joined = true
-				start = i + 1
-			}
-		}
-		if joined {
-			// Runs of other lines go out as relay.go's chunks; a routed privmsg ends a run.
-			run := start
-			for {
-				i := bytes.IndexByte(buf[start:w], '\n')
-				if i < 0 {
-					break
-				}
-				end := start + i + 1
-				if to := pr.privDest(buf[start:end]); to != nil && to != rc {
-					if run < start {
-						r.forward(rc, append([]byte(nil), buf[run:start]...))
-					}
-					if to.enqueue(append([]byte(nil), buf[start:end]...), r.queueBytes) {
-						r.chunks.Add(1)
-						r.bytesF.Add(int64(end - start))
-					}
-					run = end
-				}
-				start = end
-			}
-			if run < start {
-				r.forward(rc, append([]byte(nil), buf[run:start]...))
-			}
-		}
-		w = copy(buf, buf[start:w])
-		if err != nil {
-			return
-		}
-	}
 }
 
 // serveLatencyRelay is the child process of a latency run with --relay-process

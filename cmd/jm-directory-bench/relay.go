@@ -37,6 +37,14 @@ type relay struct {
 
 	accepted, cut  atomic.Int64
 	chunks, bytesF atomic.Int64 // forwarded chunks / bytes (per recipient)
+
+	// Hooks, set before start; nil for the plain relay. joined is told of a connection's
+	// handshake line, left of its end; route names the one connection a complete line
+	// goes to instead of every other (nil: every other). privRelay (latency_relay.go)
+	// uses them to route privmsgs.
+	joined func(rc *relayConn, hello []byte)
+	left   func(rc *relayConn)
+	route  func(line []byte) *relayConn
 }
 
 type relayConn struct {
@@ -47,6 +55,7 @@ type relayConn struct {
 	qLen int
 	dead bool
 	wake chan struct{}
+	nick string // the handshake's nick, for the joined and left hooks; only rc's reader uses it
 }
 
 // relaySockBuf is the relay's default socket buffer size. With kernel autotuning, a relay
@@ -66,11 +75,22 @@ func cannedHello(network string) []byte {
 
 // newRelay starts a relay on ln; sockBuf > 0 fixes the socket buffers of its connections.
 func newRelay(ln net.Listener, network string, queueBytes int, wto time.Duration, sockBuf int) *relay {
+	r := makeRelay(ln, network, queueBytes, wto, sockBuf)
+	r.start()
+	return r
+}
+
+// makeRelay is newRelay without starting it: a caller may set the hooks first.
+func makeRelay(ln net.Listener, network string, queueBytes int, wto time.Duration, sockBuf int) *relay {
 	r := &relay{ln: ln, hello: cannedHello(network), queueBytes: queueBytes, wto: wto, sockBuf: sockBuf, all: map[*relayConn]struct{}{}}
 	r.conns.Store(&[]*relayConn{})
+	return r
+}
+
+// start accepts connections.
+func (r *relay) start() {
 	r.wg.Add(1)
 	go r.acceptLoop()
-	return r
 }
 
 // Addr is the listening address.
@@ -211,6 +231,9 @@ func (r *relay) writeLoop(rc *relayConn) {
 
 func (r *relay) readLoop(rc *relayConn) {
 	defer func() {
+		if r.left != nil {
+			r.left(rc)
+		}
 		r.remove(rc)
 		rc.kill()
 	}()
@@ -232,6 +255,9 @@ func (r *relay) readLoop(rc *relayConn) {
 		if !joined {
 			i := bytes.IndexByte(buf[:w], '\n')
 			if i >= 0 {
+				if r.joined != nil {
+					r.joined(rc, buf[:i+1])
+				}
 				rc.enqueue(r.hello, r.queueBytes)
 				r.add(rc)
 				r.accepted.Add(1)
@@ -240,18 +266,52 @@ func (r *relay) readLoop(rc *relayConn) {
 			}
 		}
 		if joined {
-			if end := bytes.LastIndexByte(buf[start:w], '\n'); end >= 0 {
-				end += start + 1
-				chunk := append([]byte(nil), buf[start:end]...)
-				r.forward(rc, chunk)
-				start = end
-			}
+			start = r.forwardLines(rc, buf[:w], start)
 		}
 		w = copy(buf, buf[start:w])
 		if err != nil {
 			return
 		}
 	}
+}
+
+// forwardLines forwards the complete lines of buf from start on and returns where the
+// incomplete rest begins. Without route, all of them go to every other connection as one
+// chunk; with it, a line route addresses to another connection goes to that one alone,
+// ending the run of lines around it.
+func (r *relay) forwardLines(from *relayConn, buf []byte, start int) int {
+	if r.route == nil {
+		end := bytes.LastIndexByte(buf[start:], '\n')
+		if end < 0 {
+			return start
+		}
+		end += start + 1
+		r.forward(from, append([]byte(nil), buf[start:end]...))
+		return end
+	}
+	run := start
+	for {
+		i := bytes.IndexByte(buf[start:], '\n')
+		if i < 0 {
+			break
+		}
+		end := start + i + 1
+		if to := r.route(buf[start:end]); to != nil && to != from {
+			if run < start {
+				r.forward(from, append([]byte(nil), buf[run:start]...))
+			}
+			if to.enqueue(append([]byte(nil), buf[start:end]...), r.queueBytes) {
+				r.chunks.Add(1)
+				r.bytesF.Add(int64(end - start))
+			}
+			run = end
+		}
+		start = end
+	}
+	if run < start {
+		r.forward(from, append([]byte(nil), buf[run:start]...))
+	}
+	return start
 }
 
 // forward queues chunk for every connection but from.
