@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -23,12 +21,6 @@ type idleOptions struct {
 	perWorker  int
 	sourceBase int
 	launch     launcher // how to start worker processes (re-exec by default)
-}
-
-type workerEvent struct {
-	i   int
-	m   wmsg
-	eof bool
 }
 
 // runIdle connects and handshakes N peers, optionally spread over worker processes and
@@ -64,38 +56,13 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 	nw := max(w, 1)
 
 	// Start the workers and hand out the jobs.
-	handles := make([]*workerHandle, nw)
-	events := make(chan workerEvent, 64)
-	defer func() {
-		for _, h := range handles {
-			if h != nil {
-				h.in.Close()
-			}
-		}
-		for _, h := range handles {
-			if h != nil {
-				_ = h.wait()
-			}
-		}
-	}()
+	ws := newWorkers[wmsg]("worker", nw)
+	defer ws.close()
 	base := 0
 	for i := range nw {
-		h, err := launch(i)
-		if err != nil {
-			return nil, fmt.Errorf("start worker %d: %w", i, err)
+		if err := ws.start(i, launch); err != nil {
+			return nil, err
 		}
-		handles[i] = h
-		go func() {
-			sc := bufio.NewScanner(h.out)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				var m wmsg
-				if json.Unmarshal(sc.Bytes(), &m) == nil {
-					events <- workerEvent{i: i, m: m}
-				}
-			}
-			events <- workerEvent{i: i, eof: true}
-		}()
 		n := o.peers / nw
 		if i < o.peers%nw {
 			n++
@@ -106,37 +73,11 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 			job.Source = "127.0.0." + strconv.Itoa(o.sourceBase+i)
 		}
 		base += n
-		if err := sendTo(h, job); err != nil {
-			return nil, fmt.Errorf("worker %d: %w", i, err)
+		if err := ws.sendTo(i, job); err != nil {
+			return nil, err
 		}
 	}
-	// await collects one event of kind ev from every worker, calling onOther for others.
-	await := func(ev string, onOther func(workerEvent)) ([]wmsg, error) {
-		got := make([]wmsg, nw)
-		have := make([]bool, nw)
-		seen := 0
-		for seen < nw {
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case e := <-events:
-				switch {
-				case e.eof && have[e.i]:
-					// It said what we waited for, then exited (after "closed").
-				case e.eof:
-					return nil, fmt.Errorf("worker %d exited while we waited for %q", e.i, ev)
-				case e.m.Ev == "error":
-					return nil, fmt.Errorf("worker %d: %s", e.i, e.m.Error)
-				case e.m.Ev == ev && !have[e.i]:
-					got[e.i], have[e.i] = e.m, true
-					seen++
-				case onOther != nil:
-					onOther(e)
-				}
-			}
-		}
-		return got, nil
-	}
+	await := func(ev string, onOther func(workerEvent[wmsg])) ([]wmsg, error) { return ws.await(ctx, ev, onOther) }
 	if _, err := await("ready", nil); err != nil {
 		return nil, err
 	}
@@ -175,12 +116,10 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 		return st
 	})
 	defer pr.stop()
-	for _, h := range handles {
-		if err := sendTo(h, wmsg{Op: "connect"}); err != nil {
-			return nil, err
-		}
+	if err := ws.send(wmsg{Op: "connect"}); err != nil {
+		return nil, err
 	}
-	connected, err := await("connected", func(e workerEvent) {
+	connected, err := await("connected", func(e workerEvent[wmsg]) {
 		if e.m.Ev == "progress" {
 			progressAcc[e.i], progressFail[e.i] = e.m.Accepted, e.m.Failed
 			pmu.Lock()
@@ -224,10 +163,8 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 	if err := sleepCtx(ctx, o.hold); err != nil {
 		return nil, err
 	}
-	for _, h := range handles {
-		if err := sendTo(h, wmsg{Op: "stats"}); err != nil {
-			return nil, err
-		}
+	if err := ws.send(wmsg{Op: "stats"}); err != nil {
+		return nil, err
 	}
 	held, err := await("stats", nil)
 	if err != nil {
@@ -239,10 +176,8 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 		lines += m.Lines
 	}
 	phase.Store("closing")
-	for _, h := range handles {
-		if err := sendTo(h, wmsg{Op: "close"}); err != nil {
-			return nil, err
-		}
+	if err := ws.send(wmsg{Op: "close"}); err != nil {
+		return nil, err
 	}
 	if _, err := await("closed", nil); err != nil {
 		return nil, err
@@ -278,15 +213,6 @@ func runIdle(ctx context.Context, o *idleOptions) (*report, error) {
 		rep.fail("%d peers were disconnected by the server while idle", cut)
 	}
 	return rep, nil
-}
-
-func sendTo(h *workerHandle, m wmsg) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	_, err = h.in.Write(append(b, '\n'))
-	return err
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"slices"
 	"strconv"
 	"sync"
@@ -278,30 +277,9 @@ func (f *opsFlood) closeAll() {
 
 // runFloodWorker serves one opsflood parent over in/out until told to close or in ends.
 func runFloodWorker(ctx context.Context, in io.Reader, out io.Writer, budget uint64) error {
-	var outMu sync.Mutex
-	enc := json.NewEncoder(out)
-	send := func(m floodMsg) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		_ = enc.Encode(m)
-	}
-	msgs := make(chan floodMsg)
-	go func() {
-		defer close(msgs)
-		sc := bufio.NewScanner(in)
-		for sc.Scan() {
-			var m floodMsg
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				send(floodMsg{Ev: "error", Error: "bad message: " + err.Error()})
-				continue
-			}
-			select {
-			case msgs <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	send, msgs := workerChannel(ctx, in, out, func(err error) floodMsg {
+		return floodMsg{Ev: "error", Error: "bad message: " + err.Error()}
+	})
 	fail := func(err error) error {
 		send(floodMsg{Ev: "error", Error: err.Error()})
 		return err
@@ -379,95 +357,17 @@ func runFloodWorker(ctx context.Context, in io.Reader, out io.Writer, budget uin
 
 // floodExecLauncher re-executes this binary as an opsflood worker.
 func floodExecLauncher(addr string) launcher {
-	return func(int) (*workerHandle, error) {
+	return func(i int) (*workerHandle, error) {
 		exe, err := os.Executable()
 		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(exe, "opsflood", "--flood-worker", "--quiet", "--json", "--addr", addr)
-		cmd.Stderr = os.Stderr
-		in, err := cmd.StdinPipe()
-		if err != nil {
-			return nil, err
-		}
-		out, err := cmd.StdoutPipe()
-		if err != nil {
-			return nil, err
-		}
-		if err := cmd.Start(); err != nil {
-			return nil, err
-		}
-		return &workerHandle{in: in, out: out, wait: cmd.Wait}, nil
+		return commandLauncher(exe, "opsflood", "--flood-worker", "--quiet", "--json", "--addr", addr)(i)
 	}
 }
 
 // floodInprocLauncher runs flood workers as goroutines over pipes.
-func floodInprocLauncher(ctx context.Context) launcher {
-	return func(int) (*workerHandle, error) {
-		inR, inW := io.Pipe()
-		outR, outW := io.Pipe()
-		done := make(chan error, 1)
-		go func() {
-			err := runFloodWorker(ctx, inR, outW, 0)
-			outW.Close()
-			inR.Close()
-			done <- err
-		}()
-		return &workerHandle{in: inW, out: outR, wait: func() error { return <-done }}, nil
-	}
-}
-
-// floodWorkers is the parent's side of the flood workers.
-type floodWorkers struct {
-	handles []*workerHandle
-	events  chan floodEvent
-}
-
-type floodEvent struct {
-	i   int
-	m   floodMsg
-	eof bool
-}
-
-func (w *floodWorkers) send(m floodMsg) error {
-	b, err := json.Marshal(m)
-	if err != nil {
-		return err
-	}
-	for _, h := range w.handles {
-		if _, err := h.in.Write(append(b, '\n')); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// await collects one event ev from every worker, passing others to onOther.
-func (w *floodWorkers) await(ctx context.Context, ev string, onOther func(floodEvent)) ([]floodMsg, error) {
-	n := len(w.handles)
-	got := make([]floodMsg, n)
-	have := make([]bool, n)
-	for seen := 0; seen < n; {
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case e := <-w.events:
-			switch {
-			case e.eof && have[e.i]:
-			case e.eof:
-				return nil, fmt.Errorf("flood worker %d exited while we waited for %q", e.i, ev)
-			case e.m.Ev == "error":
-				return nil, fmt.Errorf("flood worker %d: %s", e.i, e.m.Error)
-			case e.m.Ev == ev && !have[e.i]:
-				got[e.i], have[e.i] = e.m, true
-				seen++
-			case onOther != nil:
-				onOther(e)
-			}
-		}
-	}
-	return got, nil
-}
+func floodInprocLauncher(ctx context.Context) launcher { return pipeLauncher(ctx, runFloodWorker) }
 
 // sumFlood adds the workers' counts.
 func sumFlood(ms []floodMsg) floodMsg {
@@ -547,36 +447,12 @@ func runOpsflood(ctx context.Context, o *opsfloodOptions) (*report, error) {
 	}
 
 	// Start the workers and the flood.
-	fw := &floodWorkers{handles: make([]*workerHandle, nw), events: make(chan floodEvent, 64)}
-	defer func() {
-		for _, h := range fw.handles {
-			if h != nil {
-				h.in.Close()
-			}
-		}
-		for _, h := range fw.handles {
-			if h != nil {
-				_ = h.wait()
-			}
-		}
-	}()
+	fw := newWorkers[floodMsg]("flood worker", nw)
+	defer fw.close()
 	for i := range nw {
-		h, err := launch(i)
-		if err != nil {
-			return nil, fmt.Errorf("start flood worker %d: %w", i, err)
+		if err := fw.start(i, launch); err != nil {
+			return nil, err
 		}
-		fw.handles[i] = h
-		go func() {
-			sc := bufio.NewScanner(h.out)
-			sc.Buffer(make([]byte, 64<<10), 1<<20)
-			for sc.Scan() {
-				var m floodMsg
-				if json.Unmarshal(sc.Bytes(), &m) == nil && m.Ev != "" {
-					fw.events <- floodEvent{i: i, m: m}
-				}
-			}
-			fw.events <- floodEvent{i: i, eof: true}
-		}()
 	}
 	stopSampling := make(chan struct{})
 	samplingDone := make(chan struct{})
@@ -648,7 +524,7 @@ func runOpsflood(ctx context.Context, o *opsfloodOptions) (*report, error) {
 			return nil, fmt.Errorf("flood worker %d: %w", i, err)
 		}
 	}
-	dialed, err := fw.await(ctx, "dialed", func(e floodEvent) {
+	dialed, err := fw.await(ctx, "dialed", func(e workerEvent[floodMsg]) {
 		if e.m.Ev == "progress" {
 			pmu.Lock()
 			progOpen[e.i], progFail[e.i] = e.m.Open, e.m.Failed

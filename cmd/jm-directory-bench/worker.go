@@ -55,30 +55,9 @@ type wmsg struct {
 
 // runWorker serves one parent over in/out until told to close or in ends.
 func runWorker(ctx context.Context, in io.Reader, out io.Writer, budget uint64) error {
-	var outMu sync.Mutex
-	enc := json.NewEncoder(out)
-	send := func(m wmsg) {
-		outMu.Lock()
-		defer outMu.Unlock()
-		_ = enc.Encode(m)
-	}
-	ops := make(chan wmsg)
-	go func() {
-		defer close(ops)
-		sc := bufio.NewScanner(in)
-		for sc.Scan() {
-			var m wmsg
-			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-				send(wmsg{Ev: "error", Error: "bad message: " + err.Error()})
-				continue
-			}
-			select {
-			case ops <- m:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	send, ops := workerChannel(ctx, in, out, func(err error) wmsg {
+		return wmsg{Ev: "error", Error: "bad message: " + err.Error()}
+	})
 	next := func(want string) (wmsg, error) {
 		select {
 		case <-ctx.Done():
@@ -207,10 +186,13 @@ type workerHandle struct {
 // launcher starts worker number i.
 type launcher func(i int) (*workerHandle, error)
 
-// commandLauncher runs path as "path worker" child processes.
-func commandLauncher(path string) launcher {
+// commandLauncher runs "path args…" child processes ("path worker" without args).
+func commandLauncher(path string, args ...string) launcher {
+	if len(args) == 0 {
+		args = []string{"worker"}
+	}
 	return func(int) (*workerHandle, error) {
-		cmd := exec.Command(path, "worker")
+		cmd := exec.Command(path, args...)
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -227,7 +209,7 @@ func commandLauncher(path string) launcher {
 	}
 }
 
-// execLauncher re-executes this binary.
+// execLauncher re-executes this binary as an idle worker.
 func execLauncher(i int) (*workerHandle, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -236,19 +218,168 @@ func execLauncher(i int) (*workerHandle, error) {
 	return commandLauncher(exe)(i)
 }
 
-// inprocLauncher runs workers as goroutines over pipes (one process; for small runs and
-// tests).
-func inprocLauncher(ctx context.Context) launcher {
+// inprocLauncher runs idle workers as goroutines over pipes (one process; for small runs
+// and tests).
+func inprocLauncher(ctx context.Context) launcher { return pipeLauncher(ctx, runWorker) }
+
+// pipeLauncher runs serve, a worker's side, as goroutines over pipes.
+func pipeLauncher(ctx context.Context, serve func(ctx context.Context, in io.Reader, out io.Writer, budget uint64) error) launcher {
 	return func(int) (*workerHandle, error) {
 		inR, inW := io.Pipe()
 		outR, outW := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			err := runWorker(ctx, inR, outW, 0)
+			err := serve(ctx, inR, outW, 0)
 			outW.Close()
 			inR.Close()
 			done <- err
 		}()
 		return &workerHandle{in: inW, out: outR, wait: func() error { return <-done }}, nil
 	}
+}
+
+// workerMsg is a message of a parent–worker protocol: one JSON object per line. Parents
+// read a worker's events by name, and "error" events as failures.
+type workerMsg interface {
+	event() string   // the event's name ("" for a parent's operation)
+	failure() string // an "error" event's text
+}
+
+func (m wmsg) event() string       { return m.Ev }
+func (m wmsg) failure() string     { return m.Error }
+func (m floodMsg) event() string   { return m.Ev }
+func (m floodMsg) failure() string { return m.Error }
+
+// workerEvent is one line a worker wrote, or (eof) the end of its output.
+type workerEvent[M workerMsg] struct {
+	i   int
+	m   M
+	eof bool
+}
+
+// workers is a parent's side of its worker processes, which speak M.
+type workers[M workerMsg] struct {
+	name    string // "worker", "flood worker": for errors
+	handles []*workerHandle
+	events  chan workerEvent[M]
+}
+
+func newWorkers[M workerMsg](name string, n int) *workers[M] {
+	return &workers[M]{name: name, handles: make([]*workerHandle, n), events: make(chan workerEvent[M], 64)}
+}
+
+// start launches worker i and reads its events.
+func (w *workers[M]) start(i int, launch launcher) error {
+	h, err := launch(i)
+	if err != nil {
+		return fmt.Errorf("start %s %d: %w", w.name, i, err)
+	}
+	w.handles[i] = h
+	go func() {
+		sc := bufio.NewScanner(h.out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			var m M
+			if json.Unmarshal(sc.Bytes(), &m) == nil && m.event() != "" {
+				w.events <- workerEvent[M]{i: i, m: m}
+			}
+		}
+		w.events <- workerEvent[M]{i: i, eof: true}
+	}()
+	return nil
+}
+
+// close ends every started worker's input and waits for them.
+func (w *workers[M]) close() {
+	for _, h := range w.handles {
+		if h != nil {
+			h.in.Close()
+		}
+	}
+	for _, h := range w.handles {
+		if h != nil {
+			_ = h.wait()
+		}
+	}
+}
+
+// sendTo sends m to worker i.
+func (w *workers[M]) sendTo(i int, m M) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if _, err = w.handles[i].in.Write(append(b, '\n')); err != nil {
+		return fmt.Errorf("%s %d: %w", w.name, i, err)
+	}
+	return nil
+}
+
+// send sends m to every worker.
+func (w *workers[M]) send(m M) error {
+	for i := range w.handles {
+		if err := w.sendTo(i, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// await collects one event ev from every worker, passing others to onOther.
+func (w *workers[M]) await(ctx context.Context, ev string, onOther func(workerEvent[M])) ([]M, error) {
+	n := len(w.handles)
+	got := make([]M, n)
+	have := make([]bool, n)
+	for seen := 0; seen < n; {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case e := <-w.events:
+			switch {
+			case e.eof && have[e.i]:
+				// It said what we waited for, then exited (after "closed").
+			case e.eof:
+				return nil, fmt.Errorf("%s %d exited while we waited for %q", w.name, e.i, ev)
+			case e.m.event() == "error":
+				return nil, fmt.Errorf("%s %d: %s", w.name, e.i, e.m.failure())
+			case e.m.event() == ev && !have[e.i]:
+				got[e.i], have[e.i] = e.m, true
+				seen++
+			case onOther != nil:
+				onOther(e)
+			}
+		}
+	}
+	return got, nil
+}
+
+// workerChannel is a worker's side of the protocol over in and out: send writes one
+// message (safe for concurrent use); msgs yields the parent's messages until in ends or
+// ctx is done; a line that is not a message is answered with bad's.
+func workerChannel[M any](ctx context.Context, in io.Reader, out io.Writer, bad func(error) M) (send func(M), msgs <-chan M) {
+	var outMu sync.Mutex
+	enc := json.NewEncoder(out)
+	send = func(m M) {
+		outMu.Lock()
+		defer outMu.Unlock()
+		_ = enc.Encode(m)
+	}
+	ch := make(chan M)
+	go func() {
+		defer close(ch)
+		sc := bufio.NewScanner(in)
+		for sc.Scan() {
+			var m M
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				send(bad(err))
+				continue
+			}
+			select {
+			case ch <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return send, ch
 }
