@@ -1,8 +1,6 @@
 package main
 
 import (
-	"context"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -10,10 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jm-directory/jm-directory-server/internal/config"
-	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
-	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
 // startDirectoryWithOps runs this repository's directory in-process with its ops
@@ -21,36 +17,20 @@ import (
 // returns the peer and ops addresses.
 func startDirectoryWithOps(t *testing.T, maxConns int) (string, string) {
 	t.Helper()
-	cfg := config.Default()
-	cfg.DataDir = t.TempDir()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	id, _, err := jm.LoadOrCreateIdentity(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(cfg, id, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	d := dirtest.Start(t, nil, nil)
 	opsLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	op, err := ops.New(srv, ops.Options{Addr: opsLn.Addr().String(), MaxConns: maxConns}, log)
+	op, err := ops.New(d.Srv, ops.Options{Addr: opsLn.Addr().String(), MaxConns: maxConns}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	httpSrv := op.Server()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{}, 2)
-	go func() { _ = srv.Serve(ctx, ln); done <- struct{}{} }()
-	go func() { _ = httpSrv.Serve(op.Listener(opsLn)); done <- struct{}{} }()
-	t.Cleanup(func() { cancel(); _ = httpSrv.Close(); <-done; <-done })
-	return ln.Addr().String(), opsLn.Addr().String()
+	done := make(chan struct{})
+	go func() { _ = httpSrv.Serve(op.Listener(opsLn)); close(done) }()
+	t.Cleanup(func() { _ = httpSrv.Close(); <-done })
+	return d.Addr, opsLn.Addr().String()
 }
 
 // TestOpsfloodSmoke: a small flood in both modes against a capped ops listener; every
