@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -80,7 +81,9 @@ func Probe(ctx context.Context, addr string, o Options) (Result, error) {
 	connected := time.Now()
 	res.ConnectMs = ms(connected.Sub(start))
 
-	if _, err := conn.Write(helloLine(takerNick(), o.Network)); err != nil {
+	// A reference taker's 793: its keys in the reference's order, features {}.
+	hello := handshake.ClientHello{Nick: takerNick(), Location: wire.NotServing, Network: o.Network}.Line()
+	if _, err := conn.Write(wire.AppendEnvelope(nil, wire.TypeHandshake, hello)); err != nil {
 		return res, fmt.Errorf("sending the handshake: %w", err)
 	}
 	lr := wire.NewLineReader(conn, maxLine)
@@ -174,14 +177,6 @@ func takerNick() string {
 	_, _ = rand.Read(k[1:])
 	k[0] = 2
 	return jm.NickFromPubKey(k[:])
-}
-
-// helloLine is a reference taker's 793: its keys in the reference's order, features {}.
-func helloLine(nick, network string) []byte {
-	q := func(s string) string { b, _ := json.Marshal(s); return string(b) }
-	hello := `{"app-name": "joinmarket", "directory": false, "location-string": ` + q(wire.NotServing) +
-		`, "proto-ver": 5, "features": {}, "nick": ` + q(nick) + `, "network": ` + q(network) + `}`
-	return wire.AppendEnvelope(nil, wire.TypeHandshake, hello)
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
