@@ -14,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -85,30 +84,11 @@ func maxInWindow(sorted []time.Time, w time.Duration) int {
 	return best
 }
 
-// joinFeatures connects and handshakes one peer announcing features (the dialer's join
-// announces none) and returns it with the directory's nick from its 795.
+// joinFeatures connects and handshakes one peer announcing features and returns it with
+// the directory's nick from its 795.
 func joinFeatures(ctx context.Context, d *dialer, id identity, location string, features map[string]bool) (*peer, string, error) {
-	deadline := time.Now().Add(d.timeout)
-	nd := net.Dialer{Deadline: deadline, KeepAlive: -1}
-	c, err := nd.DialContext(ctx, "tcp", d.addr)
+	p, line, err := d.joinWith(ctx, id, location, features)
 	if err != nil {
-		return nil, "", &hsError{reason: "dial: " + errClass(err), err: err}
-	}
-	p := &peer{id: id, location: location, conn: c, buf: make([]byte, 4096)}
-	_ = c.SetDeadline(deadline)
-	hello := handshake.ClientHello{Nick: id.nick, Location: location, Network: d.network, Features: features}.Line()
-	if _, err := c.Write(appendEnvelope(nil, wire.TypeHandshake, hello)); err != nil {
-		c.Close()
-		return nil, "", &hsError{reason: "send 793: " + errClass(err), err: err}
-	}
-	line, err := p.readLine()
-	if err != nil {
-		c.Close()
-		return nil, "", &hsError{reason: "no 795: " + errClass(err), err: err}
-	}
-	_ = c.SetDeadline(time.Time{})
-	if err := checkDNHandshake(line); err != nil {
-		c.Close()
 		return nil, "", err
 	}
 	env, _ := wire.Decode(line) // checkDNHandshake decoded it

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
@@ -174,6 +175,13 @@ func errClass(err error) string {
 
 // join connects and handshakes one peer. The returned peer has seen its 795 accepted.
 func (d *dialer) join(ctx context.Context, id identity, location string) (*peer, error) {
+	p, _, err := d.joinWith(ctx, id, location, nil)
+	return p, err
+}
+
+// joinWith is join announcing features (join announces {}, as the reference client),
+// and returns the directory's 795 line too (valid until the peer's next read).
+func (d *dialer) joinWith(ctx context.Context, id identity, location string, features map[string]bool) (*peer, []byte, error) {
 	deadline := time.Now().Add(d.timeout)
 	nd := net.Dialer{Deadline: deadline, KeepAlive: -1}
 	if d.source != nil {
@@ -194,25 +202,26 @@ func (d *dialer) join(ctx context.Context, id identity, location string) (*peer,
 	}
 	c, err := nd.DialContext(ctx, "tcp", d.addr)
 	if err != nil {
-		return nil, &hsError{reason: "dial: " + errClass(err), err: err}
+		return nil, nil, &hsError{reason: "dial: " + errClass(err), err: err}
 	}
 	p := &peer{id: id, location: location, conn: c, buf: make([]byte, max(d.bufSize, 1024))}
 	_ = p.conn.SetDeadline(deadline)
-	if _, err := p.conn.Write(handshakeLine(id.nick, location, d.network)); err != nil {
+	hello := handshake.ClientHello{Nick: id.nick, Location: location, Network: d.network, Features: features}.Line()
+	if _, err := p.conn.Write(appendEnvelope(nil, wire.TypeHandshake, hello)); err != nil {
 		p.conn.Close()
-		return nil, &hsError{reason: "send 793: " + errClass(err), err: err}
+		return nil, nil, &hsError{reason: "send 793: " + errClass(err), err: err}
 	}
 	line, err := p.readLine()
 	if err != nil {
 		p.conn.Close()
-		return nil, &hsError{reason: "no 795: " + errClass(err), err: err}
+		return nil, nil, &hsError{reason: "no 795: " + errClass(err), err: err}
 	}
 	_ = p.conn.SetDeadline(time.Time{})
 	if err := checkDNHandshake(line); err != nil {
 		p.conn.Close()
-		return nil, err
+		return nil, nil, err
 	}
-	return p, nil
+	return p, line, nil
 }
 
 // checkDNHandshake checks the directory's answer as a reference client would
