@@ -309,7 +309,7 @@ func (c Config) Validate() error {
 		return errors.New(`tor_proxy_protocol is set, but with tor_mode="control" tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=launch, or tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol`)
 	case c.TorMode != "none" && c.Location != "":
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
-	case c.TorMode == "none" && c.Network != "regtest" && !loopbackHost(c.Host) && !c.AllowClearnet:
+	case c.TorMode == "none" && c.Network != "regtest" && !IsLoopback(c.Host) && !c.AllowClearnet:
 		return fmt.Errorf("host %q with network=%s and tor_mode=none would serve JoinMarket peers in the clear, with no onion: use a tor_mode (launch, control, external), bind to 127.0.0.1, or set allow_clearnet=true if that is really meant", c.Host, c.Network)
 	}
 	if c.HeartbeatHardEvict < c.HeartbeatIdleThreshold {
@@ -322,8 +322,13 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// loopbackHost reports whether host names the loopback interface only.
-func loopbackHost(host string) bool {
+// IsLoopback reports whether a listen host, or address ("host:port"), binds only to
+// loopback.
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
 	if strings.EqualFold(host, "localhost") {
 		return true
 	}

@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -31,10 +30,12 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/jm-directory/jm-directory-server/internal/config"
+	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/server"
@@ -110,18 +111,9 @@ func (o *Ops) History() *History { return o.history }
 // Handler is the HTTP handler for every ops endpoint.
 func (o *Ops) Handler() http.Handler { return o.mux }
 
-// IsLoopback reports whether a listen address ("host:port") binds only to loopback.
-func IsLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
+// IsLoopback reports whether a listen address ("host:port") binds only to loopback
+// (config.IsLoopback, the one rule for both listeners).
+func IsLoopback(addr string) bool { return config.IsLoopback(addr) }
 
 // resolveToken returns the configured token, or the one stored in the data dir
 // (creating it with 32 random bytes, mode 0600, when absent).
