@@ -392,12 +392,18 @@ type serverUse struct {
 }
 
 func readServerUse(pid int) (serverUse, error) {
-	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	fds, err := countFDs(pid)
 	if err != nil {
 		return serverUse{}, err
 	}
 	rss, err := readRSS(pid)
-	return serverUse{fds: len(ents), rss: rss}, err
+	return serverUse{fds: fds, rss: rss}, err
+}
+
+// countFDs is the number of open file descriptors of a process.
+func countFDs(pid int) (int, error) {
+	ents, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/fd")
+	return len(ents), err
 }
 
 // runOpsflood runs the scenario's parent: flood, honest peers, readings, report.
@@ -468,10 +474,8 @@ func runOpsflood(ctx context.Context, o *opsfloodOptions) (*report, error) {
 			case <-stopSampling:
 				return
 			case <-t.C:
-				if ents, err := os.ReadDir("/proc/" + strconv.Itoa(o.serverPID) + "/fd"); err == nil {
-					if n := int64(len(ents)); n > peakFDs.Load() {
-						peakFDs.Store(n)
-					}
+				if n, err := countFDs(o.serverPID); err == nil && int64(n) > peakFDs.Load() {
+					peakFDs.Store(int64(n))
 				}
 			}
 		}
