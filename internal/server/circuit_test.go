@@ -222,13 +222,18 @@ func TestCircuitBan(t *testing.T) {
 	if st.Circuits.Banned != 1 || st.Circuits.Bans != 1 {
 		t.Fatalf("circuits %+v", st.Circuits)
 	}
-	log := d.log.String()
+	// The ban is in force (Status) a moment before its log line is written.
+	var log string
 	var ban map[string]string
-	for _, l := range strings.Split(log, "\n") {
-		if rec := logfmt(t, l); rec["msg"] == "circuit banned" {
-			ban = rec
+	testkit.Eventually(t, "the ban's log line", func() bool {
+		log = d.log.String()
+		for _, l := range strings.Split(log, "\n") {
+			if rec := logfmt(t, l); rec["msg"] == "circuit banned" {
+				ban = rec
+			}
 		}
-	}
+		return ban != nil
+	})
 	if ban["circuit"] != "9" || ban["reason"] != "malformed_line" {
 		t.Fatalf("ban log record %v", ban)
 	}
