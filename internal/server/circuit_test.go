@@ -288,6 +288,10 @@ func TestFirstByteAfterProxyHeader(t *testing.T) {
 	if _, err := io.WriteString(later, "{"); err != nil {
 		t.Fatal(err)
 	}
+	testkit.Eventually(t, "both heard", func() bool {
+		st := d.Srv.Status(false)
+		return st.Pending == 2 && st.Silent == 0
+	})
 	silent := d.dial(torHeader(13), "")
 	d.refused(silent, "silent after the header")
 	d.closes(reason.CloseSilent, 1)

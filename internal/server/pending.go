@@ -47,6 +47,19 @@ type pendingPool struct {
 // Len is the number of connections in the pool.
 func (pp *pendingPool) Len() int { return int(pp.n.Load()) }
 
+// Silent is the number of connections in the pool that have not sent a byte.
+func (pp *pendingPool) Silent() int {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	n := 0
+	for e := pp.order.Front(); e != nil; e = e.Next() {
+		if !e.Value.(*pendingConn).heard.Load() {
+			n++
+		}
+	}
+	return n
+}
+
 // add puts pc in the pool. When the pool already holds max connections, it first takes
 // out the oldest silent one, or else the oldest whose handshake line is incomplete, or
 // else the oldest, and returns it with the reason it is to be closed for; the caller

@@ -98,6 +98,7 @@ type Status struct {
 	Makers   int // serving an onion ("active")
 	Takers   int // NOT-SERVING-ONION ("passive")
 	Pending  int // connections still handshaking
+	Silent   int // of those, the ones that have not sent a byte yet
 	MaxPeers int
 
 	Closes, Drops     map[string]uint64 // by reason label
@@ -122,7 +123,7 @@ func (s *Server) Status(withNicks bool) Status {
 		Version: Version, Network: s.conf().Network, Nick: s.nick, Location: s.Location(),
 		Started: s.started, Uptime: time.Since(s.started), Stopping: s.stopping(),
 		Peers: total, Makers: makers, Takers: takers,
-		Pending: s.pending.Len(), MaxPeers: s.reg.Max(),
+		Pending: s.pending.Len(), Silent: s.pending.Silent(), MaxPeers: s.reg.Max(),
 		Closes: s.ctr.CloseCounts(), Drops: s.ctr.DropCounts(), Rejections: s.ctr.RejectCounts(),
 		In: map[string]uint64{}, Out: map[string]uint64{},
 		BytesIn: s.ctr.BytesIn.Load(), BytesOut: s.ctr.BytesOut.Load(),

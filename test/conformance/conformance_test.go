@@ -484,8 +484,9 @@ func TestPendingHandshakeCap(t *testing.T) {
 	})
 	b := tg.Dial(t)
 	b.SendRaw("{")
-	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending handshakes", func() bool {
-		return tg.Srv.Status(false).Pending == 2
+	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending handshakes, both heard", func() bool {
+		st := tg.Srv.Status(false)
+		return st.Pending == 2 && st.Silent == 0
 	})
 	// The pool is full of connections that have sent something: a newcomer takes the
 	// oldest one's place, and is accepted.
@@ -525,8 +526,9 @@ func TestSilentConnectionsEvictedFirst(t *testing.T) {
 	tg := tuned(t, func(c *config.Config) { c.MaxPendingHandshakes = 3 })
 	talker := tg.Dial(t)
 	talker.SendRaw("{")
-	testkit.EventuallyWithin(t, dirtest.Timeout, "the talker pending", func() bool {
-		return tg.Srv.Status(false).Pending == 1
+	testkit.EventuallyWithin(t, dirtest.Timeout, "the talker pending and heard", func() bool {
+		st := tg.Srv.Status(false)
+		return st.Pending == 1 && st.Silent == 0
 	})
 	silent1 := tg.Dial(t)
 	testkit.EventuallyWithin(t, dirtest.Timeout, "two pending", func() bool { return tg.Srv.Status(false).Pending == 2 })
@@ -556,6 +558,10 @@ func TestFirstByteDeadline(t *testing.T) {
 	})
 	talker := tg.Dial(t)
 	talker.SendRaw("{")
+	testkit.EventuallyWithin(t, dirtest.Timeout, "the talker heard", func() bool {
+		st := tg.Srv.Status(false)
+		return st.Pending == 1 && st.Silent == 0
+	})
 	silent := tg.Dial(t)
 	silent.ExpectClosed()
 	closedAs(t, tg, reason.CloseSilent, 1)
