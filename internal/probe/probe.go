@@ -138,10 +138,20 @@ func Probe(ctx context.Context, addr string, o Options) (Result, error) {
 		if env.Type != wire.TypePeerlist {
 			continue
 		}
+		// Another peer's departure ("nick;location;D", with the directory's entry) can
+		// arrive among the answer's lines: it is not part of the answer.
+		entries := strings.Split(env.Line, ",")
+		departure := false
+		for _, e := range entries {
+			departure = departure || strings.HasSuffix(e, ";D")
+		}
+		if departure {
+			continue
+		}
 		res.PeerlistLines++
-		for _, e := range strings.Split(env.Line, ",") {
+		for _, e := range entries {
 			f := strings.Split(e, ";")
-			if len(f) < 2 || f[0] == dn.Nick || f[1] == wire.NotServing || (len(f) > 2 && f[2] == "D") {
+			if len(f) < 2 || f[0] == dn.Nick || f[1] == wire.NotServing {
 				continue
 			}
 			makers[f[0]] = true

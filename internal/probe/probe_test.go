@@ -1,6 +1,7 @@
 package probe_test
 
 import (
+	"bufio"
 	"context"
 	"net"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/probe"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 func TestProbeAccepted(t *testing.T) {
@@ -85,5 +87,43 @@ func TestProbeUnreachable(t *testing.T) {
 	defer cancel2()
 	if _, err := probe.Probe(short, ln.Addr().String(), probe.Options{Network: "regtest"}); err == nil || !strings.Contains(err.Error(), "handshake") {
 		t.Fatalf("a silent listener: %v", err)
+	}
+}
+
+// A departure notice arriving among the answer's lines is not part of the peerlist.
+func TestProbeSkipsDepartures(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const dn = "J5DirectoryOOOOO"
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		r := bufio.NewReader(c)
+		if _, err := r.ReadString('\n'); err != nil { // the 793
+			return
+		}
+		hello := `{"accepted": true, "nick": "` + dn + `", "network": "regtest", "motd": "m", "features": {}}`
+		_, _ = c.Write(wire.AppendEnvelope(nil, wire.TypeDNHandshake, hello))
+		if _, err := r.ReadString('\n'); err != nil { // the 791
+			return
+		}
+		_, _ = c.Write(wire.AppendEnvelope(nil, wire.TypePeerlist, "J5GoneOOOOOOOOOO;NOT-SERVING-ONION;D,"+dn+";127.0.0.1:1"))
+		_, _ = c.Write(wire.AppendEnvelope(nil, wire.TypePeerlist, dn+";127.0.0.1:1,J5MakerOOOOOOOOO;127.0.0.1:2"))
+		_, _ = r.ReadString('\n') // until the probe hangs up
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Timeout)
+	defer cancel()
+	res, err := probe.Probe(ctx, ln.Addr().String(), probe.Options{Network: "regtest", Quiet: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Accepted || res.PeerlistLines != 1 || res.Makers != 1 {
+		t.Fatalf("%+v; want 1 peerlist line with 1 maker, the departure set aside", res)
 	}
 }
