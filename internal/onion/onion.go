@@ -9,6 +9,16 @@
 //   - external: an operator-run tor publishes the onion from its HiddenServiceDir; read
 //     its hostname.
 //
+// In control and launch modes the onion counts as published only once tor reports its
+// descriptor uploaded to at least one HSDir (an HS_DESC UPLOADED event): tor accepting
+// ADD_ONION says nothing about whether clients can find it. The launched tor starts
+// with its network disabled and is let online only once the events are subscribed, so
+// no upload can be missed.
+//
+// The Service also knows a SOCKS port of tor, for the self-probe (internal/selfprobe):
+// the one configured, else in launch mode a socket in the launched tor's directory,
+// else in control mode the first SOCKS listener tor reports.
+//
 // The onion is not detached from the control connection: if the directory dies, tor
 // withdraws it, so no onion points at a dead directory.
 package onion
@@ -42,6 +52,9 @@ type Options struct {
 
 	TorBinary   string   // launch
 	ExtraTorrc  []string // launch: more torrc lines (tests use a private network)
+	// NetworkOff (launch only) leaves the launched tor's network disabled: for tests on
+	// a machine without Tor; the onion is then never uploaded.
+	NetworkOff bool
 	KeyFile     string   // control/launch: hs_ed25519_secret_key
 	VirtualPort int      // the onion's port (5222)
 	PoW         bool     // enable PoW defences when tor supports them
@@ -54,6 +67,10 @@ type Options struct {
 	TorRestarted func()
 
 	HiddenServiceDir string // external
+
+	// SOCKS is a SOCKS port of tor ("host:port") for the self-probe; "" = discover one
+	// (launch: the launched tor's; control: ask tor).
+	SOCKS string
 
 	DataDir string // the hostname file; launch: tor's own files under DataDir/tor
 }
@@ -74,12 +91,27 @@ type Service struct {
 	reason    string // why not published
 	pow       bool   // PoW defences are on
 	torVer    string
+	added_    bool      // control/launch: tor holds the onion; published once uploaded
+	uploaded  time.Time // the last HS_DESC UPLOADED for the onion; zero: none yet
+	uploads   uint64    // HS_DESC UPLOADED events for the onion (one per HSDir)
+	uploadErr string    // the last upload failure tor reported, "" after a success
+	bootstrap string    // tor's last bootstrap report, while below 100 %
+	socksNet  string    // "tcp" or "unix"; "" while no SOCKS port is known
+	socksAddr string
+	socksWhy  string    // why no SOCKS port is known
+	torStart  time.Time // launch: when the running tor was started
 }
 
 // New prepares the onion: it loads (or creates) the key, or reads an external tor's
 // hostname, so the location is known before anything is published.
 func New(opts Options, log *slog.Logger) (*Service, error) {
-	s := &Service{opts: opts, log: log, reason: "onion not published yet"}
+	s := &Service{opts: opts, log: log, reason: "onion not published yet",
+		socksWhy: "tor's SOCKS port not known yet"}
+	if opts.SOCKS != "" {
+		s.socksNet, s.socksAddr, s.socksWhy = "tcp", opts.SOCKS, ""
+	} else if opts.Mode == "external" {
+		s.socksWhy = "no SOCKS port of tor configured (tor_socks_host, tor_socks_port)"
+	}
 	switch opts.Mode {
 	case "control", "launch":
 		k, created, err := onionkey.LoadOrCreate(opts.KeyFile)
@@ -125,18 +157,55 @@ type Status struct {
 	Reason     string `json:"reason,omitempty"`
 	PoW        bool   `json:"pow"`
 	TorVersion string `json:"tor_version,omitempty"`
+	// LastUpload is when tor last reported the descriptor uploaded to an HSDir
+	// (control and launch modes; nil before the first upload, and in external mode,
+	// where the operator's tor does not tell).
+	LastUpload *time.Time `json:"last_upload,omitempty"`
+	// Uploads counts HS_DESC UPLOADED events (one per HSDir per upload round).
+	Uploads uint64 `json:"uploads,omitempty"`
+	// UploadError is tor's last upload failure since the last success.
+	UploadError string `json:"upload_error,omitempty"`
+	// SOCKS is the SOCKS port of tor the self-probe dials through ("unix:/path" for a
+	// socket), "" when none is known.
+	SOCKS string `json:"socks,omitempty"`
 }
 
 // Status returns the onion's current state.
 func (s *Service) Status() Status {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return Status{Mode: s.opts.Mode, Onion: s.onion, Published: s.published, Reason: s.reason, PoW: s.pow, TorVersion: s.torVer}
+	st := Status{Mode: s.opts.Mode, Onion: s.onion, Published: s.published, Reason: s.reason, PoW: s.pow, TorVersion: s.torVer,
+		Uploads: s.uploads, UploadError: s.uploadErr}
+	if !s.uploaded.IsZero() {
+		t := s.uploaded
+		st.LastUpload = &t
+	}
+	switch s.socksNet {
+	case "unix":
+		st.SOCKS = "unix:" + s.socksAddr
+	case "tcp":
+		st.SOCKS = s.socksAddr
+	}
+	return st
 }
+
+// SOCKS returns a SOCKS port of tor to dial onions through (network "tcp" or "unix"),
+// or why none is known.
+func (s *Service) SOCKS() (network, addr, why string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.socksNet, s.socksAddr, s.socksWhy
+}
+
+// Onion returns the onion address, "<56 chars>.onion".
+func (s *Service) Onion() string { return s.onion }
 
 func (s *Service) setState(published bool, reason string) {
 	s.mu.Lock()
 	s.published, s.reason = published, reason
+	if !published {
+		s.added_ = false
+	}
 	s.mu.Unlock()
 }
 
@@ -234,6 +303,9 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	if err != nil {
 		return fmt.Errorf("authentication: %w", err)
 	}
+	if err := s.follow(c); err != nil {
+		return err
+	}
 	if s.opts.ExportCircuitID {
 		return s.watchTorrcService(ctx, c, pi.Version)
 	}
@@ -256,10 +328,8 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	if s.opts.PoW && !o.PoW {
 		s.log.Warn("proof-of-work defences are off: tor is older than "+powSince, "tor_version", pi.Version)
 	}
-	s.mu.Lock()
-	s.published, s.reason, s.pow, s.torVer = true, "", o.PoW, pi.Version
-	s.mu.Unlock()
-	s.log.Info("onion published", "location", s.Location(), "tor_version", pi.Version, "pow", o.PoW)
+	s.added(pi.Version, o.PoW, time.Time{})
+	s.log.Info("onion added to tor; waiting for its descriptor upload", "location", s.Location())
 	return c.Wait(ctx)
 }
 

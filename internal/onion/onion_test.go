@@ -27,6 +27,10 @@ type fakeTor struct {
 	mu        sync.Mutex
 	conns     []net.Conn
 	adds      []string
+	noUpload  bool     // do not report the descriptor uploaded after ADD_ONION
+	socks     string   // the GETINFO net/listeners/socks answer
+	events    []string // SETEVENTS commands
+	ids       []string // service IDs added
 }
 
 func newFake(t *testing.T, rejectPoW bool) *fakeTor {
@@ -65,6 +69,17 @@ func (f *fakeTor) serve(c net.Conn) {
 			reply = "250-PROTOCOLINFO 1\r\n250-AUTH METHODS=NULL\r\n250-VERSION Tor=\"0.4.9.11\"\r\n250 OK\r\n"
 		case cmd == "AUTHENTICATE":
 			reply = "250 OK\r\n"
+		case strings.HasPrefix(cmd, "SETEVENTS "):
+			f.mu.Lock()
+			f.events = append(f.events, cmd)
+			f.mu.Unlock()
+			reply = "250 OK\r\n"
+		case cmd == "GETINFO status/bootstrap-phase":
+			reply = "250-status/bootstrap-phase=NOTICE BOOTSTRAP PROGRESS=45 TAG=loading_descriptors SUMMARY=\"Loading relay descriptors\"\r\n250 OK\r\n"
+		case cmd == "GETINFO net/listeners/socks":
+			f.mu.Lock()
+			reply = "250-net/listeners/socks=" + f.socks + "\r\n250 OK\r\n"
+			f.mu.Unlock()
 		case strings.HasPrefix(cmd, "ADD_ONION "):
 			f.mu.Lock()
 			f.adds = append(f.adds, cmd)
@@ -80,6 +95,12 @@ func (f *fakeTor) serve(c net.Conn) {
 				break
 			}
 			reply = "250-ServiceID=" + k.Onion() + "\r\n250 OK\r\n"
+			f.mu.Lock()
+			f.ids = append(f.ids, k.Onion())
+			if !f.noUpload {
+				reply += "650 HS_DESC UPLOADED " + k.Onion() + " UNKNOWN $AAAA\r\n"
+			}
+			f.mu.Unlock()
 		default:
 			reply = "510 Unrecognized command\r\n"
 		}
@@ -98,6 +119,15 @@ func (f *fakeTor) dropAll() {
 	f.conns = nil
 }
 
+// event writes an event on every open connection.
+func (f *fakeTor) event(line string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.conns {
+		_, _ = c.Write([]byte("650 " + line + "\r\n"))
+	}
+}
+
 func (f *fakeTor) addCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -105,6 +135,12 @@ func (f *fakeTor) addCount() int {
 }
 
 func quiet() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// waiting reports whether tor holds the onion and no upload has been reported.
+func waiting(s *Service) bool {
+	ok, why := s.Health()
+	return !ok && strings.HasPrefix(why, "waiting for tor to upload")
+}
 
 // TestControlPublishesAndRepublishes: the onion is published with the persistent key,
 // the hostname file names it, health follows the control connection, and after tor
@@ -237,7 +273,7 @@ func TestLaunchRealTor(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	var restarts atomic.Int32
-	s, err := New(Options{Mode: "launch", TorBinary: "tor", ExtraTorrc: []string{"DisableNetwork 1"},
+	s, err := New(Options{Mode: "launch", TorBinary: "tor", NetworkOff: true,
 		KeyFile: filepath.Join(dir, "onion", "hs_ed25519_secret_key"), VirtualPort: 5222, PoW: true, DataDir: dir,
 		TorRestarted: func() { restarts.Add(1) }}, quiet())
 	if err != nil {
@@ -246,10 +282,17 @@ func TestLaunchRealTor(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
-	testkit.Eventually(t, "published by the launched tor", func() bool { ok, _ := s.Health(); return ok })
-	if st := s.Status(); !st.PoW || st.TorVersion == "" {
+	// Offline, the launched tor holds the onion but never uploads it: not published.
+	testkit.Eventually(t, "onion added to the launched tor", func() bool { return waiting(s) })
+	if st := s.Status(); !st.PoW || st.TorVersion == "" || st.Published || st.LastUpload != nil {
 		t.Fatalf("status %+v", st)
 	}
+	sock := filepath.Join(dir, TorDir, SOCKSSocket)
+	if st := s.Status(); st.SOCKS != "unix:"+sock {
+		t.Fatalf("SOCKS %q, want the launched tor's socket", st.SOCKS)
+	}
+	// (An offline tor opens no listener but its control socket, so the SOCKS socket is
+	// not there to see; tor accepted the torrc line, or it would not have started.)
 	pidb, err := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
 	if err != nil {
 		t.Fatal(err)
@@ -258,8 +301,8 @@ func TestLaunchRealTor(t *testing.T) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	testkit.Eventually(t, "unhealthy after tor died", func() bool { ok, _ := s.Health(); return !ok })
-	testkit.Eventually(t, "published by the restarted tor", func() bool { ok, _ := s.Health(); return ok })
+	testkit.Eventually(t, "tor exit seen", func() bool { _, why := s.Health(); return why == "tor exited" || strings.HasPrefix(why, "tor control") })
+	testkit.Eventually(t, "onion added to the restarted tor", func() bool { return waiting(s) })
 	pidb2, _ := os.ReadFile(filepath.Join(dir, TorDir, "tor.pid"))
 	if strings.TrimSpace(string(pidb2)) == strconv.Itoa(pid) {
 		t.Fatal("same tor pid after the kill")
@@ -289,7 +332,7 @@ func TestLaunchExportsCircuitIDs(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	run := func(keyFile string) *Service {
-		s, err := New(Options{Mode: "launch", TorBinary: "tor", ExtraTorrc: []string{"DisableNetwork 1"},
+		s, err := New(Options{Mode: "launch", TorBinary: "tor", NetworkOff: true,
 			KeyFile: keyFile, VirtualPort: 5222, PoW: true, DataDir: dir, ExportCircuitID: true}, quiet())
 		if err != nil {
 			t.Fatal(err)
@@ -297,7 +340,7 @@ func TestLaunchExportsCircuitIDs(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- s.Run(ctx, "127.0.0.1:5999") }()
-		testkit.Eventually(t, "published from the torrc", func() bool { ok, _ := s.Health(); return ok })
+		testkit.Eventually(t, "served from the torrc", func() bool { return waiting(s) })
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -334,5 +377,85 @@ func TestLaunchExportsCircuitIDs(t *testing.T) {
 	host, _ = os.ReadFile(filepath.Join(hs, "hostname"))
 	if strings.TrimSpace(string(host)) != strings.TrimSuffix(other.Location(), ":5222") {
 		t.Fatalf("after the key change tor serves %q, the directory is %s", host, other.Location())
+	}
+}
+
+// TestPublishedOnlyAfterUpload: in control mode tor accepting ADD_ONION is not enough;
+// the onion is published when tor reports its descriptor uploaded, and meanwhile the
+// reason says what is awaited (bootstrap, a failed upload). Events are subscribed
+// before ADD_ONION, and the SOCKS port comes from tor.
+func TestPublishedOnlyAfterUpload(t *testing.T) {
+	f := newFake(t, false)
+	f.noUpload = true
+	f.socks = `"unix:/run/tor/socks" "127.0.0.1:9050"`
+	dir := t.TempDir()
+	s, err := New(Options{Mode: "control", ControlNetwork: "tcp", ControlAddr: f.ln.Addr().String(),
+		KeyFile: filepath.Join(dir, "k"), VirtualPort: 5222, DataDir: dir}, quiet())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx, "127.0.0.1:1")
+	testkit.Eventually(t, "onion added", func() bool { return f.addCount() == 1 && waiting(s) })
+	f.mu.Lock()
+	events, id := f.events, f.ids[0]
+	f.mu.Unlock()
+	if len(events) != 1 || events[0] != "SETEVENTS HS_DESC STATUS_CLIENT" {
+		t.Fatalf("subscriptions %q", events)
+	}
+	if _, why := s.Health(); !strings.Contains(why, "bootstrapped 45%: Loading relay descriptors") {
+		t.Fatalf("reason %q lacks tor's bootstrap state", why)
+	}
+	if network, addr, _ := s.SOCKS(); network != "tcp" || addr != "127.0.0.1:9050" {
+		t.Fatalf("SOCKS %s %s", network, addr)
+	}
+	f.event(`STATUS_CLIENT NOTICE BOOTSTRAP PROGRESS=100 TAG=done SUMMARY="Done"`)
+	f.event("HS_DESC FAILED " + id + " NO_AUTH $BBBB REASON=UPLOAD_REJECTED")
+	testkit.Eventually(t, "the failed upload in the reason", func() bool {
+		_, why := s.Health()
+		return strings.HasSuffix(why, "HSDir; last upload failed: UPLOAD_REJECTED")
+	})
+	f.event("HS_DESC UPLOADED " + strings.Repeat("a", 56) + " UNKNOWN $CCCC") // another onion's
+	f.event("HS_DESC UPLOAD " + id + " UNKNOWN $CCCC")                        // asked, not done
+	before := time.Now()
+	f.event("HS_DESC UPLOADED " + id + " UNKNOWN $CCCC")
+	testkit.Eventually(t, "published after the upload", func() bool { ok, _ := s.Health(); return ok })
+	st := s.Status()
+	if st.Uploads != 1 || st.LastUpload == nil || st.LastUpload.Before(before) || st.UploadError != "" || st.SOCKS != "127.0.0.1:9050" {
+		t.Fatalf("status %+v", st)
+	}
+
+	// A new control session: not published again until the new upload.
+	f.dropAll()
+	testkit.Eventually(t, "waiting again after the reconnection", func() bool { return f.addCount() == 2 && waiting(s) })
+}
+
+func TestPickSOCKS(t *testing.T) {
+	for in, want := range map[string]string{
+		`"127.0.0.1:9050"`:                   "tcp 127.0.0.1:9050",
+		`"unix:/run/tor/socks" "[::1]:9150"`: "tcp [::1]:9150",
+		`"unix:/run/tor/socks"`:              "unix /run/tor/socks",
+		`"unix:/a b/socks" "unix:/c"`:        "unix /a b/socks",
+		``:                                   " ",
+		`"unterminated`:                      " ",
+		`127.0.0.1:9050`:                     "tcp 127.0.0.1:9050",
+	} {
+		n, a := pickSOCKS(in)
+		if got := n + " " + a; got != want {
+			t.Errorf("pickSOCKS(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestBootstrapSummary(t *testing.T) {
+	for in, want := range map[string]string{
+		`BOOTSTRAP PROGRESS=45 TAG=x SUMMARY="Loading relay descriptors"`: "bootstrapped 45%: Loading relay descriptors",
+		`BOOTSTRAP PROGRESS=100 TAG=done SUMMARY="Done"`:                  "",
+		`CIRCUIT_ESTABLISHED`: "",
+	} {
+		if got := bootstrapSummary(in); got != want {
+			t.Errorf("bootstrapSummary(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -26,6 +26,38 @@ type Conn struct {
 	c       net.Conn
 	r       *bufio.Reader
 	timeout time.Duration // per command
+	onEvent func(Event)   // set by SetEvents; nil: an event is a protocol error
+}
+
+// Event is an asynchronous event (a 650 reply): its type and the rest of its first
+// line, e.g. Type "HS_DESC", Text "UPLOADED abc… NO_AUTH $F… …".
+type Event struct {
+	Type string
+	Text string
+}
+
+// SetEvents subscribes to events (SETEVENTS) and has handle called, in the goroutine
+// reading the connection, for each one that arrives while a command waits for its
+// reply or while Wait runs. handle must not block or send commands.
+func (c *Conn) SetEvents(handle func(Event), events ...string) error {
+	c.mu.Lock()
+	c.onEvent = handle
+	c.mu.Unlock()
+	rep, err := c.Command("SETEVENTS " + strings.Join(events, " "))
+	if err != nil {
+		return err
+	}
+	return rep.Err()
+}
+
+// event hands an event reply to the handler; false if there is none.
+func (c *Conn) event(rep Reply) bool {
+	if c.onEvent == nil {
+		return false
+	}
+	typ, text, _ := strings.Cut(rep.Lines[0].Text, " ")
+	c.onEvent(Event{Type: typ, Text: text})
+	return true
 }
 
 // Dial connects to a control port: network "tcp" with host:port, or "unix" with a
@@ -60,18 +92,23 @@ func (c *Conn) Command(line string) (Reply, error) {
 	if _, err := io.WriteString(c.c, line+"\r\n"); err != nil {
 		return Reply{}, err
 	}
-	rep, err := ReadReply(c.r)
-	if err != nil {
-		return Reply{}, err
+	for {
+		rep, err := ReadReply(c.r)
+		if err != nil {
+			return Reply{}, err
+		}
+		if rep.Code != 650 {
+			return rep, nil
+		}
+		if !c.event(rep) {
+			return Reply{}, protoErr("unexpected asynchronous event %q", rep.Lines[0].Text)
+		}
 	}
-	if rep.Code == 650 {
-		return Reply{}, protoErr("unexpected asynchronous event %q", rep.Lines[0].Text)
-	}
-	return rep, nil
 }
 
-// Wait blocks until the connection closes (tor exits or drops it) or ctx ends. Use it
-// only when no command is in flight: the directory sends nothing after publishing.
+// Wait blocks until the connection closes (tor exits or drops it) or ctx ends, handing
+// events to the SetEvents handler meanwhile. Use it only when no command is in flight:
+// the directory sends nothing after publishing.
 func (c *Conn) Wait(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = c.c.SetReadDeadline(time.Now()) })
 	defer stop()
@@ -88,6 +125,7 @@ func (c *Conn) Wait(ctx context.Context) error {
 		if rep.Code != 650 {
 			return protoErr("unsolicited reply %d", rep.Code)
 		}
+		c.event(rep)
 	}
 }
 

@@ -338,3 +338,62 @@ func FuzzReadReply(f *testing.F) {
 		_, _ = KeyValues(rep.Lines[len(rep.Lines)-1].Text)
 	})
 }
+
+// TestEvents: after SetEvents, an event that arrives before a command's reply goes to the
+// handler and the command still gets its reply; events during Wait go to the handler;
+// without SetEvents an event is a protocol error.
+func TestEvents(t *testing.T) {
+	f := startFake(t, func(cmd string, w *bufio.Writer) bool {
+		switch {
+		case strings.HasPrefix(cmd, "SETEVENTS"):
+			w.WriteString("250 OK\r\n")
+		case cmd == "GETINFO version":
+			w.WriteString("650 HS_DESC UPLOAD abc UNKNOWN $F\r\n650 STATUS_CLIENT NOTICE BOOTSTRAP PROGRESS=50\r\n250-version=0.4.9.1\r\n250 OK\r\n")
+		case cmd == "SIGNAL DUMP":
+			w.WriteString("250 OK\r\n650 HS_DESC UPLOADED abc UNKNOWN $F\r\n")
+		}
+		return true
+	})
+	c := dialFake(t, f)
+	events := make(chan Event, 10)
+	if err := c.SetEvents(func(e Event) { events <- e }, "HS_DESC", "STATUS_CLIENT"); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-f.commands; got != "SETEVENTS HS_DESC STATUS_CLIENT" {
+		t.Fatalf("sent %q", got)
+	}
+	info, err := c.GetInfo("version")
+	if err != nil || info["version"] != "0.4.9.1" {
+		t.Fatalf("GETINFO with events before its reply: %v %v", info, err)
+	}
+	for _, want := range []Event{{"HS_DESC", "UPLOAD abc UNKNOWN $F"}, {"STATUS_CLIENT", "NOTICE BOOTSTRAP PROGRESS=50"}} {
+		if got := <-events; got != want {
+			t.Fatalf("event %+v, want %+v", got, want)
+		}
+	}
+	if _, err := c.Command("SIGNAL DUMP"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- c.Wait(ctx) }()
+	select {
+	case got := <-events:
+		if got != (Event{"HS_DESC", "UPLOADED abc UNKNOWN $F"}) {
+			t.Fatalf("event during Wait: %+v", got)
+		}
+	case <-time.After(testkit.Timeout):
+		t.Fatal("no event during Wait")
+	}
+	cancel()
+	<-done
+
+	f2 := startFake(t, func(cmd string, w *bufio.Writer) bool {
+		w.WriteString("650 HS_DESC UPLOADED abc\r\n250 OK\r\n")
+		return true
+	})
+	if _, err := dialFake(t, f2).Command("GETINFO version"); err == nil {
+		t.Fatal("an event without SetEvents was accepted")
+	}
+}
