@@ -50,14 +50,14 @@ type Options struct {
 	ControlAddr    string // control: host:port or socket path
 	Auth           torctl.Auth
 
-	TorBinary   string   // launch
-	ExtraTorrc  []string // launch: more torrc lines (tests use a private network)
+	TorBinary  string   // launch
+	ExtraTorrc []string // launch: more torrc lines (tests use a private network)
 	// NetworkOff (launch only) leaves the launched tor's network disabled: for tests on
 	// a machine without Tor; the onion is then never uploaded.
-	NetworkOff bool
-	KeyFile     string   // control/launch: hs_ed25519_secret_key
-	VirtualPort int      // the onion's port (5222)
-	PoW         bool     // enable PoW defences when tor supports them
+	NetworkOff  bool
+	KeyFile     string // control/launch: hs_ed25519_secret_key
+	VirtualPort int    // the onion's port (5222)
+	PoW         bool   // enable PoW defences when tor supports them
 	// ExportCircuitID (launch only): publish from a HiddenServiceDir in the generated
 	// torrc with HiddenServiceExportCircuitID haproxy instead of ADD_ONION, which cannot
 	// export circuit IDs, so that every connection starts with a PROXY header.
