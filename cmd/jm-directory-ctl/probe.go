@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"golang.org/x/net/proxy"
-
 	"github.com/jm-directory/jm-directory-server/internal/probe"
 )
 
@@ -118,12 +116,12 @@ func runProbe(ctx context.Context, p probeOptions, stdout, stderr io.Writer) int
 	host, _, _ := net.SplitHostPort(p.addr)
 	via := "tcp"
 	if strings.HasSuffix(strings.ToLower(host), ".onion") {
-		d, err := proxy.SOCKS5("tcp", p.socks, nil, proxy.Direct)
+		d, err := probe.SOCKSDialer("tcp", p.socks, "")
 		if err != nil {
 			fmt.Fprintf(stderr, "%s: probe: --socks %s: %v\n", prog, p.socks, err)
 			return 2
 		}
-		o.Dial = d.(proxy.ContextDialer).DialContext
+		o.Dial = d
 		via = "socks " + p.socks
 	}
 	res, err := probe.Probe(ctx, p.addr, o)

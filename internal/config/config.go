@@ -104,7 +104,13 @@ type Config struct {
 	OnionVirtualPort    int    // the onion's virtual port, default 5222; 1..65535
 	TorPoW              bool   // control/launch: enable tor's proof-of-work defences when tor supports them; default true
 	AllowClearnet       bool   // serve a real network (mainnet, testnet, signet) on a non-loopback address without tor; default false
+	TorSocksHost        string // a SOCKS port of tor for the self-probe: host; "" = launch: the launched tor's, control: ask tor, external: none
+	TorSocksPort        int    // its port, default 9050; 1..65535
 	TorProxyProtocol    bool   // every connection starts with a PROXY v1 header (tor's HiddenServiceExportCircuitID haproxy); limits and bans are keyed on the circuit it names; default false; not with control; launch then publishes from a torrc HiddenServiceDir
+
+	SelfProbeInterval       time.Duration // how often the directory dials its own onion through tor and handshakes; default 10m; 0 = never
+	SelfProbeTimeout        time.Duration // bound on one self-probe; default 2m; > 0
+	SelfProbeUnhealthyAfter time.Duration // /health turns unhealthy after this long without a successful self-probe; default 30m; 0 = never
 
 	CircuitMaxConnections int           // open connections per circuit (tor_proxy_protocol), default 10 (as the deploy torrc's HiddenServiceMaxStreams), >= 1
 	CircuitMaxPending     int           // connections per circuit still handshaking, default 4, >= 1
@@ -183,6 +189,11 @@ func Default() Config {
 		TorBinary:        "tor",
 		OnionVirtualPort: 5222,
 		TorPoW:           true,
+		TorSocksPort:     9050,
+
+		SelfProbeInterval:       10 * time.Minute,
+		SelfProbeTimeout:        2 * time.Minute,
+		SelfProbeUnhealthyAfter: 30 * time.Minute,
 
 		CircuitMaxConnections: 10,
 		CircuitMaxPending:     4,
@@ -311,6 +322,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
 	case c.TorMode == "none" && c.Network != "regtest" && !IsLoopback(c.Host) && !c.AllowClearnet:
 		return fmt.Errorf("host %q with network=%s and tor_mode=none would serve JoinMarket peers in the clear, with no onion: use a tor_mode (launch, control, external), bind to 127.0.0.1, or set allow_clearnet=true if that is really meant", c.Host, c.Network)
+	}
+	if c.SelfProbeUnhealthyAfter > 0 && c.SelfProbeInterval > 0 && c.SelfProbeUnhealthyAfter < c.SelfProbeInterval {
+		return fmt.Errorf("%s: must be 0 or >= self_probe_interval (%s), or the directory turns unhealthy between two probes",
+			c.label(keySelfProbeUnhealthy, c.SelfProbeUnhealthyAfter), formatDuration(c.SelfProbeInterval))
 	}
 	if c.HeartbeatHardEvict < c.HeartbeatIdleThreshold {
 		hard, idle := c.HeartbeatHardEvict, c.HeartbeatIdleThreshold
@@ -531,13 +546,14 @@ func live(s setting) setting {
 }
 
 const (
-	keyDataDir       = "data_dir"
-	keyIdleThreshold = "heartbeat_idle_threshold"
-	keyHardEvict     = "heartbeat_hard_evict"
-	sectionDS        = "directory_server"
-	nestedPrefix     = "DIRECTORY_SERVER__"
-	durationForms    = "seconds (30, 0.5) or Go durations (1m30s)"
-	boolAccepted     = "accepted values are true, false, 1, 0, yes, no, on, off (any case)"
+	keyDataDir            = "data_dir"
+	keySelfProbeUnhealthy = "self_probe_unhealthy_after"
+	keyIdleThreshold      = "heartbeat_idle_threshold"
+	keyHardEvict          = "heartbeat_hard_evict"
+	sectionDS             = "directory_server"
+	nestedPrefix          = "DIRECTORY_SERVER__"
+	durationForms         = "seconds (30, 0.5) or Go durations (1m30s)"
+	boolAccepted          = "accepted values are true, false, 1, 0, yes, no, on, off (any case)"
 )
 
 // dsSetting builds a setting following the standard naming rule for key k
@@ -561,6 +577,7 @@ func dsSetting(k string, kd kind, help, accepted string, valid func(any) bool, f
 // table on every call so that there is no package-level state.
 func settingsTable() []setting {
 	posDur := "accepted values are durations > 0: " + durationForms
+	nonNegDur := "accepted values are durations >= 0 (0 = never): " + durationForms
 	intsFrom := func(lo int) string { return fmt.Sprintf("accepted values are integers >= %d", lo) }
 
 	dataDir := setting{
@@ -750,6 +767,24 @@ func settingsTable() []setting {
 			"with tor_mode none, allow serving mainnet, testnet or signet on a non-loopback address (peers and their traffic seen in the clear)",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.AllowClearnet }),
+		dsSetting("tor_socks_host", kindString,
+			`a SOCKS port of tor for the self-probe: host ("" = launch: the launched tor's; control: ask tor; external: none, no self-probe)`,
+			"accepted values are an IP address or host name without port, or \"\"", validOptionalHost,
+			func(c *Config) any { return &c.TorSocksHost }),
+		dsSetting("tor_socks_port", kindInt, "the port of tor_socks_host",
+			"accepted values are integers 1..65535", intIn(1, 65535),
+			func(c *Config) any { return &c.TorSocksPort }),
+		live(dsSetting("self_probe_interval", kindDuration,
+			"how often the directory dials its own onion through tor and performs a handshake (0 = never)",
+			nonNegDur, durIn(-1, 0),
+			func(c *Config) any { return &c.SelfProbeInterval })),
+		live(dsSetting("self_probe_timeout", kindDuration, "time allowed for one self-probe",
+			posDur, durIn(0, 0),
+			func(c *Config) any { return &c.SelfProbeTimeout })),
+		live(dsSetting(keySelfProbeUnhealthy, kindDuration,
+			"/health turns unhealthy after this long without a successful self-probe (0 = never)",
+			nonNegDur, durIn(-1, 0),
+			func(c *Config) any { return &c.SelfProbeUnhealthyAfter })),
 		dsSetting("tor_proxy_protocol", kindBool,
 			"expect tor's PROXY v1 header on every connection (HiddenServiceExportCircuitID haproxy) and key rate limits, caps and bans on the circuit; not with tor_mode control",
 			boolAccepted, nil,
@@ -980,4 +1015,16 @@ func validOpsToken(v any) bool {
 		}
 	}
 	return true
+}
+
+// validOptionalHost accepts "" or what validHost accepts.
+func validOptionalHost(v any) bool { return v.(string) == "" || validHost(v) }
+
+// TorSOCKS is the configured SOCKS port of tor ("host:port"), "" when tor_socks_host
+// is unset.
+func (c Config) TorSOCKS() string {
+	if c.TorSocksHost == "" {
+		return ""
+	}
+	return net.JoinHostPort(c.TorSocksHost, strconv.Itoa(c.TorSocksPort))
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/proxy"
+
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -31,6 +33,37 @@ type Options struct {
 	// Quiet is how long the peerlist may pause before it is taken as complete (a
 	// directory sends it as one or more 789 lines, with no end marker); 0 = 1 s.
 	Quiet time.Duration
+	// Nick is the taker nick the probe hands over; "" = a fresh random one.
+	Nick string
+}
+
+// NewNick returns a fresh taker nick of a throw-away key: the probe never signs, so a
+// random 33-byte string in the shape of a compressed key does.
+func NewNick() string {
+	var k [33]byte
+	_, _ = rand.Read(k[1:])
+	k[0] = 2
+	return jm.NickFromPubKey(k[:])
+}
+
+// SOCKSDialer returns a Dial that connects through the SOCKS5 proxy at addr (network
+// "tcp" or "unix"), with the host name resolved by the proxy (tor resolves .onion).
+// A non-empty isolation is sent as the SOCKS username: tor gives each username its own
+// circuits (IsolateSOCKSAuth, on by default).
+func SOCKSDialer(network, addr, isolation string) (func(ctx context.Context, network, addr string) (net.Conn, error), error) {
+	var auth *proxy.Auth
+	if isolation != "" {
+		auth = &proxy.Auth{User: isolation, Password: "x"}
+	}
+	d, err := proxy.SOCKS5(network, addr, auth, proxy.Direct)
+	if err != nil {
+		return nil, err
+	}
+	cd, ok := d.(proxy.ContextDialer)
+	if !ok {
+		return nil, errors.New("probe: the SOCKS5 dialer cannot take a context")
+	}
+	return cd.DialContext, nil
 }
 
 // Result is what a directory answered.
@@ -82,7 +115,11 @@ func Probe(ctx context.Context, addr string, o Options) (Result, error) {
 	res.ConnectMs = ms(connected.Sub(start))
 
 	// A reference taker's 793: its keys in the reference's order, features {}.
-	hello := handshake.ClientHello{Nick: takerNick(), Location: wire.NotServing, Network: o.Network}.Line()
+	nick := o.Nick
+	if nick == "" {
+		nick = NewNick()
+	}
+	hello := handshake.ClientHello{Nick: nick, Location: wire.NotServing, Network: o.Network}.Line()
 	if _, err := conn.Write(wire.AppendEnvelope(nil, wire.TypeHandshake, hello)); err != nil {
 		return res, fmt.Errorf("sending the handshake: %w", err)
 	}
@@ -178,15 +215,6 @@ func next(lr *wire.LineReader) (wire.Envelope, error) {
 		return wire.Envelope{}, err
 	}
 	return wire.Decode(line)
-}
-
-// takerNick is a fresh nick of a throw-away key: the probe never signs, so a random
-// 33-byte string in the shape of a compressed key does.
-func takerNick() string {
-	var k [33]byte
-	_, _ = rand.Read(k[1:])
-	k[0] = 2
-	return jm.NickFromPubKey(k[:])
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

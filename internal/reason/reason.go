@@ -60,6 +60,7 @@ const (
 	CloseSilent                 // no byte of the handshake within the first-byte deadline
 	ClosePendingEvicted         // the handshake pool was full and this was its oldest silent connection
 	CloseOutboundFull           // the server's outbound bytes were at their global bound and this peer lagged most
+	CloseSelfProbe              // the directory's own reachability probe, answered and done (never a peer)
 	NumCloses
 )
 
@@ -89,6 +90,7 @@ var closeNames = [...]string{
 	CloseSilent:           "silent_connection",
 	ClosePendingEvicted:   "pending_evicted",
 	CloseOutboundFull:     "outbound_full",
+	CloseSelfProbe:        "self_probe",
 }
 
 // Abusive reports whether a close counts as a strike against the client's circuit:

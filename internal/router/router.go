@@ -166,6 +166,10 @@ func (r *Router) GetPeerlist(p *peer.Peer) int {
 	return n
 }
 
+// PeerlistLines returns the encoded GETPEERLIST answer (shared, immutable lines), with
+// ";F:" suffixes when withF is set.
+func (r *Router) PeerlistLines(withF bool) [][]byte { return r.peerlistLines(withF) }
+
 // peerlistCache is the GETPEERLIST answer for one list of makers (in registry order)
 // and one directory identity, in both shapes, each encoded on first use.
 type peerlistCache struct {

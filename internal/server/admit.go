@@ -112,6 +112,10 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, read, admitted fun
 		return false
 	}
 	p.SetHello(hello)
+	if s.isSelfProbe(hello) {
+		s.serveSelfProbe(p, lr)
+		return false
+	}
 	p.Touch(time.Now())
 	for attempt := 0; ; attempt++ {
 		res, owner := s.reg.RegisterThen(p, s.dir.Load().accept, admitted)

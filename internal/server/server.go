@@ -66,6 +66,7 @@ type Server struct {
 	listening atomic.Bool
 	recent    recentDisconnects
 	checks    atomic.Pointer[[]func() (bool, string)] // more health checks (the onion)
+	selfProbe atomic.Pointer[selfProbeToken]          // the self-probe expected (selfprobe.go)
 }
 
 // dirLines caches the directory side of the handshake.
@@ -302,7 +303,9 @@ func (s *Server) Accept(conn net.Conn) {
 		p.Close(why)
 		s.ctr.Close(p.Reason())
 		s.untrack(p)
-		s.early.add(p.Reason())
+		if why != reason.CloseSelfProbe { // not a client: no early close
+			s.early.add(p.Reason())
+		}
 		log.Debug("closed before handshake", "reason", p.Reason().String())
 	}
 	if victim, why := s.pending.add(pc, cfg.MaxPendingHandshakes); victim != nil {
