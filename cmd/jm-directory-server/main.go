@@ -28,6 +28,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 )
@@ -147,6 +148,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		srv.SetLocation(onionSvc.Location())
 		srv.AddHealthCheck(onionSvc.Health)
 		op.SetOnion(onionSvc.Status)
+		prober := selfprobe.New(selfprobe.Options{
+			Network: cfg.Network,
+			Onion: func() (string, bool, string) {
+				ok, why := onionSvc.Health()
+				return onionSvc.Location(), ok, why
+			},
+			SOCKS:    onionSvc.SOCKS,
+			Expect:   srv.ExpectSelfProbe,
+			Settings: func() selfprobe.Settings { return selfProbeSettings(srv.Config()) },
+			Log:      log.With("component", "self_probe"),
+		})
+		srv.AddHealthCheck(prober.Health)
+		op.SetSelfProbe(prober.Status)
+		go prober.Run(ctx)
 		go func() {
 			defer close(onionDone)
 			if err := onionSvc.Run(ctx, torTarget(ln.Addr())); err != nil {
@@ -295,11 +310,18 @@ func onionOptions(cfg config.Config) onion.Options {
 		ExportCircuitID:  cfg.TorMode == "launch" && cfg.TorProxyProtocol,
 		HiddenServiceDir: cfg.TorHiddenServiceDir,
 		DataDir:          cfg.DataDir,
+		SOCKS:            cfg.TorSOCKS(),
 	}
 	if cfg.TorControlSocket != "" {
 		o.ControlNetwork, o.ControlAddr = "unix", cfg.TorControlSocket
 	}
 	return o
+}
+
+// selfProbeSettings are the self-probe's settings in cfg.
+func selfProbeSettings(cfg config.Config) selfprobe.Settings {
+	return selfprobe.Settings{Interval: cfg.SelfProbeInterval, Timeout: cfg.SelfProbeTimeout,
+		UnhealthyAfter: cfg.SelfProbeUnhealthyAfter}
 }
 
 // torTarget is the address tor should connect to for our listener: a wildcard listen

@@ -38,6 +38,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/secretfile"
 
 	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
@@ -68,7 +69,22 @@ type Ops struct {
 	subsMu sync.Mutex               // guards subs
 	subs   map[chan []byte]struct{} // live page streams; a lagging one misses updates
 
-	onion atomic.Pointer[func() onion.Status] // the onion's state, once there is one
+	onion     atomic.Pointer[func() onion.Status]     // the onion's state, once there is one
+	selfProbe atomic.Pointer[func() selfprobe.Status] // the self-probe's state, once there is one
+}
+
+// SetSelfProbe makes /status, /metrics and the live page report the self-probe's state
+// from f.
+func (o *Ops) SetSelfProbe(f func() selfprobe.Status) { o.selfProbe.Store(&f) }
+
+// selfProbeStatus is the self-probe's state, nil without one (tor_mode none).
+func (o *Ops) selfProbeStatus() *selfprobe.Status {
+	f := o.selfProbe.Load()
+	if f == nil {
+		return nil
+	}
+	st := (*f)()
+	return &st
 }
 
 // SetOnion makes /status and /metrics report the onion's state from f.
