@@ -598,6 +598,49 @@ func (n *Network) Restart() {
 	}
 }
 
+// StopHost stops the onion host's tor (SIGTERM, SIGKILL after a bound): the onion
+// services it serves go with it, and its control connections drop; the rest of the
+// network keeps running. Stopping a stopped host does nothing.
+func (n *Network) StopHost() {
+	n.t.Helper()
+	killed, err := stopNodes([]*node{n.host})
+	if len(killed) > 0 {
+		n.t.Logf("tortest: %v ignored SIGTERM and was killed", killed)
+	}
+	if err != nil {
+		n.t.Errorf("tortest: %v", err)
+	}
+}
+
+// StartHost starts the onion host's tor again after StopHost, with the same ports,
+// keys and data directory, and waits until it is ready. Onion services added over its
+// control port (ADD_ONION, SETCONF) are not in its torrc and must be added again.
+func (n *Network) StartHost() {
+	n.t.Helper()
+	if n.host.running() {
+		n.t.Fatal("tortest: StartHost: the host is running")
+	}
+	if err := n.launch(n.host); err != nil {
+		n.t.Fatalf("tortest: StartHost: %v", err)
+	}
+	var status string
+	var failed error
+	ok := testkit.Poll(n.cfg.timeout, func() bool {
+		if failed = n.exitedEarly([]*node{n.host}); failed != nil {
+			return true
+		}
+		var ready bool
+		ready, status = n.ready(n.host)
+		return ready
+	})
+	switch {
+	case failed != nil:
+		n.t.Fatalf("tortest: StartHost: %v", failed)
+	case !ok:
+		n.t.Fatalf("tortest: StartHost: %v", n.failure(fmt.Sprintf("the host was not ready within %v: %s", n.cfg.timeout, status), n.host))
+	}
+}
+
 // SOCKSAddr is the client's SOCKS5 port, host:port. Tor isolates streams by SOCKS
 // username: one username, one circuit.
 func (n *Network) SOCKSAddr() string { return hostPort(n.client.socksPort) }
