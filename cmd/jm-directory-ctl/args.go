@@ -138,7 +138,7 @@ func parseArgs(args []string, env func(string) string) (*options, string, error)
 	}
 	cmd := rest[0]
 	if cmd != "health" && cmd != "status" {
-		return o, "", fmt.Errorf("unknown command %q: want health, status, vanity or probe (see -h)", cmd)
+		return o, "", fmt.Errorf("unknown command %q: want health, status, vanity, probe or import (see -h)", cmd)
 	}
 	sub := flagSet(prog+" "+cmd, o)
 	if err := sub.Parse(rest[1:]); err != nil {
@@ -185,7 +185,7 @@ func printUsage(w io.Writer, o *options) {
 	if o == nil {
 		o = &options{host: defaultHost, port: defaultPort, logLevel: "INFO", timeout: defaultTimeout}
 	}
-	fmt.Fprintf(w, `Usage: %[1]s [options] {health,status} [--json] | vanity PREFIX | probe HOST:PORT
+	fmt.Fprintf(w, `Usage: %[1]s [options] {health,status} [--json] | vanity PREFIX | probe HOST:PORT | import SOURCE...
 
 Query a JoinMarket directory server's operator endpoints.
 
@@ -194,6 +194,8 @@ Commands:
   status               Get server status: exit 0 iff it answered and is healthy
   probe HOST:PORT      Handshake with any directory as a taker: exit 0 iff accepted
                        (probe -h for its options)
+  import SOURCE...     Take over another directory's settings and onion key
+                       (import -h for its options)
 
 Options (accepted before or after the command):
   --data-dir DIR       data dir holding the server's %[2]s file

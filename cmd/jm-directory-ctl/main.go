@@ -7,6 +7,8 @@
 //
 //	jm-directory-ctl probe HOST:PORT [--network N] [--socks HOST:PORT] [--timeout D] [--json]
 //
+//	jm-directory-ctl import SOURCE... [--data-dir D] [--dry-run] [--tor-mode M] [--motd T] [--json]
+//
 // "health" asks GET /health and exits 0 iff the server is healthy. "status" asks GET
 // /status (with the bearer token the server requires on a non-loopback ops listener) and
 // prints a report, or the server's JSON with --json; it exits 0 iff the request succeeded
@@ -44,6 +46,9 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 	}
 	if rest, ok := probeCommand(args, env); ok {
 		return runProbeMain(rest, stdout, stderr)
+	}
+	if o, rest, ok := importCommand(args, env); ok {
+		return runImport(rest, o, env, stdout, stderr)
 	}
 	o, cmd, err := parseArgs(args, env)
 	switch {

@@ -248,6 +248,8 @@ func printAllUsage(w io.Writer, o *options) {
 	printVanityUsage(w)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, probeUsage, prog)
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, importUsage, prog, onionkey.SecretFileName)
 }
 
 // printVanityUsage writes the vanity command's help.
