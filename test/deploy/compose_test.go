@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -393,5 +394,50 @@ func TestComposeMountsAndTorrc(t *testing.T) {
 				t.Errorf("compose: ip_range %q contains the directory's fixed address %s", r, ip)
 			}
 		}
+	}
+}
+
+// TestComposeSelfProbeSOCKS checks the self-probe's route in the compose setup: torrc's
+// one SocksPort is on tor's fixed address on the internal network, the directory's
+// TOR_SOCKS_HOST and TOR_SOCKS_PORT name it, and SocksPolicy lets the directory's fixed
+// address alone use it.
+func TestComposeSelfProbeSOCKS(t *testing.T) {
+	c := loadCompose(t)
+	dir, tor := c.Services["directory"], c.Services["tor"]
+	opts := torrcOptions(t)
+	socks := torrcValues(opts, "SocksPort")
+	if len(socks) != 1 {
+		t.Fatalf("torrc: SocksPort %q, want one", socks)
+	}
+	ap, err := netip.ParseAddrPort(socks[0])
+	if err != nil {
+		t.Fatalf("torrc: SocksPort %q: want IP:PORT on the internal network: %v", socks[0], err)
+	}
+	var dirIP, netName string
+	for name, ip := range dir.Networks {
+		dirIP, netName = ip, name
+	}
+	torIP := tor.Networks[netName]
+	switch {
+	case torIP == "":
+		t.Errorf("compose: tor has no fixed ipv4_address on %s, which torrc's SocksPort %s needs", netName, socks[0])
+	case ap.Addr().String() != torIP:
+		t.Errorf("torrc: SocksPort %s is not on tor's address %s on %s", socks[0], torIP, netName)
+	}
+	if h, p := dir.Environment["TOR_SOCKS_HOST"], dir.Environment["TOR_SOCKS_PORT"]; h != torIP || p != fmt.Sprint(ap.Port()) {
+		t.Errorf("compose: the directory's TOR_SOCKS_HOST:TOR_SOCKS_PORT is %s:%s, torrc's SocksPort %s", h, p, socks[0])
+	}
+	if pol := torrcValues(opts, "SocksPolicy"); !slices.Equal(pol, []string{"accept " + dirIP, "reject *"}) {
+		t.Errorf("torrc: SocksPolicy %q, want the directory's address %s alone", pol, dirIP)
+	}
+	n := c.Networks[netName]
+	if n == nil || len(n.IPAM.Config) == 0 {
+		t.Fatalf("compose: network %s has no ipam subnet", netName)
+	}
+	subnet, err1 := netip.ParsePrefix(n.IPAM.Config[0].Subnet)
+	rng, err2 := netip.ParsePrefix(n.IPAM.Config[0].IPRange)
+	if err1 != nil || err2 != nil || !subnet.Contains(ap.Addr()) || rng.Contains(ap.Addr()) {
+		t.Errorf("compose: tor's fixed address %s must be in %s's subnet %q and outside its dynamic ip_range %q",
+			ap.Addr(), netName, n.IPAM.Config[0].Subnet, n.IPAM.Config[0].IPRange)
 	}
 }
