@@ -303,6 +303,7 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	if err != nil {
 		return fmt.Errorf("authentication: %w", err)
 	}
+	subscribed := time.Now() // an upload reported after this is of this session's onion
 	if err := s.follow(c); err != nil {
 		return err
 	}
@@ -328,7 +329,7 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	if s.opts.PoW && !o.PoW {
 		s.log.Warn("proof-of-work defences are off: tor is older than "+powSince, "tor_version", pi.Version)
 	}
-	s.added(pi.Version, o.PoW, time.Time{})
+	s.added(pi.Version, o.PoW, subscribed)
 	s.log.Info("onion added to tor; waiting for its descriptor upload", "location", s.Location())
 	return c.Wait(ctx)
 }

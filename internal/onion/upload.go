@@ -89,9 +89,9 @@ func pickSOCKS(list string) (network, addr string) {
 	return "", ""
 }
 
-// added records that tor holds the onion: published once an upload is reported, at
-// once if one was reported since since (a control connection renewed to a tor that
-// already uploaded the descriptor of its torrc service).
+// added records that tor holds the onion: published once an upload is reported, or at
+// once if one was reported after since (an upload that came before ADD_ONION's reply
+// was read, or, for the launched tor's torrc service, before this control connection).
 func (s *Service) added(version string, pow bool, since time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
