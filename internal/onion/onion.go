@@ -329,8 +329,11 @@ func (s *Service) publishOnce(ctx context.Context, network, addr string, auth to
 	if s.opts.PoW && !o.PoW {
 		s.log.Warn("proof-of-work defences are off: tor is older than "+powSince, "tor_version", pi.Version)
 	}
-	s.added(pi.Version, o.PoW, subscribed)
-	s.log.Info("onion added to tor; waiting for its descriptor upload", "location", s.Location())
+	if s.added(pi.Version, o.PoW, subscribed) {
+		s.log.Info("onion published", "location", s.Location(), "tor_version", pi.Version, "pow", o.PoW)
+	} else {
+		s.log.Info("onion added to tor; waiting for its descriptor upload", "location", s.Location())
+	}
 	return c.Wait(ctx)
 }
 
