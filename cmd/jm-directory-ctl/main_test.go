@@ -14,11 +14,14 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
@@ -525,6 +528,123 @@ func TestCircuitKeyedStatus(t *testing.T) {
 		if code != 0 || errs != "" || !strings.Contains(out, want) {
 			t.Fatalf("exit %d, stderr %q, output:\n%s\nwant a line %q", code, errs, out, want)
 		}
+	}
+}
+
+// TestTorReport: the Onion line tells the last upload, or why there is none yet, and
+// the Self-probe line follows it: ok, failing or not running.
+func TestTorReport(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
+	at := func(ago time.Duration) string { return `"` + now.Add(-ago).Format(time.RFC3339Nano) + `"` }
+	const head = `{"network": "mainnet", "uptime_seconds": 1, "server_status": "running", "max_peers": 10000,
+ "stats": {}, "connected_peers": {"total": 0, "nicks": []}, "passive_peers": {"total": 0, "nicks": []},
+ "active_peers": {"total": 0, "nicks": []}, "active_connections": 0`
+	for _, c := range []struct {
+		name, onion, selfProbe string
+		want                   []string // consecutive lines
+	}{{
+		name: "ok",
+		onion: `{"mode": "launch", "onion": "abc.onion", "published": true, "pow": true, "tor_version": "0.4.9.11",
+			"last_upload": ` + at(3*time.Minute+10*time.Second) + `, "uploads": 8, "socks": "unix:/d/tor/socks"}`,
+		selfProbe: `{"running": true, "socks": "unix:/d/tor/socks", "probes": 12, "failures": 0, "consecutive_failures": 0,
+			"last_attempt": ` + at(4*time.Minute) + `, "last_success": ` + at(4*time.Minute+5*time.Second) + `,
+			"connect_ms": 1234.5, "handshake_ms": 301, "unhealthy_after_seconds": 1800, "healthy": true}`,
+		want: []string{
+			"Onion:          published, tor_mode launch, PoW on, tor 0.4.9.11, last upload 3m ago",
+			"Self-probe:     ok 4m ago (connect 1.2 s, handshake 0.3 s), 12 probes, 0 failed",
+		},
+	}, {
+		name: "failing",
+		onion: `{"mode": "control", "onion": "abc.onion", "published": true, "pow": false,
+			"last_upload": ` + at(50*time.Minute) + `, "uploads": 3, "upload_error": "UPLOAD_REJECTED"}`,
+		selfProbe: `{"running": true, "probes": 20, "failures": 4, "consecutive_failures": 3,
+			"last_success": ` + at(41*time.Minute+30*time.Second) + `, "last_error": "no answer within 1m0s: EOF",
+			"connect_ms": 900, "handshake_ms": 200, "unhealthy_after_seconds": 1800, "healthy": false}`,
+		want: []string{
+			"Onion:          published, tor_mode control, last upload 50m ago (a later one failed: UPLOAD_REJECTED)",
+			"Self-probe:     FAILING: 3 in a row, last error: no answer within 1m0s: EOF; last success 41m ago, 20 probes, 4 failed",
+		},
+	}, {
+		name:  "failing from the start",
+		onion: `{"mode": "external", "onion": "abc.onion", "published": true, "pow": false}`,
+		selfProbe: `{"running": true, "probes": 2, "failures": 2, "consecutive_failures": 2,
+			"last_error": "socks connect: host unreachable", "unhealthy_after_seconds": 1800, "healthy": true}`,
+		want: []string{
+			"Onion:          published, tor_mode external",
+			"Self-probe:     FAILING: 2 in a row, last error: socks connect: host unreachable; never succeeded, 2 probes, 2 failed",
+		},
+	}, {
+		name: "waiting for the upload",
+		onion: `{"mode": "launch", "onion": "abc.onion", "published": false, "pow": true, "tor_version": "0.4.9.11",
+			"reason": "waiting for tor to upload the onion's descriptor to an HSDir (tor bootstrapping 45 %)"}`,
+		selfProbe: `{"running": false, "reason": "onion not published: waiting for tor to upload the onion's descriptor to an HSDir",
+			"probes": 0, "failures": 0, "consecutive_failures": 0, "unhealthy_after_seconds": 1800, "healthy": true}`,
+		want: []string{
+			"Onion:          not published, tor_mode launch, PoW on, tor 0.4.9.11, no upload yet: " +
+				"waiting for tor to upload the onion's descriptor to an HSDir (tor bootstrapping 45 %)",
+			"Self-probe:     not running: onion not published: waiting for tor to upload the onion's descriptor to an HSDir",
+		},
+	}, {
+		name: "tor lost after an upload",
+		onion: `{"mode": "control", "onion": "abc.onion", "published": false, "pow": false, "reason": "tor control: EOF",
+			"last_upload": ` + at(2*time.Hour+5*time.Minute) + `, "uploads": 6}`,
+		selfProbe: `{"running": true, "probes": 0, "failures": 0, "consecutive_failures": 0, "healthy": true}`,
+		want: []string{
+			"Onion:          not published (tor control: EOF), tor_mode control, last upload 2h ago",
+			"Self-probe:     no probe made yet",
+		},
+	}} {
+		t.Run(c.name, func(t *testing.T) {
+			st, err := decodeStatus([]byte(head + `, "onion": ` + c.onion + `, "self_probe": ` + c.selfProbe + `}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var b strings.Builder
+			writeReport(&b, st, &health{Healthy: true, Status: "healthy"}, now)
+			if want := "\n" + strings.Join(c.want, "\n") + "\n"; !strings.Contains(b.String(), want) {
+				t.Errorf("report:\n%s\nwant the lines:\n%s", b.String(), want[1:])
+			}
+		})
+	}
+}
+
+// TestTorStatusLive: the report of a real ops surface with an onion and a self-probe,
+// and --json passes the server's self_probe through.
+func TestTorStatusLive(t *testing.T) {
+	t.Parallel()
+	d := dirtest.Start(t, nil, discard)
+	op, err := ops.New(d.Srv, ops.Options{Addr: "127.0.0.1:8080"}, discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uploaded := time.Now().Add(-3*time.Minute - 30*time.Second)
+	succeeded := time.Now().Add(-4*time.Minute - 30*time.Second)
+	op.SetOnion(func() onion.Status {
+		return onion.Status{Mode: "launch", Onion: "abc.onion", Published: true, PoW: true, TorVersion: "0.4.9.11",
+			LastUpload: &uploaded, Uploads: 8}
+	})
+	op.SetSelfProbe(func() selfprobe.Status {
+		return selfprobe.Status{Running: true, Probes: 12, Consecutive: 0, LastAttempt: &succeeded, LastSuccess: &succeeded,
+			ConnectMs: 1234, HandshakeMs: 312, UnhealthyAfterSeconds: 1800, Healthy: true}
+	})
+	hs := httptest.NewServer(op.Handler())
+	t.Cleanup(hs.Close)
+	port := portOf(t, hs.Listener.Addr())
+
+	code, out, errs := ctl(environ(t), "--port", port, "status")
+	want := "\nOnion:          published, tor_mode launch, PoW on, tor 0.4.9.11, last upload 3m ago\n" +
+		"Self-probe:     ok 4m ago (connect 1.2 s, handshake 0.3 s), 12 probes, 0 failed\n"
+	if code != 0 || errs != "" || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, stderr %q, output:\n%s\nwant the lines:\n%s", code, errs, out, want[1:])
+	}
+	code, out, errs = ctl(environ(t), "--port", port, "status", "--json")
+	var doc struct {
+		SelfProbe *selfprobe.Status `json:"self_probe"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); code != 0 || errs != "" || err != nil || doc.SelfProbe == nil ||
+		doc.SelfProbe.Probes != 12 || doc.SelfProbe.HandshakeMs != 312 {
+		t.Fatalf("--json: exit %d, stderr %q, err %v, self_probe %+v", code, errs, err, doc.SelfProbe)
 	}
 }
 

@@ -50,25 +50,33 @@ type statusDoc struct {
 	RecentDisconnects []disconnect      `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64 `json:"offers_seen"`
 	Onion             *onionState       `json:"onion"`
+	SelfProbe         *selfProbeState   `json:"self_probe"`
 }
 
 // onionState is the "onion" object (absent without tor).
 type onionState struct {
-	Mode       string `json:"mode"`
-	Onion      string `json:"onion"`
-	Published  bool   `json:"published"`
-	Reason     string `json:"reason"`
-	PoW        bool   `json:"pow"`
-	TorVersion string `json:"tor_version"`
+	Mode        string     `json:"mode"`
+	Onion       string     `json:"onion"`
+	Published   bool       `json:"published"`
+	Reason      string     `json:"reason"`
+	PoW         bool       `json:"pow"`
+	TorVersion  string     `json:"tor_version"`
+	LastUpload  *time.Time `json:"last_upload"` // control and launch modes
+	Uploads     uint64     `json:"uploads"`
+	UploadError string     `json:"upload_error"` // since the last upload
 }
 
-// describe is the report's Onion line.
-func (o *onionState) describe() string {
+// describe is the report's Onion line: "published, tor_mode launch, PoW on, tor
+// 0.4.9.11, last upload 3m ago", or while tor has not uploaded the descriptor yet
+// "not published, tor_mode launch, no upload yet: <reason>". tor_mode external has no
+// upload part: the operator's tor does not tell.
+func (o *onionState) describe(now time.Time) string {
 	s := "not published"
 	if o.Published {
 		s = "published"
 	}
-	if o.Reason != "" {
+	waiting := !o.Published && o.LastUpload == nil && o.Mode != "external"
+	if o.Reason != "" && !waiting {
 		s += " (" + o.Reason + ")"
 	}
 	s += ", tor_mode " + o.Mode
@@ -78,7 +86,66 @@ func (o *onionState) describe() string {
 	if o.TorVersion != "" {
 		s += ", tor " + o.TorVersion
 	}
+	switch {
+	case o.LastUpload != nil:
+		s += ", last upload " + formatAgo(now.Sub(*o.LastUpload)) + " ago"
+		if o.UploadError != "" {
+			s += " (a later one failed: " + o.UploadError + ")"
+		}
+	case waiting:
+		why := o.Reason
+		if why == "" {
+			why = o.UploadError
+		}
+		if why == "" {
+			why = "tor has not reported it"
+		}
+		s += ", no upload yet: " + why
+	}
 	return s
+}
+
+// selfProbeState is the "self_probe" object (absent without tor).
+type selfProbeState struct {
+	Running     bool       `json:"running"`
+	Reason      string     `json:"reason"`
+	Probes      uint64     `json:"probes"`
+	Failures    uint64     `json:"failures"`
+	Consecutive int        `json:"consecutive_failures"`
+	LastSuccess *time.Time `json:"last_success"`
+	LastError   string     `json:"last_error"`
+	ConnectMs   float64    `json:"connect_ms"`
+	HandshakeMs float64    `json:"handshake_ms"`
+}
+
+// describe is the report's Self-probe line: "ok 4m ago (connect 1.2 s, handshake
+// 0.3 s), 12 probes, 0 failed", "FAILING: 3 in a row, last error: …; last success 41m
+// ago", "not running: <reason>" or "no probe made yet".
+func (p *selfProbeState) describe(now time.Time) string {
+	if !p.Running {
+		why := p.Reason
+		if why == "" {
+			why = "no reason given"
+		}
+		return "not running: " + why
+	}
+	counts := fmt.Sprintf("%d probes, %d failed", p.Probes, p.Failures)
+	switch {
+	case p.Consecutive > 0:
+		last := "never succeeded"
+		if p.LastSuccess != nil {
+			last = "last success " + formatAgo(now.Sub(*p.LastSuccess)) + " ago"
+		}
+		s := fmt.Sprintf("FAILING: %d in a row", p.Consecutive)
+		if p.LastError != "" {
+			s += ", last error: " + p.LastError
+		}
+		return s + "; " + last + ", " + counts
+	case p.LastSuccess != nil:
+		return fmt.Sprintf("ok %s ago (connect %.1f s, handshake %.1f s), %s", formatAgo(now.Sub(*p.LastSuccess)),
+			p.ConnectMs/1000, p.HandshakeMs/1000, counts)
+	}
+	return "no probe made yet"
 }
 
 // peerStats is the "stats" object.
@@ -172,7 +239,10 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 		line("Directory nick:", "%s%s", st.Nick, loc)
 	}
 	if st.Onion != nil {
-		line("Onion:", "%s", st.Onion.describe())
+		line("Onion:", "%s", st.Onion.describe(now))
+	}
+	if st.SelfProbe != nil {
+		line("Self-probe:", "%s", st.SelfProbe.describe(now))
 	}
 
 	peers := fmt.Sprintf("%d / %d connected", st.ConnectedPeers.Total, st.MaxPeers)

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -66,6 +68,9 @@ func (h *History) All() []Sample {
 
 // LiveState is one update of the live page.
 type LiveState struct {
+	// Now is the server's clock at the update: the page reckons the ages of Onion's and
+	// SelfProbe's timestamps from it, not from the browser's clock.
+	Now           time.Time           `json:"now"`
 	UptimeSeconds float64             `json:"uptime_seconds"`
 	Network       string              `json:"network"`
 	Version       string              `json:"version"`
@@ -82,7 +87,9 @@ type LiveState struct {
 	Rejections    map[string]uint64   `json:"rejections"`
 	Recent        []server.Disconnect `json:"recent_disconnects"`
 	Offers        map[string]uint64   `json:"offers_seen"`
-	History       []Sample            `json:"history,omitempty"` // only in the first update
+	Onion         *onion.Status       `json:"onion,omitempty"`      // absent without tor
+	SelfProbe     *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
+	History       []Sample            `json:"history,omitempty"`    // only in the first update
 }
 
 // sampler turns counter totals into per-second rates.
@@ -132,18 +139,20 @@ func (o *Ops) Run(ctx context.Context, interval time.Duration) {
 		case now := <-t.C:
 			s, st := sm.take(o.srv, now)
 			o.history.Add(s)
-			o.publish(o.liveState(s, st, false))
+			o.publish(o.liveState(now, s, st, false))
 		}
 	}
 }
 
-func (o *Ops) liveState(s Sample, st server.Status, withHistory bool) LiveState {
+func (o *Ops) liveState(now time.Time, s Sample, st server.Status, withHistory bool) LiveState {
 	ok, reason := o.srv.Health()
 	ls := LiveState{
+		Now:           now,
 		UptimeSeconds: st.Uptime.Seconds(), Network: st.Network, Version: st.Version,
 		Healthy: ok, HealthReason: reason,
 		Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, Handshaking: st.Pending, MaxPeers: st.MaxPeers,
 		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Rejections: st.Rejections, Recent: st.Recent, Offers: st.Offers,
+		Onion: o.onionStatus(), SelfProbe: o.selfProbeStatus(),
 	}
 	if withHistory {
 		ls.History = o.history.All()
@@ -204,8 +213,9 @@ func (o *Ops) events(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("X-Accel-Buffering", "no")
 	var sm sampler
-	s, st := sm.take(o.srv, time.Now())
-	first, _ := json.Marshal(o.liveState(s, st, true))
+	now := time.Now()
+	s, st := sm.take(o.srv, now)
+	first, _ := json.Marshal(o.liveState(now, s, st, true))
 	if send(first) != nil {
 		return
 	}

@@ -1,10 +1,13 @@
 package ops
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -15,24 +18,30 @@ import (
 // collector exports the server's counters at scrape time, so the hot path pays for
 // nothing but its own atomic counters. No nick or onion is ever a label: every label
 // value comes from a fixed set (roles, message types, reasons, rejection codes, offer
-// commands).
+// commands). The onion and self-probe series have no labels at all, and are absent
+// without tor.
 type collector struct {
-	srv   *server.Server
-	onion func() *onion.Status // nil result: no onion
+	srv       *server.Server
+	onion     func() *onion.Status     // nil result: no onion
+	selfProbe func() *selfprobe.Status // nil result: no self-probe
 
 	peers, handshaking, maxPeers, uptime, queueBytes, queueMax, build *prometheus.Desc
 	handshakes, rejections, msgsIn, msgsOut, bytesIn, bytesOut        *prometheus.Desc
 	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
 	offers, latency, circuits, bans, forgotten, onionUp               *prometheus.Desc
+	onionLastUpload, onionUploads                                     *prometheus.Desc
+	spRunning, spHealthy, spProbes, spFailures, spConsecutive         *prometheus.Desc
+	spLastSuccess, spConnect, spHandshake                             *prometheus.Desc
 }
 
-func newCollector(srv *server.Server, onionStatus func() *onion.Status) *collector {
+func newCollector(srv *server.Server, onionStatus func() *onion.Status, selfProbeStatus func() *selfprobe.Status) *collector {
 	d := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("jm_directory_"+name, help, labels, nil)
 	}
 	return &collector{
 		srv:         srv,
 		onion:       onionStatus,
+		selfProbe:   selfProbeStatus,
 		peers:       d("peers", "Handshaked peers by role (maker = serving an onion, taker = not serving).", "role"),
 		handshaking: d("handshaking_connections", "Connections that have not finished the handshake."),
 		maxPeers:    d("max_peers", "Configured maximum number of peers."),
@@ -57,7 +66,24 @@ func newCollector(srv *server.Server, onionStatus func() *onion.Status) *collect
 		circuits:    d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
 		bans:        d("circuit_bans_total", "Circuit bans imposed."),
 		forgotten:   d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
-		onionUp:     d("onion_published", "1 while the onion is published (tor accepted it), else 0; absent without tor."),
+		onionUp: d("onion_published", "1 while the onion is published, else 0: in tor_mode control and launch once tor "+
+			"reported its descriptor uploaded to an HSDir, in external once tor's hostname file was read; absent without tor."),
+		onionLastUpload: d("onion_last_upload_timestamp_seconds", "Unix time tor last reported the onion's descriptor "+
+			"uploaded to an HSDir (tor_mode control and launch); absent before the first upload and without tor."),
+		onionUploads: d("onion_uploads_total", "Uploads of the onion's descriptor to an HSDir that tor reported "+
+			"(one per HSDir); absent without tor."),
+		spRunning: d("self_probe_running", "1 while self-probes of the onion through tor are being made, else 0 "+
+			"(onion not published, no SOCKS port, probes off); absent without tor."),
+		spHealthy:     d("self_probe_healthy", "0 once no self-probe has succeeded for self_probe_unhealthy_after, else 1; absent without tor."),
+		spProbes:      d("self_probe_probes_total", "Self-probes made (dial through tor, handshake, peerlist); absent without tor."),
+		spFailures:    d("self_probe_failures_total", "Self-probes that failed; absent without tor."),
+		spConsecutive: d("self_probe_consecutive_failures", "Self-probes failed since the last success; absent without tor."),
+		spLastSuccess: d("self_probe_last_success_timestamp_seconds", "Unix time of the last successful self-probe; "+
+			"absent before the first and without tor."),
+		spConnect: d("self_probe_connect_seconds", "Time the last successful self-probe took to connect to the onion "+
+			"through tor; absent before the first success and without tor."),
+		spHandshake: d("self_probe_handshake_seconds", "Time the last successful self-probe took from connected to the "+
+			"directory's handshake answer; absent before the first success and without tor."),
 	}
 }
 
@@ -120,11 +146,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.forgotten, st.Circuits.Forgotten)
 
 	if on := c.onion(); on != nil {
-		up := 0.0
-		if on.Published {
-			up = 1
+		gauge(c.onionUp, boolGauge(on.Published))
+		if on.LastUpload != nil {
+			gauge(c.onionLastUpload, unixSeconds(*on.LastUpload))
 		}
-		gauge(c.onionUp, up)
+		counter(c.onionUploads, on.Uploads)
+	}
+	if sp := c.selfProbe(); sp != nil {
+		gauge(c.spRunning, boolGauge(sp.Running))
+		gauge(c.spHealthy, boolGauge(sp.Healthy))
+		counter(c.spProbes, sp.Probes)
+		counter(c.spFailures, sp.Failures)
+		gauge(c.spConsecutive, float64(sp.Consecutive))
+		if sp.LastSuccess != nil {
+			gauge(c.spLastSuccess, unixSeconds(*sp.LastSuccess))
+			gauge(c.spConnect, sp.ConnectMs/1000)
+			gauge(c.spHandshake, sp.HandshakeMs/1000)
+		}
 	}
 
 	cum, count, sum := ctr.RelayLatency.Snapshot()
@@ -134,3 +172,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
 }
+
+// boolGauge is 1 for true, 0 for false.
+func boolGauge(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// unixSeconds is t as Unix seconds, with fractions (summed, not divided, so that whole
+// and binary fractions of seconds come out exact).
+func unixSeconds(t time.Time) float64 { return float64(t.Unix()) + float64(t.Nanosecond())/1e9 }

@@ -87,7 +87,7 @@ func (o *Ops) selfProbeStatus() *selfprobe.Status {
 	return &st
 }
 
-// SetOnion makes /status and /metrics report the onion's state from f.
+// SetOnion makes /status, /metrics and the live page report the onion's state from f.
 func (o *Ops) SetOnion(f func() onion.Status) { o.onion.Store(&f) }
 
 // onionStatus is the onion's state, nil without an onion (tor_mode none).
@@ -112,7 +112,7 @@ func New(srv *server.Server, opt Options, log *slog.Logger) (*Ops, error) {
 		}
 		o.token = tok
 	}
-	o.reg.MustRegister(newCollector(srv, o.onionStatus), collectors.NewGoCollector(),
+	o.reg.MustRegister(newCollector(srv, o.onionStatus, o.selfProbeStatus), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	o.routes()
 	return o, nil

@@ -24,6 +24,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
@@ -310,8 +311,9 @@ func TestRejections(t *testing.T) {
 		t.Errorf("/status rejections %v, disconnects %v", st.Rejections, st.Disconnects)
 	}
 	var sm sampler
-	s, sst := sm.take(d.Srv, time.Now())
-	if ls := op.liveState(s, sst, false); !maps.Equal(ls.Rejections, want) {
+	now := time.Now()
+	s, sst := sm.take(d.Srv, now)
+	if ls := op.liveState(now, s, sst, false); !maps.Equal(ls.Rejections, want) {
 		t.Errorf("live state rejections %v, want %v", ls.Rejections, want)
 	}
 	fams := parseMetrics(t, op)
@@ -407,6 +409,157 @@ func TestOnionState(t *testing.T) {
 	if v := metric(t, parseMetrics(t, op), "jm_directory_onion_published", nil); v != 1 {
 		t.Fatalf("onion_published %v while published", v)
 	}
+}
+
+// torSeries are the onion's and the self-probe's metric families, by type; none exists
+// without tor.
+var torSeries = map[string]dto.MetricType{
+	"jm_directory_onion_published":                           dto.MetricType_GAUGE,
+	"jm_directory_onion_last_upload_timestamp_seconds":       dto.MetricType_GAUGE,
+	"jm_directory_onion_uploads_total":                       dto.MetricType_COUNTER,
+	"jm_directory_self_probe_running":                        dto.MetricType_GAUGE,
+	"jm_directory_self_probe_healthy":                        dto.MetricType_GAUGE,
+	"jm_directory_self_probe_probes_total":                   dto.MetricType_COUNTER,
+	"jm_directory_self_probe_failures_total":                 dto.MetricType_COUNTER,
+	"jm_directory_self_probe_consecutive_failures":           dto.MetricType_GAUGE,
+	"jm_directory_self_probe_last_success_timestamp_seconds": dto.MetricType_GAUGE,
+	"jm_directory_self_probe_connect_seconds":                dto.MetricType_GAUGE,
+	"jm_directory_self_probe_handshake_seconds":              dto.MetricType_GAUGE,
+}
+
+// TestTorState: with tor, /status ends with the onion's state (with its uploads) and
+// the self-probe's, the live page's state carries both, and /metrics has their series,
+// unlabelled, with the values of the state; timestamps and latencies only once there is
+// one. Without tor none of it appears.
+func TestTorState(t *testing.T) {
+	d := dirtest.Start(t, nil, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	fams := parseMetrics(t, op)
+	for name := range torSeries {
+		if _, ok := fams[name]; ok {
+			t.Errorf("%s without tor", name)
+		}
+	}
+	body := get(t, op.Handler(), "/status", "").Body.Bytes()
+	if keys := topLevelKeys(t, body); slices.Contains(keys, "onion") || slices.Contains(keys, "self_probe") {
+		t.Errorf("/status keys without tor: %v", keys)
+	}
+	var sm sampler
+	now := time.Now()
+	s, sst := sm.take(d.Srv, now)
+	if ls := op.liveState(now, s, sst, false); ls.Onion != nil || ls.SelfProbe != nil {
+		t.Errorf("live state without tor: onion %+v, self-probe %+v", ls.Onion, ls.SelfProbe)
+	}
+
+	uploaded := time.Unix(1_700_000_000, 500_000_000).UTC()
+	succeeded := time.Unix(1_700_000_100, 250_000_000).UTC()
+	attempted := time.Unix(1_700_000_160, 0).UTC()
+	on := onion.Status{Mode: "launch", Onion: "abc.onion", Published: true, PoW: true, TorVersion: "0.4.9.11",
+		LastUpload: &uploaded, Uploads: 7, UploadError: "UPLOAD_REJECTED", SOCKS: "unix:/data/tor/socks"}
+	sp := selfprobe.Status{Running: true, SOCKS: "unix:/data/tor/socks", Probes: 12, Failures: 5, Consecutive: 3,
+		LastAttempt: &attempted, LastSuccess: &succeeded, LastError: "no answer within 1m0s: EOF",
+		ConnectMs: 1250, HandshakeMs: 312.5, UnhealthyAfterSeconds: 1800, Healthy: false}
+	op.SetOnion(func() onion.Status { return on })
+	op.SetSelfProbe(func() selfprobe.Status { return sp })
+
+	body = get(t, op.Handler(), "/status", "").Body.Bytes()
+	if keys := topLevelKeys(t, body); len(keys) < 2 || !slices.Equal(keys[len(keys)-2:], []string{"onion", "self_probe"}) {
+		t.Fatalf("keys %v: want onion and self_probe last", keys)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]any{"onion": on, "self_probe": sp} {
+		w, _ := json.Marshal(want)
+		if string(raw[key]) != string(w) {
+			t.Errorf("/status %s:\n got %s\nwant %s", key, raw[key], w)
+		}
+	}
+	var keyed struct {
+		Onion     map[string]any `json:"onion"`
+		SelfProbe map[string]any `json:"self_probe"`
+	}
+	if err := json.Unmarshal(body, &keyed); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"last_upload", "uploads", "upload_error", "socks"} {
+		if _, ok := keyed.Onion[k]; !ok {
+			t.Errorf("/status onion lacks %q: %v", k, keyed.Onion)
+		}
+	}
+	for _, k := range []string{"running", "probes", "failures", "consecutive_failures", "last_attempt", "last_success",
+		"last_error", "connect_ms", "handshake_ms", "unhealthy_after_seconds", "healthy"} {
+		if _, ok := keyed.SelfProbe[k]; !ok {
+			t.Errorf("/status self_probe lacks %q: %v", k, keyed.SelfProbe)
+		}
+	}
+	if ls := op.liveState(now, s, sst, false); ls.Onion == nil || *ls.Onion != on || ls.SelfProbe == nil || *ls.SelfProbe != sp {
+		t.Errorf("live state: onion %+v, self-probe %+v", ls.Onion, ls.SelfProbe)
+	}
+
+	check := func(what string, want map[string]float64) {
+		t.Helper()
+		fams := parseMetrics(t, op)
+		for name, typ := range torSeries {
+			f, ok := fams[name]
+			v, wanted := want[name]
+			switch {
+			case !ok && wanted:
+				t.Errorf("%s: no %s", what, name)
+			case ok && !wanted:
+				t.Errorf("%s: %s present", what, name)
+			case !ok:
+			case f.GetType() != typ || len(f.Metric) != 1 || len(f.Metric[0].Label) != 0:
+				t.Errorf("%s: %s is %v with %d series, labels %v; want one unlabelled %v", what, name,
+					f.GetType(), len(f.Metric), f.Metric[0].Label, typ)
+			case metric(t, fams, name, nil) != v:
+				t.Errorf("%s: %s = %v, want %v", what, name, metric(t, fams, name, nil), v)
+			}
+		}
+	}
+	check("failing self-probe", map[string]float64{
+		"jm_directory_onion_published":                           1,
+		"jm_directory_onion_last_upload_timestamp_seconds":       1_700_000_000.5,
+		"jm_directory_onion_uploads_total":                       7,
+		"jm_directory_self_probe_running":                        1,
+		"jm_directory_self_probe_healthy":                        0,
+		"jm_directory_self_probe_probes_total":                   12,
+		"jm_directory_self_probe_failures_total":                 5,
+		"jm_directory_self_probe_consecutive_failures":           3,
+		"jm_directory_self_probe_last_success_timestamp_seconds": 1_700_000_100.25,
+		"jm_directory_self_probe_connect_seconds":                1.25,
+		"jm_directory_self_probe_handshake_seconds":              0.3125,
+	})
+
+	// Before the first upload and the first success: no timestamps, no latencies.
+	on = onion.Status{Mode: "control", Onion: "abc.onion", Reason: "waiting for tor to upload the onion's descriptor to an HSDir"}
+	sp = selfprobe.Status{Reason: "onion not published: waiting", Healthy: true}
+	check("nothing uploaded nor probed", map[string]float64{
+		"jm_directory_onion_published":                 0,
+		"jm_directory_onion_uploads_total":             0,
+		"jm_directory_self_probe_running":              0,
+		"jm_directory_self_probe_healthy":              1,
+		"jm_directory_self_probe_probes_total":         0,
+		"jm_directory_self_probe_failures_total":       0,
+		"jm_directory_self_probe_consecutive_failures": 0,
+	})
+	body = get(t, op.Handler(), "/status", "").Body.Bytes()
+	keyed.Onion, keyed.SelfProbe = nil, nil
+	if err := json.Unmarshal(body, &keyed); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"last_upload", "upload_error"} {
+		if _, ok := keyed.Onion[k]; ok {
+			t.Errorf("/status onion has %q before any upload: %v", k, keyed.Onion)
+		}
+	}
+	for _, k := range []string{"last_attempt", "last_success", "connect_ms", "handshake_ms"} {
+		if _, ok := keyed.SelfProbe[k]; ok {
+			t.Errorf("/status self_probe has %q before any probe: %v", k, keyed.SelfProbe)
+		}
+	}
+	noSecrets(t, parseMetrics(t, op), get(t, op.Handler(), "/metrics", "").Body.String(), nil, []string{"abc.onion", "/data/tor/socks"})
 }
 
 func parseMetrics(t *testing.T, op *Ops) map[string]*dto.MetricFamily {
@@ -536,7 +689,8 @@ func TestEventStream(t *testing.T) {
 		}
 	}
 	first := next()
-	if len(first.History) == 0 || first.History[0].Peers != 7 || first.Network != "regtest" || !first.Healthy {
+	if len(first.History) == 0 || first.History[0].Peers != 7 || first.Network != "regtest" || !first.Healthy ||
+		first.Now.IsZero() || first.Onion != nil || first.SelfProbe != nil {
 		t.Fatalf("first event: %+v", first)
 	}
 	d.Join(t, makerNick, "127.0.0.1:27102", features)

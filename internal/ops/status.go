@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 )
 
@@ -36,8 +37,9 @@ type StatusResponse struct {
 	Disconnects       map[string]uint64   `json:"disconnects"` // by reason
 	Rejections        map[string]uint64   `json:"rejections"`  // handshakes answered accepted:false, by reason
 	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
-	OffersSeen        map[string]uint64   `json:"offers_seen"`     // offer pubmsgs by command
-	Onion             *onion.Status       `json:"onion,omitempty"` // absent without tor
+	OffersSeen        map[string]uint64   `json:"offers_seen"`          // offer pubmsgs by command
+	Onion             *onion.Status       `json:"onion,omitempty"`      // absent without tor
+	SelfProbe         *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
 }
 
 // PeerStats is joinmarket-ng's "stats" object.
@@ -115,6 +117,7 @@ func (o *Ops) Status() StatusResponse {
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
 		Onion:             o.onionStatus(),
+		SelfProbe:         o.selfProbeStatus(),
 	}
 }
 

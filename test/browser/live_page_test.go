@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,7 +27,9 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
+	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
@@ -62,6 +65,9 @@ func TestLivePageFollowsPeers(t *testing.T) {
 	}
 	if st.LoginShown || !st.MainShown {
 		t.Errorf("open page: login form shown %v, main shown %v; want false, true", st.LoginShown, st.MainShown)
+	}
+	if want := []string{"no tor (tor_mode none)"}; !slices.Equal(st.Tor, want) {
+		t.Errorf("onion and self-probe panel without tor: %q, want %q", st.Tor, want)
 	}
 
 	var makers []*peer
@@ -102,6 +108,55 @@ func TestLivePageFollowsPeers(t *testing.T) {
 		}
 	}
 	saveScreenshot(t, tab, filepath.Join(t.TempDir(), "live-page-end.png"))
+}
+
+// TestLivePageShowsTor: with an onion and a self-probe (fixed states here: the test
+// runs without tor), the page's panel shows the onion's publication and last upload and
+// the self-probe's failures, last success, latency and last error; when the probe
+// recovers, the panel follows.
+func TestLivePageShowsTor(t *testing.T) {
+	exe := chromium(t)
+	d := startDirectory(t, ops.Options{Addr: "127.0.0.1:0"})
+	uploaded := time.Now().Add(-3*time.Minute - 20*time.Second)
+	succeeded := time.Now().Add(-41*time.Minute - 20*time.Second)
+	d.ops.SetOnion(func() onion.Status {
+		return onion.Status{Mode: "launch", Onion: "abc.onion", Published: true, PoW: true, TorVersion: "0.4.9.11",
+			LastUpload: &uploaded, Uploads: 8}
+	})
+	var mu sync.Mutex
+	sp := selfprobe.Status{Running: true, Probes: 20, Failures: 4, Consecutive: 3, LastSuccess: &succeeded,
+		LastError: "no answer within 1m0s: EOF", ConnectMs: 1234, HandshakeMs: 312, UnhealthyAfterSeconds: 1800}
+	d.ops.SetSelfProbe(func() selfprobe.Status {
+		mu.Lock()
+		defer mu.Unlock()
+		return sp
+	})
+	tab := openBrowser(t, exe)
+	navigate(t, tab, d.pageURL)
+
+	failing := []string{
+		"onion published (tor_mode launch)",
+		"last upload 3m ago (8 uploads)",
+		"self-probe FAILING: 3 in a row (unhealthy)",
+		"last success 41m ago",
+		"latency connect 1.2 s, handshake 0.3 s",
+		"probes 20, 4 failed, 3 in a row",
+		"last error no answer within 1m0s: EOF",
+	}
+	waitState(t, tab, "the failing self-probe", func(s pageState) bool { return slices.Equal(s.Tor, failing) })
+	saveScreenshot(t, tab, filepath.Join(t.TempDir(), "live-page-tor.png"))
+
+	mu.Lock()
+	recovered := time.Now().Add(-2*time.Minute - 20*time.Second)
+	sp.Probes, sp.Consecutive, sp.LastSuccess, sp.LastError, sp.Healthy = 21, 0, &recovered, "", true
+	mu.Unlock()
+	ok := append(slices.Clone(failing[:2]),
+		"self-probe ok",
+		"last success 2m ago",
+		"latency connect 1.2 s, handshake 0.3 s",
+		"probes 21, 4 failed, 0 in a row",
+	)
+	waitState(t, tab, "the self-probe recovered", func(s pageState) bool { return slices.Equal(s.Tor, ok) })
 }
 
 // TestLivePageNeedsToken opens the live page of a token-protected ops surface: without
@@ -309,6 +364,7 @@ type pageState struct {
 	MainShown   bool     `json:"mainShown"`
 	Reasons     []string `json:"reasons"` // rows of the by-reason table, cells joined by a space
 	Recent      []string `json:"recent"`  // rows of the recent-disconnects table
+	Tor         []string `json:"tor"`     // rows of the onion and self-probe panel
 }
 
 // counts is "total/makers/takers" as the page shows them.
@@ -318,13 +374,13 @@ const readState = `(() => {
   const el = (id) => document.getElementById(id);
   const text = (id) => el(id) ? el(id).textContent.trim() : "";
   const shown = (id) => !!el(id) && getComputedStyle(el(id)).display !== "none";
-  const rows = (id) => el(id) ? [...el(id).rows].map((r) => [...r.cells].map((c) => c.textContent.trim()).join(" ")) : [];
+  const rows = (id) => el(id) ? [...el(id).rows].map((r) => [...r.cells].map((c) => c.textContent.trim()).join(" ").trim()) : [];
   return {
     total: text("peers-total"), makers: text("peers-makers"), takers: text("peers-takers"),
     health: text("health"), healthClass: el("health") ? el("health").className : "",
     network: text("network"), version: text("version"),
     loginShown: shown("login"), mainShown: shown("main"),
-    reasons: rows("reasons"), recent: rows("recent"),
+    reasons: rows("reasons"), recent: rows("recent"), tor: rows("tor"),
   };
 })()`
 
