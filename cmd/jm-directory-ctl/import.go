@@ -22,7 +22,7 @@ import (
 )
 
 // The import command: jm-directory-ctl import SOURCE… [--data-dir D] [--dry-run]
-// [--tor-mode launch|control] [--motd TEXT] [--json].
+// [--tor-mode launch|control] [--network N] [--motd TEXT] [--json].
 //
 // It takes over another directory's settings and, above all, its onion key, so that the
 // onion clients know keeps working. Each SOURCE is one of
@@ -56,10 +56,11 @@ type importOptions struct {
 	dryRun  bool
 	torMode string // "" = launch when a key is imported
 	motd    string
+	network string
 	json    bool
 }
 
-const importUsage = `Usage: %[1]s import SOURCE... [--data-dir DIR] [--dry-run] [--tor-mode launch|control] [--motd TEXT] [--json]
+const importUsage = `Usage: %[1]s import SOURCE... [--data-dir DIR] [--dry-run] [--tor-mode launch|control] [--network N] [--motd TEXT] [--json]
 
 Take over another JoinMarket directory, keeping its onion: read its settings and onion key
 and write them into this server's data dir. Each SOURCE is one of
@@ -81,6 +82,7 @@ key equals the source's hostname file.
   --tor-mode MODE      how this server publishes the onion: launch (default: its own tor,
                        as start-dn.py did) or control (a running tor's control port, from
                        tor_control_host/port)
+  --network N          the network, when no SOURCE names it (a HiddenServiceDir alone)
   --motd TEXT          the message of the day (start-dn.py's first argument)
   --json               print the result as JSON
 
@@ -112,6 +114,7 @@ func parseImport(args []string, o *options) (importOptions, error) {
 	fs.BoolVar(&opt.dryRun, "dry-run", false, "")
 	fs.StringVar(&opt.torMode, "tor-mode", "", "")
 	fs.StringVar(&opt.motd, "motd", "", "")
+	fs.StringVar(&opt.network, "network", "", "")
 	fs.BoolVar(&opt.json, "json", o.json, "")
 	for {
 		if err := fs.Parse(args); err != nil {
@@ -199,7 +202,10 @@ type importPlan struct {
 	nextSteps   []string
 }
 
-type sourceInfo struct{ Path, Kind string }
+type sourceInfo struct {
+	Path string `json:"path"`
+	Kind string `json:"kind"`
+}
 
 type mapped struct {
 	Key   string
@@ -248,6 +254,11 @@ func (p *importPlan) run() error {
 			return err
 		}
 	}
+	if n := strings.ToLower(strings.TrimSpace(p.opts.network)); n != "" {
+		if err := p.set("network", n, "--network"); err != nil {
+			return err
+		}
+	}
 	for _, src := range p.opts.sources {
 		if err := p.readSource(src); err != nil {
 			return err
@@ -257,6 +268,9 @@ func (p *importPlan) run() error {
 		return err
 	}
 	p.checkDirectoryNodes()
+	if _, ok := p.values["network"]; !ok && !p.key.IsZero() {
+		p.note("no source names the network, so the server's default applies: regtest. Pass --network mainnet (or signet, testnet) for the network the old directory served")
+	}
 
 	content, cfg, err := p.render()
 	if err != nil {
@@ -519,6 +533,7 @@ func (p *importPlan) decideTor() error {
 	if mode == "" {
 		if m, ok := p.values["tor_mode"]; ok {
 			mode, _ = m.Value.(string)
+			from = m.From
 		} else {
 			mode, from = defaultTorImport, "this server starts its own tor with the imported key, as start-dn.py did (--tor-mode control: a running tor's control port)"
 		}
@@ -539,6 +554,8 @@ func (p *importPlan) decideTor() error {
 			p.ignore(p.controlKeys+" ("+joinHostPort(p.controlHost, p.controlPort)+")",
 				"start-dn.py with a hidden_service_dir launched its own tor and did not use them; tor_mode launch does the same (--tor-mode control uses them)")
 		}
+	case "none":
+		p.note("tor_mode is none (from " + from + "): the onion is not published; pass --tor-mode launch or control to publish it")
 	case "external":
 		p.note("tor_mode is external: the server reads the onion from tor_hidden_service_dir; the key is also copied to this data dir for tor_mode launch or control")
 	}

@@ -396,7 +396,7 @@ func TestImportExistingConfig(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errs)
 	}
-	wantLines(t, out, "wrote "+filepath.Join(data, "config.toml.imported")+" ("+filepath.Join(data, "config.toml")+" exists and differs: left as it is")
+	wantLines(t, out, "Note: no source names the network", "wrote "+filepath.Join(data, "config.toml.imported")+" ("+filepath.Join(data, "config.toml")+" exists and differs: left as it is")
 	if b, _ := os.ReadFile(filepath.Join(data, "config.toml")); !bytes.Equal(b, mine) {
 		t.Error("the existing config.toml was changed")
 	}
@@ -479,7 +479,11 @@ func TestImportJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("%v:\n%s", err, out)
 	}
-	if !r.OK || !r.DryRun || r.Onion != k.Onion()+".onion" || r.KeyState != "would be written" || len(r.Mapped) != 1 || r.Mapped[0].Key != "tor_mode" {
+	if len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "the server's default applies: regtest") {
+		t.Errorf("notes %q: want the one about the network", r.Notes)
+	}
+	if !r.OK || !r.DryRun || r.Onion != k.Onion()+".onion" || r.KeyState != "would be written" || len(r.Mapped) != 1 || r.Mapped[0].Key != "tor_mode" ||
+		len(r.Sources) != 1 || r.Sources[0].Path != hs || !strings.Contains(out, `"path": "`+hs+`"`) {
 		t.Errorf("%+v", r)
 	}
 	other, _ := onionkey.Generate()
@@ -535,5 +539,53 @@ func TestImportNGInPlace(t *testing.T) {
 	}
 	if got, err := onionkey.Load(filepath.Join(ng, "onion", onionkey.SecretFileName)); err != nil || !got.Equal(k) {
 		t.Fatalf("key: %v %v", got, err)
+	}
+}
+
+// TestImportTorModeNone: a source that says tor_mode = "none" keeps it, with a note that
+// the onion is then not published.
+func TestImportTorModeNone(t *testing.T) {
+	t.Parallel()
+	ng := ngDataDir(t, "[directory_server]\ntor_mode = \"none\"\n")
+	hs := filepath.Join(t.TempDir(), "hs")
+	fakeHSDir(t, hs)
+	code, out, errs := ctl(environ(t), "import", ng, hs, "--data-dir", filepath.Join(t.TempDir(), "d"), "--dry-run")
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	wantLines(t, out, `tor_mode = "none"`, "Note: tor_mode is none (from tor_mode (config.toml)): the onion is not published")
+	code, out, _ = ctl(environ(t), "import", ng, hs, "--data-dir", filepath.Join(t.TempDir(), "d"), "--dry-run", "--tor-mode", "launch")
+	if code != 0 {
+		t.Fatalf("--tor-mode launch: exit %d", code)
+	}
+	wantLines(t, out, `tor_mode = "launch"  ← --tor-mode`, `tor_mode = "none" from tor_mode (config.toml): overridden by --tor-mode launch`)
+}
+
+// TestImportNetworkFlag: --network for a HiddenServiceDir alone; it conflicts with a
+// source that names another network.
+func TestImportNetworkFlag(t *testing.T) {
+	t.Parallel()
+	hs := filepath.Join(t.TempDir(), "hs")
+	k := fakeHSDir(t, hs)
+	data := filepath.Join(t.TempDir(), "data")
+	code, out, errs := ctl(environ(t), "import", hs, "--network", "Mainnet", "--data-dir", data)
+	if code != 0 {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	wantLines(t, out, `network = "mainnet"  ← --network`, "--network mainnet")
+	if strings.Contains(out, "no source names the network") {
+		t.Errorf("network note despite --network:\n%s", out)
+	}
+	cfg, got := loadImported(t, data)
+	if cfg.Network != "mainnet" || !got.Equal(k) {
+		t.Errorf("network %q, key %v", cfg.Network, got)
+	}
+	code, _, errs = ctl(environ(t), "import", ngDataDir(t, ""), hs, "--network", "mainnet", "--data-dir", filepath.Join(t.TempDir(), "d"))
+	if code != 1 || !strings.Contains(errs, `network: "mainnet" from --network conflicts with "signet" from network_config.network`) {
+		t.Fatalf("exit %d, stderr %q", code, errs)
+	}
+	code, _, errs = ctl(environ(t), "import", hs, "--network", "bitcoin", "--data-dir", filepath.Join(t.TempDir(), "d"))
+	if code != 1 || !strings.Contains(errs, "not valid for this server") {
+		t.Fatalf("--network bitcoin: exit %d, stderr %q", code, errs)
 	}
 }
