@@ -145,7 +145,7 @@ func TestImportReference(t *testing.T) {
 		"[MESSAGING:onion] onion_serving_host, onion_serving_port (127.0.0.1:8080): ",
 		"ONION_VIRTUAL_PORT", "clients keep <onion>:5222",
 		"[MESSAGING:onion] tor_control_host, tor_control_port (localhost:9051): start-dn.py with a hidden_service_dir launched its own tor",
-		"[MESSAGING:onion] socks5_host, socks5_port: the directory makes no outgoing connections",
+		"[MESSAGING:onion] socks5_host, socks5_port: "+socksReason,
 		"[POLICY] segwit, native, merge_algorithm and 8 more: wallet and coinjoin policy",
 		"[PAYJOIN] ", "[DAEMON] ", "[YIELDGENERATOR] ", "[SNICKER] ", "[TIMEOUT] ",
 		"[BLOCKCHAIN] blockchain_source, rpc_host, rpc_port and 3 more: a directory needs no Bitcoin node",

@@ -112,10 +112,13 @@ var sectionReasons = map[string]string{
 	"MESSAGING":      "an IRC message channel; this server speaks only the onion protocol",
 }
 
+// socksReason says why the reference's SOCKS settings are not copied.
+const socksReason = "the self-probe dials through the SOCKS port of the tor that publishes the onion (launch: its own socket; control: the one tor reports); tor_socks_host/tor_socks_port choose another"
+
 // onionKeyReasons says why a [MESSAGING:onion] key is not copied, by key.
 var onionKeyReasons = map[string]string{
-	"socks5_host":     "the directory makes no outgoing connections",
-	"socks5_port":     "the directory makes no outgoing connections",
+	"socks5_host":     socksReason,
+	"socks5_port":     socksReason,
 	"directory_nodes": "a client setting; a directory lists only itself there (checked against the key below)",
 	"regtest_count":   "the reference's test harness only",
 }
