@@ -2,8 +2,10 @@
 // by internal/tortest: the server runs in tor_mode=control against the network's onion
 // host, and the conformance suite's core scenarios reach it through the Tor client's
 // SOCKS5 port. Then the whole Tor network restarts and the same onion must come back.
-// Last, a second server behind a HiddenServiceDir onion with circuit-ID export checks
-// that limits and bans follow the Tor circuit.
+// Then a second server behind a HiddenServiceDir onion with circuit-ID export checks
+// that limits and bans follow the Tor circuit. Last, a third one self-probes its onion
+// while the onion host is stopped and started again (reach_test.go). The first server
+// also checks that its onion counts as published only once tor uploaded it.
 //
 // It needs tor and tor-gencert (Debian's tor package); without them it skips, except
 // under CI=true, where it fails: CI installs tor.
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -179,6 +182,15 @@ func TestOverTor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The onion host offline: tor accepts ADD_ONION but cannot upload the descriptor.
+	hostCtl, err := n.Control(tortest.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostCtl.Close()
+	setConf(t, hostCtl, "DisableNetwork=1")
+	socksHost, socksPort, _ := net.SplitHostPort(n.SOCKSAddr())
+
 	data := filepath.Join(work, "data")
 	logPath := filepath.Join(work, "server.log")
 	logf, err := os.Create(logPath)
@@ -188,7 +200,8 @@ func TestOverTor(t *testing.T) {
 	srv := exec.Command(bin)
 	srv.Env = append(os.Environ(), "DATA_DIR="+data, "PORT=0", "HEALTH_CHECK_PORT=0", "LOG_LEVEL=INFO",
 		"TOR_MODE=control", "TOR_CONTROL_HOST="+hsHost, "TOR_CONTROL_PORT="+hsPort,
-		"TOR_COOKIE_FILE="+n.HostCookieFile())
+		"TOR_COOKIE_FILE="+n.HostCookieFile(), "TOR_SOCKS_HOST="+socksHost, "TOR_SOCKS_PORT="+socksPort,
+		"SELF_PROBE_INTERVAL=3s")
 	srv.Stdout, srv.Stderr = logf, logf
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
@@ -206,11 +219,29 @@ func TestOverTor(t *testing.T) {
 	if !strings.HasSuffix(location, ".onion:5222") {
 		t.Fatalf("hostname file: %q", location)
 	}
-	waitLog(t, logPath, "onion published", 1, 30*time.Second)
+	// Published means uploaded: while tor cannot upload, the onion is not published.
+	ops := opsAddr(t, logPath)
+	waitLog(t, logPath, "onion added to tor; waiting for its descriptor upload", 1, 30*time.Second)
+	if h := getHealth(t, ops); h.Code != http.StatusServiceUnavailable || !strings.HasPrefix(h.Reason, "waiting for tor to upload") {
+		t.Fatalf("/health with the onion added but the host offline: %+v", h)
+	}
+	if st := getStatus(t, ops); st.Onion.Published || st.Onion.LastUpload != nil {
+		t.Fatalf("onion status before any upload: %+v", *st.Onion)
+	}
+	setConf(t, hostCtl, "DisableNetwork=0")
+	waitLog(t, logPath, "onion published", 1, 60*time.Second)
+	testkit.EventuallyWithin(t, 10*time.Second, "/health healthy after the upload", func() bool {
+		return getHealth(t, ops).Code == http.StatusOK
+	})
+	if st := getStatus(t, ops); !st.Onion.Published || st.Onion.LastUpload == nil || st.Onion.Uploads == 0 {
+		t.Fatalf("onion status after the upload: %+v", *st.Onion)
+	}
 	t.Logf("published %s after %v", location, time.Since(start).Round(time.Millisecond))
 	conformance(t, n, location)
 	t.Logf("core scenarios passed over Tor after %v", time.Since(start).Round(time.Millisecond))
 	probeOnion(t, n, filepath.Join(work, "jm-directory-ctl"), location)
+	st := waitSelfProbe(t, n, ops, time.Time{}, 90*time.Second)
+	t.Logf("self-probe through Tor (control mode) succeeded: connect %.0f ms", st.SelfProbe.ConnectMs)
 
 	// Restart the whole Tor network: the control connection drops, the server
 	// reconnects and publishes the same onion with its persistent key.
@@ -228,6 +259,9 @@ func TestOverTor(t *testing.T) {
 
 	circuits(t, n, bin, work)
 	t.Logf("per-circuit bans checked after %v", time.Since(start).Round(time.Millisecond))
+
+	selfProbeAcrossHostRestart(t, n, bin, work)
+	t.Logf("self-probe across an onion host restart checked after %v", time.Since(start).Round(time.Millisecond))
 }
 
 // circuits checks per-circuit identity over real Tor: a second server runs in
