@@ -105,7 +105,7 @@ func hiddenServicePort(t *testing.T, opts []torOption) (virt, host, port string)
 func TestTorrcOptions(t *testing.T) {
 	opts := torrcOptions(t)
 	want := []struct{ key, value string }{
-		{"SocksPort", ""}, // any value; TestComposeSelfProbeSOCKS checks it
+		{"SocksPort", ""},     // any value; TestComposeSelfProbeSOCKS checks it
 		{"DataDirectory", ""}, // any value; checked below
 		{"HiddenServiceDir", ""},
 		{"HiddenServiceVersion", "3"},
