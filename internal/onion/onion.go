@@ -91,7 +91,7 @@ type Service struct {
 	reason    string // why not published
 	pow       bool   // PoW defences are on
 	torVer    string
-	added_    bool      // control/launch: tor holds the onion; published once uploaded
+	held      bool      // control/launch: tor holds the onion; published once uploaded
 	uploaded  time.Time // the last HS_DESC UPLOADED for the onion; zero: none yet
 	uploads   uint64    // HS_DESC UPLOADED events for the onion (one per HSDir)
 	uploadErr string    // the last upload failure tor reported, "" after a success
@@ -204,7 +204,7 @@ func (s *Service) setState(published bool, reason string) {
 	s.mu.Lock()
 	s.published, s.reason = published, reason
 	if !published {
-		s.added_ = false
+		s.held = false
 	}
 	s.mu.Unlock()
 }

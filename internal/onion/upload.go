@@ -95,7 +95,7 @@ func pickSOCKS(list string) (network, addr string) {
 func (s *Service) added(version string, pow bool, since time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.added_, s.torVer, s.pow = true, version, pow
+	s.held, s.torVer, s.pow = true, version, pow
 	if !since.IsZero() && s.uploaded.After(since) {
 		s.published, s.reason = true, ""
 		return true
@@ -129,10 +129,10 @@ func (s *Service) torEvent(id string, e torctl.Event) {
 		switch f[0] {
 		case "UPLOADED":
 			s.mu.Lock()
-			first := s.added_ && !s.published
+			first := s.held && !s.published
 			s.uploaded, s.uploadErr = time.Now(), ""
 			s.uploads++
-			if s.added_ {
+			if s.held {
 				s.published, s.reason = true, ""
 			}
 			pow, ver := s.pow, s.torVer
@@ -149,7 +149,7 @@ func (s *Service) torEvent(id string, e torctl.Event) {
 			}
 			s.mu.Lock()
 			s.uploadErr = why
-			if s.added_ && !s.published {
+			if s.held && !s.published {
 				s.reason = s.waitingLocked()
 			}
 			s.mu.Unlock()
@@ -163,7 +163,7 @@ func (s *Service) torEvent(id string, e torctl.Event) {
 		b := bootstrapSummary(rest)
 		s.mu.Lock()
 		s.bootstrap = b
-		if s.added_ && !s.published {
+		if s.held && !s.published {
 			s.reason = s.waitingLocked()
 		}
 		s.mu.Unlock()
