@@ -80,18 +80,22 @@ func closeReason(p *peer.Peer, err error, handshaking bool) reason.Close {
 	return reason.CloseReadError
 }
 
+// handshakeSteps are Accept's hooks into the handshake: read runs once the line has
+// arrived; admitted once the peer is sure to be registered, before its 795 is queued
+// (see registry.RegisterThen); notPeer when the connection is the directory's own
+// self-probe, which stops counting as handshaking without ever being a peer.
+type handshakeSteps struct{ read, admitted, notPeer func() }
+
 // handshake reads and answers the handshake line, under the read deadline Accept set.
-// On success the peer is registered; lr may already hold later lines. read runs once the
-// line has arrived; admitted once the peer is sure to be registered, before its 795 is
-// queued (see registry.RegisterThen).
-func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, read, admitted func()) bool {
+// On success the peer is registered; lr may already hold later lines.
+func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, steps handshakeSteps) bool {
 	conn := p.Conn()
 	line, err := lr.ReadLine()
 	if err != nil {
 		p.Close(closeReason(p, err, true))
 		return false
 	}
-	read()
+	steps.read()
 	env, err := wire.Decode(line)
 	if err != nil {
 		p.Log.Debug("malformed handshake line", "err", err)
@@ -113,12 +117,13 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, read, admitted fun
 	}
 	p.SetHello(hello)
 	if s.isSelfProbe(hello) {
+		steps.notPeer()
 		s.serveSelfProbe(p, lr)
 		return false
 	}
 	p.Touch(time.Now())
 	for attempt := 0; ; attempt++ {
-		res, owner := s.reg.RegisterThen(p, s.dir.Load().accept, admitted)
+		res, owner := s.reg.RegisterThen(p, s.dir.Load().accept, steps.admitted)
 		switch res {
 		case registry.Registered:
 			_ = conn.SetReadDeadline(time.Time{})

@@ -49,12 +49,29 @@ func TestSelfProbeIsNoPeer(t *testing.T) {
 		}
 	}
 
+	// While its connection is open after the 795 it is not handshaking either.
+	nick2 := probe.NewNick()
+	_, done2 := d.Srv.ExpectSelfProbe(nick2)
+	defer done2()
+	raw := tg.Dial(t)
+	raw.Send(wire.TypeHandshake, dirtest.HelloLine(nick2, wire.NotServing, d.Network, 5, false, nil))
+	if hs := raw.RecvDN(); hs["accepted"] != true {
+		t.Fatalf("self-probe handshake: %v", hs)
+	}
+	if st := d.Srv.Status(false); st.Pending != 0 || st.Peers != 2 {
+		t.Fatalf("with the self-probe's connection open: pending %d, peers %d", st.Pending, st.Peers)
+	}
+	raw.Conn.Close()
+	testkit.Eventually(t, "the second self-probe's close counted", func() bool {
+		return d.Srv.Status(false).Closes["self_probe"] == 2
+	})
+
 	// The nick is good for one connection: a second one with it is an ordinary taker.
 	again := tg.Join(t, dirtest.PeerSpec{Nick: nick})
 	testkit.Eventually(t, "the second connection registered", func() bool { return d.Srv.Status(false).Takers == 2 })
 	again.Conn.Close()
 	testkit.Eventually(t, "it left", func() bool { return d.Srv.Status(false).Takers == 1 })
-	if got := d.Srv.Status(false).Closes["self_probe"]; got != 1 {
+	if got := d.Srv.Status(false).Closes["self_probe"]; got != 2 {
 		t.Fatalf("self_probe closes %d after an ordinary taker with the nick", got)
 	}
 }

@@ -329,7 +329,12 @@ func (s *Server) Accept(conn net.Conn) {
 		return
 	}
 	cl = opened
-	if !s.handshake(p, lr, func() { pc.read.Store(true) }, func() { endHandshake(); s.ctr.Accepted.Add(1) }) {
+	steps := handshakeSteps{
+		read:     func() { pc.read.Store(true) },
+		admitted: func() { endHandshake(); s.ctr.Accepted.Add(1) },
+		notPeer:  endHandshake,
+	}
+	if !s.handshake(p, lr, steps) {
 		refuse(p.Reason())
 		s.release(cl, p.Reason())
 		return
