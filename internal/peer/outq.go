@@ -92,7 +92,9 @@ func (p *Peer) goWriteLoop() {
 
 // Send queues one encoded line (terminator included) that someone waits for. It never
 // blocks. It returns false when the line was not queued: the peer is closed, the line is
-// longer than a reference client accepts (counted as reason.DropOversizeOut), or the
+// longer than the peer accepts (Refuses: counted as reason.DropTooLongForRecipient when
+// it is over wire.MaxLine for a peer that does not speak long lines, else
+// reason.DropOversizeOut), or the
 // peer is cut as a slow consumer — its queue would overflow (reason.CloseQueueFull), or
 // the server's outbound bytes are over their bound and this peer already holds more
 // than LagBytes (reason.CloseOutboundFull).
@@ -107,9 +109,13 @@ func (p *Peer) Broadcast(line []byte) bool { return p.enqueue(line, true) }
 
 // enqueue is Send (droppable false) and Broadcast (droppable true).
 func (p *Peer) enqueue(line []byte, droppable bool) bool {
-	if wire.ContentLen(line) > wire.MaxLine {
-		p.ctr.Drop(reason.DropOversizeOut)
-		return false
+	// The one check every line queued to a peer passes: nothing over wire.MaxLine ever
+	// reaches a reference client.
+	if n := wire.ContentLen(line); n > wire.MaxLine {
+		if why := p.Refuses(n); why != reason.DropNone {
+			p.ctr.Drop(why)
+			return false
+		}
 	}
 	p.mu.Lock()
 	if p.closed {
@@ -191,7 +197,7 @@ const reportStep = 16 << 10
 // in order, to a writer goroutine. Broadcasts use Send: their writer batches many lines
 // per write, where one write per line would cost a broadcast its throughput.
 func (p *Peer) SendUrgent(line []byte) bool {
-	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine {
+	if p.raw == nil || wire.ContentLen(line) > wire.MaxLine { // Send checks and counts long lines
 		return p.Send(line)
 	}
 	p.mu.Lock()
@@ -324,9 +330,17 @@ func (p *Peer) writeBatch(batch [][]byte) error {
 	return nil
 }
 
+// ErrLineRefused is WriteNow's error for a line longer than the peer accepts (Refuses).
+var ErrLineRefused = errors.New("peer: line too long for this peer")
+
 // WriteNow writes one line directly, bypassing the queue. It is only for the handshake
-// phase, before any other goroutine can send to the peer.
+// phase, before any other goroutine can send to the peer. A line the peer does not
+// accept (Refuses) is not written: it is counted and ErrLineRefused returned.
 func (p *Peer) WriteNow(line []byte) error {
+	if why := p.Refuses(wire.ContentLen(line)); why != reason.DropNone {
+		p.ctr.Drop(why)
+		return ErrLineRefused
+	}
 	_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
 	_, err := p.conn.Write(line)
 	return err

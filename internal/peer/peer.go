@@ -93,6 +93,10 @@ type Peer struct {
 	Nick     string
 	Location jm.Location
 	Features handshake.Features
+	// longLines: the peer is a joinmarket-ng client (SpeaksLongLines), so lines up to
+	// wire.MaxLineNG may be queued to it; to anyone else at most wire.MaxLine.
+	longLines bool
+
 	// Peerlist entries, precomputed at SetHello.
 	EntryPlain    []byte // "nick;location"
 	EntryFeatures []byte // "nick;location;F:…" (= EntryPlain without true features)
@@ -149,6 +153,44 @@ func (p *Peer) SetHello(h handshake.Hello) {
 	p.EntryPlain = wire.AppendEntry(nil, h.Nick, loc, false, nil)
 	p.EntryFeatures = wire.AppendEntry(nil, h.Nick, loc, false, h.Features.True)
 	p.EntryLeft = wire.AppendEntry(nil, h.Nick, loc, true, nil)
+	p.longLines = SpeaksLongLines(h.Features)
+}
+
+// SpeaksLongLines reports whether a client whose handshake advertised f is a
+// joinmarket-ng client, which sends each message as one line and reads lines of up to
+// wire.MaxLineNG (65 536) bytes, where a reference client (joinmarket-clientserver, Jam)
+// drops a directory that sends it one byte over wire.MaxLine (40 000).
+//
+// The signal is ping and peerlist_features both advertised (JSON true). Reference
+// clients always send "features": {} (docs/protocol.md §3.6; every handshake in the
+// reference-wire fixtures), so neither can be set by one, while every joinmarket-ng
+// client sends both, whatever its role and whatever else it advertises (nick_auth and
+// neutrino_compat depend on its settings). Requiring both, not either, keeps a client
+// that merely borrows one of the names on the safe side. A wrong "no" costs an ng peer
+// only its lines over 40 000 bytes; a wrong "yes" would get a reference client dropped
+// by its directory, so the test errs towards "no".
+func SpeaksLongLines(f handshake.Features) bool { return f.Ping && f.PeerlistFeatures }
+
+// LongLines reports whether the peer speaks long lines (SpeaksLongLines of its
+// handshake): lines up to wire.MaxLineNG may be sent to it.
+func (p *Peer) LongLines() bool { return p.longLines }
+
+// Refuses returns why a line of n content bytes (terminator excluded) may not be sent to
+// p, or reason.DropNone if it may: reason.DropOversizeOut over wire.MaxLineNG, which
+// nobody accepts, and reason.DropTooLongForRecipient over wire.MaxLine to a peer that
+// does not speak long lines. Every queued line passes this check (enqueue); callers use
+// it to learn the reason before sending.
+func (p *Peer) Refuses(n int) reason.Drop {
+	if n <= wire.MaxLine {
+		return reason.DropNone
+	}
+	if n > wire.MaxLineNG {
+		return reason.DropOversizeOut
+	}
+	if !p.longLines {
+		return reason.DropTooLongForRecipient
+	}
+	return reason.DropNone
 }
 
 // Maker reports whether the peer serves an onion (a maker); otherwise it is a taker.

@@ -325,52 +325,107 @@ func TestWriteErrorCloses(t *testing.T) {
 	}
 }
 
+// TestSendOversize: the one check every queued line passes. A peer that does not speak
+// long lines (a reference client) never gets a line over wire.MaxLine; one that does (a
+// joinmarket-ng client) gets lines up to wire.MaxLineNG; nobody gets a longer one. A
+// refused line is counted with its reason, never reaches the client, and the peer stays.
 func TestSendOversize(t *testing.T) {
+	rep := func(c byte, n int, term string) []byte { return append(bytes.Repeat([]byte{c}, n), term...) }
+	const (
+		ok     = reason.DropNone
+		tooRef = reason.DropTooLongForRecipient
+		tooAll = reason.DropOversizeOut
+	)
 	tests := []struct {
-		name string
-		line []byte
-		ok   bool
+		name    string
+		line    []byte
+		ref, ng reason.Drop // the outcome for a reference peer and for an ng peer
 	}{
-		{"40000 + CRLF", append(bytes.Repeat([]byte("a"), wire.MaxLine), "\r\n"...), true},
-		{"40000 without terminator", bytes.Repeat([]byte("b"), wire.MaxLine), true},
-		{"40001 + CRLF", append(bytes.Repeat([]byte("c"), wire.MaxLine+1), "\r\n"...), false},
-		{"40001 without terminator", bytes.Repeat([]byte("d"), wire.MaxLine+1), false},
-		{"40000 + LF (a bare LF is content)", append(bytes.Repeat([]byte("e"), wire.MaxLine), '\n'), false}, // LF alone is content
-		{"1 MB", bytes.Repeat([]byte("f"), 1<<20), false},
+		{"40000 + CRLF", rep('a', wire.MaxLine, "\r\n"), ok, ok},
+		{"40000 without terminator", rep('b', wire.MaxLine, ""), ok, ok},
+		{"40001 + CRLF", rep('c', wire.MaxLine+1, "\r\n"), tooRef, ok},
+		{"40001 without terminator", rep('d', wire.MaxLine+1, ""), tooRef, ok},
+		{"40000 + LF (a bare LF is content)", rep('e', wire.MaxLine, "\n"), tooRef, ok},
+		{"48226 + CRLF", rep('g', 48226, "\r\n"), tooRef, ok},
+		{"65536 + CRLF", rep('h', wire.MaxLineNG, "\r\n"), tooRef, ok},
+		{"65537 + CRLF", rep('i', wire.MaxLineNG+1, "\r\n"), tooAll, tooAll},
+		{"1 MB", rep('f', 1<<20, ""), tooAll, tooAll},
+	}
+	sends := map[string]func(*peer.Peer, []byte) bool{
+		"Send":       (*peer.Peer).Send,
+		"Broadcast":  (*peer.Peer).Broadcast,
+		"SendUrgent": (*peer.Peer).SendUrgent,
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			p, cli, ctr := newPeer(t, peer.Limits{QueueBytes: 4 << 20, WriteTimeout: time.Hour})
-			if got := p.Send(tc.line); got != tc.ok {
-				t.Fatalf("Send = %v, want %v", got, tc.ok)
+		for _, kind := range []string{"ref", "ng"} {
+			for how, send := range sends {
+				t.Run(tc.name+"/"+kind+"/"+how, func(t *testing.T) {
+					p, cli, ctr := newPeer(t, peer.Limits{QueueBytes: 4 << 20, WriteTimeout: time.Hour})
+					want := tc.ref
+					if kind == "ng" {
+						p.SetHello(handshake.Hello{Nick: "J5ngpeer", Features: handshake.Features{Ping: true, PeerlistFeatures: true}})
+						want = tc.ng
+					}
+					if p.LongLines() != (kind == "ng") {
+						t.Fatalf("LongLines = %v for a %s peer", p.LongLines(), kind)
+					}
+					if got := p.Refuses(wire.ContentLen(tc.line)); got != want {
+						t.Errorf("Refuses = %v, want %v", got, want)
+					}
+					if got := send(p, tc.line); got != (want == ok) {
+						t.Fatalf("%s = %v, want %v", how, got, want == ok)
+					}
+					for r := reason.Drop(1); r < reason.NumDrops; r++ {
+						var n uint64
+						if r == want {
+							n = 1
+						}
+						if d := ctr.Drops(r); d != n {
+							t.Errorf("drops %s = %d, want %d", r, d, n)
+						}
+					}
+					if isClosed(p.Done()) || p.Reason() != reason.CloseNone {
+						t.Fatalf("peer closed: %v", p.Reason())
+					}
+					// The peer stays usable and a refused line never reaches the client.
+					if !p.Send(line("next")) {
+						t.Fatal("Send after a refused line = false")
+					}
+					wantOut := "next\r\n"
+					if want == ok {
+						wantOut = string(tc.line) + wantOut
+					}
+					got := make([]byte, len(wantOut))
+					_ = cli.SetReadDeadline(time.Now().Add(watchdog))
+					if _, err := io.ReadFull(cli, got); err != nil {
+						t.Fatal(err)
+					}
+					if string(got) != wantOut {
+						t.Fatalf("client got %d bytes %q…, want %d bytes", len(got), got[:min(len(got), 20)], len(wantOut))
+					}
+				})
 			}
-			var wantDrops uint64
-			if !tc.ok {
-				wantDrops = 1
-			}
-			if d := ctr.Drops(reason.DropOversizeOut); d != wantDrops {
-				t.Errorf("DropOversizeOut = %d, want %d", d, wantDrops)
-			}
-			if isClosed(p.Done()) || p.Reason() != reason.CloseNone {
-				t.Fatalf("peer closed: %v", p.Reason())
-			}
-			// The peer stays usable and the refused line never reaches the client.
-			if !p.Send(line("next")) {
-				t.Fatal("Send after oversize = false")
-			}
-			want := "next\r\n"
-			if tc.ok {
-				want = string(tc.line) + want
-			}
-			got := make([]byte, len(want))
-			_ = cli.SetReadDeadline(time.Now().Add(watchdog))
-			if _, err := io.ReadFull(cli, got); err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != want {
-				t.Fatalf("client got %d bytes %q…, want %d bytes", len(got), got[:min(len(got), 20)], len(want))
-			}
-		})
+		}
+	}
+}
+
+// TestSpeaksLongLines: joinmarket-ng clients (ping and peerlist_features) speak long
+// lines; reference clients ({} features) and clients with only one of the two do not.
+func TestSpeaksLongLines(t *testing.T) {
+	cases := []struct {
+		f    handshake.Features
+		want bool
+	}{
+		{handshake.Features{}, false}, // reference: "features": {}
+		{handshake.Features{Ping: true}, false},
+		{handshake.Features{PeerlistFeatures: true}, false},
+		{handshake.Features{Ping: true, PeerlistFeatures: true}, true},
+		{handshake.Features{Ping: true, PeerlistFeatures: true, True: []string{"neutrino_compat", "nick_auth", "peerlist_features", "ping"}}, true},
+	}
+	for _, tc := range cases {
+		if got := peer.SpeaksLongLines(tc.f); got != tc.want {
+			t.Errorf("SpeaksLongLines(%+v) = %v, want %v", tc.f, got, tc.want)
+		}
 	}
 }
 
@@ -638,5 +693,26 @@ func TestMarkLeft(t *testing.T) {
 	p.MarkLeft()
 	if !isClosed(p.Left()) {
 		t.Fatal("Left not closed by MarkLeft")
+	}
+}
+
+// TestWriteNowOversize: the handshake's direct write obeys the same limit as the queue.
+func TestWriteNowOversize(t *testing.T) {
+	p, cli, ctr := newPeer(t, peer.Limits{QueueBytes: 4 << 20, WriteTimeout: time.Hour})
+	if err := p.WriteNow(append(bytes.Repeat([]byte("w"), wire.MaxLine+1), "\r\n"...)); !errors.Is(err, peer.ErrLineRefused) {
+		t.Fatalf("WriteNow of a long line: %v, want ErrLineRefused", err)
+	}
+	if d := ctr.Drops(reason.DropTooLongForRecipient); d != 1 {
+		t.Errorf("%s = %d, want 1", reason.DropTooLongForRecipient, d)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.WriteNow(line("ok")) }()
+	got := make([]byte, 4)
+	_ = cli.SetReadDeadline(time.Now().Add(watchdog))
+	if _, err := io.ReadFull(cli, got); err != nil || string(got) != "ok\r\n" {
+		t.Fatalf("client got %q, %v; want only the short line", got, err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -127,10 +127,14 @@ const (
 	DropGetPeerlistCap        // GETPEERLIST over its per-connection cap
 	DropOrderbookCap          // !orderbook over its per-connection cap
 	DropIgnoredType           // a type the directory does not act on
-	DropOversizeOut           // the line to send would exceed 40 000 bytes
+	DropOversizeOut           // the line to send is longer than any recipient accepts (65 536 bytes, wire.MaxLineNG)
 	DropRecipientGone         // the recipient's queue refused it (it is being cut)
 	DropByteBudget            // the sender's byte budget for relayed text was spent
 	DropLagging               // a broadcast to a reader whose queue is over the lag threshold
+	// DropTooLongForRecipient: a line over 40 000 bytes (wire.MaxLine), which a peer
+	// that speaks long lines may send, withheld from one recipient that does not;
+	// counted once per such recipient.
+	DropTooLongForRecipient
 	NumDrops
 )
 
@@ -148,6 +152,8 @@ var dropNames = [...]string{
 	DropRecipientGone:    "recipient_disconnecting",
 	DropByteBudget:       "byte_budget",
 	DropLagging:          "lagging_reader",
+
+	DropTooLongForRecipient: "line_too_long_for_recipient",
 }
 
 // String returns the reason's label ("unknown" out of range).

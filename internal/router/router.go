@@ -70,11 +70,14 @@ func (r *Router) Self() *Self { return r.self.Load() }
 
 // Pubmsg fans a pubmsg from p out to every other registered peer. raw is the "line"
 // token as received; the caller has checked that it reads "<p.Nick>!PUBLIC!…".
-// A recipient that lags does not get it (peer.Broadcast: dropped and counted).
+// A recipient that lags does not get it (peer.Broadcast: dropped and counted), nor does
+// one that does not speak long lines when the line is over wire.MaxLine (dropped and
+// counted per recipient, reason.DropTooLongForRecipient). A line over wire.MaxLineNG
+// goes to nobody (reason.DropOversizeOut, counted once).
 // It returns the number of recipients that queued it.
 func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePubmsg, raw)
-	if wire.ContentLen(line) > wire.MaxLine {
+	if wire.ContentLen(line) > wire.MaxLineNG {
 		r.ctr.Drop(reason.DropOversizeOut)
 		return 0
 	}
@@ -90,7 +93,9 @@ func (r *Router) Pubmsg(p *peer.Peer, raw []byte) int {
 
 // Privmsg forwards a privmsg from p to the peer owning nick to, followed by a peerlist
 // telling the recipient where the sender can be reached. raw is the "line" token as
-// received; the caller has checked the sender field.
+// received; the caller has checked the sender field. A line the recipient does not
+// accept (peer.Refuses: over wire.MaxLine to a peer that does not speak long lines) is
+// not sent, nor is the peerlist; the reason is returned for the caller to count.
 func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) reason.Drop {
 	self := r.Self()
 	if to == self.Nick {
@@ -101,8 +106,8 @@ func (r *Router) Privmsg(p *peer.Peer, to string, raw []byte) reason.Drop {
 		return reason.DropUnknownRecipient
 	}
 	line := wire.AppendRelay(make([]byte, 0, len(raw)+24), wire.TypePrivmsg, raw)
-	if wire.ContentLen(line) > wire.MaxLine {
-		return reason.DropOversizeOut
+	if d := q.Refuses(wire.ContentLen(line)); d != reason.DropNone {
+		return d
 	}
 	if !q.SendUrgent(line) {
 		return reason.DropRecipientGone

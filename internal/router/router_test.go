@@ -106,15 +106,21 @@ func rawOfContent(prefix string, content int) string {
 	return `"` + prefix + strings.Repeat("x", n) + `"`
 }
 
+// TestPubmsgSizeLimit: between reference peers, a pubmsg over wire.MaxLine reaches
+// nobody (each recipient refuses it: TestPubmsgLongLines); over wire.MaxLineNG the router
+// drops it before the fan-out, counted once.
 func TestPubmsgSizeLimit(t *testing.T) {
 	cases := []struct {
 		content   int
 		delivered bool
+		oversize  bool // dropped by the router as too long for anyone
 	}{
-		{wire.MaxLine - 1, true},
-		{wire.MaxLine, true},
-		{wire.MaxLine + 1, false},
-		{wire.MaxLine + 500, false},
+		{wire.MaxLine - 1, true, false},
+		{wire.MaxLine, true, false},
+		{wire.MaxLine + 1, false, false},
+		{wire.MaxLine + 500, false, false},
+		{wire.MaxLineNG, false, false},
+		{wire.MaxLineNG + 1, false, true},
 	}
 	for _, tc := range cases {
 		t.Run(fmt.Sprint(tc.content), func(t *testing.T) {
@@ -130,9 +136,12 @@ func TestPubmsgSizeLimit(t *testing.T) {
 
 				n := h.Rt.Pubmsg(sender.P, []byte(raw))
 				var wantLines []string
-				wantN, wantDrops := 0, uint64(1)
+				wantN, wantDrops := 0, uint64(0)
 				if tc.delivered {
-					wantLines, wantN, wantDrops = []string{want}, 2, 0
+					wantLines, wantN = []string{want}, 2
+				}
+				if tc.oversize {
+					wantDrops = 1
 				}
 				if n != wantN {
 					t.Errorf("Pubmsg returned %d, want %d", n, wantN)
@@ -140,7 +149,7 @@ func TestPubmsgSizeLimit(t *testing.T) {
 				peertest.EqualLines(t, "peer a", a.Recv(), wantLines)
 				peertest.EqualLines(t, "peer b", b.Recv(), wantLines)
 				peertest.EqualLines(t, "sender", sender.Recv(), nil)
-				// Counted once per message, not once per recipient.
+				// Too long for anyone: counted once per message, not once per recipient.
 				if got := h.Ctr.Drops(reason.DropOversizeOut); got != wantDrops {
 					t.Errorf("DropOversizeOut = %d, want %d", got, wantDrops)
 				}
@@ -273,7 +282,8 @@ func TestPrivmsgDropped(t *testing.T) {
 		{name: "nick differs in case", dnLocation: peertest.DNLoc, to: strings.ToLower(peertest.NickTaker), want: reason.DropUnknownRecipient},
 		{name: "directory nick", dnLocation: peertest.DNLoc, to: peertest.NickDN, want: reason.DropToDirectory},
 		{name: "directory nick, location unknown", dnLocation: "", to: peertest.NickDN, want: reason.DropToDirectory},
-		{name: "relay too long", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine+1), want: reason.DropOversizeOut},
+		{name: "relay too long for a reference recipient", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLine+1), want: reason.DropTooLongForRecipient},
+		{name: "relay too long for anyone", dnLocation: peertest.DNLoc, to: peertest.NickTaker, raw: rawOfContent(peertest.NickMaker+"!"+peertest.NickTaker+"!", wire.MaxLineNG+1), want: reason.DropOversizeOut},
 		{name: "recipient closing", dnLocation: peertest.DNLoc, to: peertest.NickTaker, closeRcpt: true, want: reason.DropRecipientGone},
 	}
 	for _, tc := range cases {

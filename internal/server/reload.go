@@ -6,6 +6,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/limits"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
 	"github.com/jm-directory/jm-directory-server/internal/router"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 // Reload puts a new configuration in force without dropping any peer, as config.Apply
@@ -53,7 +54,7 @@ func circuitLimits(c *config.Config) circuit.Limits {
 func ratesOf(c *config.Config) limits.Rates {
 	return limits.Rates{Messages: c.MessageRateLimit, Burst: c.MessageBurstLimit,
 		GetPeerlist: c.GetPeerlistPerMinute, Orderbook: c.OrderbookPerMinute,
-		Bytes: c.MessageByteRate, ByteBurst: max(c.MessageByteBurst, c.MaxLineLength)}
+		Bytes: c.MessageByteRate, ByteBurst: max(c.MessageByteBurst, c.MaxLineLength, wire.MaxLineNG)}
 }
 
 // policyOf is what the router's dispatch needs of the configuration.

@@ -340,6 +340,9 @@ func (s *Server) Accept(conn net.Conn) {
 		return
 	}
 	lr.SetReader(conn) // the first-byte watch is over
+	if p.LongLines() { // a joinmarket-ng client: its !tx may pass 40 000 bytes (wire.MaxLineNG)
+		lr.SetMax(max(cfg.MaxLineLength, wire.MaxLineNG))
+	}
 	log.Info("peer joined", "role", p.Role())
 	log.Debug("peer joined", "nick", p.Nick, "location", p.Location.String())
 	s.wg.Add(1) // this goroutine is still counted when Accept runs under Serve

@@ -29,6 +29,14 @@ func NewLineReader(r io.Reader, max int) *LineReader {
 	return &LineReader{r: r, max: max}
 }
 
+// SetMax changes the longest line ReadLine accepts, from the next call on; what is
+// buffered stays. The directory raises it once a handshake shows that the peer speaks
+// long lines (wire.MaxLineNG).
+func (lr *LineReader) SetMax(max int) { lr.max = max }
+
+// Max is the longest line, in content bytes, ReadLine accepts.
+func (lr *LineReader) Max() int { return lr.max }
+
 // Buffered is the number of bytes read from the stream and not yet returned in a line.
 func (lr *LineReader) Buffered() int { return lr.end - lr.start }
 

@@ -97,3 +97,54 @@ func TestLineReaderManyLines(t *testing.T) {
 		}
 	}
 }
+
+// TestLineReaderSetMax: the limit can be raised between lines (after a handshake), and
+// applies to what was already buffered before it was raised.
+func TestLineReaderSetMax(t *testing.T) {
+	const small, large = 100, MaxLineNG
+	hello := strings.Repeat("h", small)
+	atLarge := strings.Repeat("l", large)
+	in := hello + "\r\n" + atLarge + "\r\n" + atLarge + "\n" + atLarge + "x\r\n"
+	for name, r := range map[string]io.Reader{
+		"whole":    strings.NewReader(in),
+		"one byte": iotest.OneByteReader(strings.NewReader(in)),
+	} {
+		t.Run(name, func(t *testing.T) {
+			lr := NewLineReader(r, small)
+			l, err := lr.ReadLine()
+			if err != nil || string(l) != hello {
+				t.Fatalf("first line: %d bytes, %v", len(l), err)
+			}
+			lr.SetMax(large)
+			if lr.Max() != large {
+				t.Fatalf("Max = %d, want %d", lr.Max(), large)
+			}
+			for i := range 2 {
+				l, err := lr.ReadLine()
+				if err != nil || len(l) != large {
+					t.Fatalf("line %d at the raised limit: %d bytes, %v", i+2, len(l), err)
+				}
+			}
+			if _, err := lr.ReadLine(); !errors.Is(err, ErrLineTooLong) {
+				t.Fatalf("one byte over the raised limit: %v", err)
+			}
+		})
+	}
+	// Without raising it, the second line is too long.
+	lr := NewLineReader(strings.NewReader(in), small)
+	if _, err := lr.ReadLine(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lr.ReadLine(); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("long line at the small limit: %v", err)
+	}
+	// An endless line is still cut at the raised limit.
+	lr = NewLineReader(io.MultiReader(strings.NewReader(hello+"\n"+strings.Repeat("z", 2*large)), neverReader{}), small)
+	if _, err := lr.ReadLine(); err != nil {
+		t.Fatal(err)
+	}
+	lr.SetMax(large)
+	if _, err := lr.ReadLine(); !errors.Is(err, ErrLineTooLong) {
+		t.Fatalf("endless line: %v", err)
+	}
+}

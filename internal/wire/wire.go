@@ -41,8 +41,16 @@ const (
 )
 
 // MaxLine is the longest line, in content bytes without the terminator, that a reference
-// client accepts. The directory never sends a longer line to anyone.
+// client accepts. The directory never sends a longer line to a peer that does not speak
+// long lines (see MaxLineNG).
 const MaxLine = 40000
+
+// MaxLineNG is the longest line, in content bytes without the terminator, that a
+// joinmarket-ng client accepts (its max_line_length): ng clients send each message as one
+// line, so a coinjoin's !tx can pass MaxLine. Peers the directory recognises as
+// joinmarket-ng clients (peer.SpeaksLongLines) may send and receive lines up to this
+// long; nobody is ever sent a longer line.
+const MaxLineNG = 65536
 
 // Sendable reports whether the directory may ever send a message of type t. Types that
 // reference clients treat as local events or crash on (docs/protocol.md §2.2–§2.3, Appendix B)
