@@ -316,7 +316,7 @@ func TestImportNG(t *testing.T) {
 		"max_peers = 2000", "message_rate_limit = 100", "heartbeat_idle_threshold = 900",
 		`motd = "Signet directory (joinmarket-ng)"`,
 		"directory_server.max_message_size: not a setting of this server",
-		"directory_server.nick_auth_mode: not a setting of this server",
+		`nick_auth_mode = "prefer_verified"`,
 		"[bitcoin] backend_type, rpc_url: a directory needs no Bitcoin node",
 		"[tor] socks_host, socks_port: ",
 		"[network_config] directory_servers: ",

@@ -71,15 +71,19 @@ type Config struct {
 	OrderbookPerMinute           int     // default 3, >= 1 (public !orderbook requests per connection)
 	SpoofDisconnectThreshold     int     // spoofed-sender messages before disconnect; default 3, >= 1
 
-	HandshakeTimeout   time.Duration // default 30s, > 0
-	FirstByteTimeout   time.Duration // time to a connection's first byte, default 10s, > 0; a silent connection is closed after it
-	NickCheckTimeout   time.Duration // how long a live incumbent of a nick may take to answer a probe; default 20s; (0, 60s]
-	OutboundQueueBytes int           // per-peer outbound queue cap in bytes, default 8 MiB (8388608), >= 65536
-	WriteTimeout       time.Duration // default 30s, > 0
-	OutboundLagBytes   int           // broadcasts to a peer with more than this queued are dropped, default 1 MiB, >= 4096 (used as at most outbound_queue_bytes)
-	OutboundTotalBytes int           // bound on the bytes queued to all peers together, default 512 MiB, >= 1 MiB (used as at least outbound_queue_bytes)
-	MessageByteRate    float64       // bytes/s of relayed pubmsg and privmsg text per connection (per circuit), default 102400, > 0
-	MessageByteBurst   int           // bytes of relayed text allowed at once, default 1 MiB, >= 1024 (used as at least max_line_length)
+	HandshakeTimeout time.Duration // default 30s, > 0
+	FirstByteTimeout time.Duration // time to a connection's first byte, default 10s, > 0; a silent connection is closed after it
+	NickCheckTimeout time.Duration // how long a live incumbent of a nick may take to answer a probe; default 20s; (0, 60s]
+
+	NickAuthMode        string        // JMP-0005: disabled | prefer_verified (default) | require_verified
+	NickAuthDirectoryID string        // the directory-id clients expect; "" = this directory's own location, lower-cased
+	NickAuthTimeout     time.Duration // how long a client may take to answer the challenge, and bound on the directory's own sends; default 30s; (0, 30s]
+	OutboundQueueBytes  int           // per-peer outbound queue cap in bytes, default 8 MiB (8388608), >= 65536
+	WriteTimeout        time.Duration // default 30s, > 0
+	OutboundLagBytes    int           // broadcasts to a peer with more than this queued are dropped, default 1 MiB, >= 4096 (used as at most outbound_queue_bytes)
+	OutboundTotalBytes  int           // bound on the bytes queued to all peers together, default 512 MiB, >= 1 MiB (used as at least outbound_queue_bytes)
+	MessageByteRate     float64       // bytes/s of relayed pubmsg and privmsg text per connection (per circuit), default 102400, > 0
+	MessageByteBurst    int           // bytes of relayed text allowed at once, default 1 MiB, >= 1024 (used as at least max_line_length)
 
 	HeartbeatSweepInterval time.Duration // default 60s, > 0
 	HeartbeatIdleThreshold time.Duration // default 600s, > 0
@@ -169,6 +173,8 @@ func Default() Config {
 		HandshakeTimeout:   30 * time.Second,
 		FirstByteTimeout:   10 * time.Second,
 		NickCheckTimeout:   20 * time.Second,
+		NickAuthMode:       "prefer_verified",
+		NickAuthTimeout:    30 * time.Second,
 		OutboundQueueBytes: 8 << 20,
 		WriteTimeout:       30 * time.Second,
 		OutboundLagBytes:   1 << 20,
@@ -617,6 +623,12 @@ func settingsTable() []setting {
 		func(c *Config) any { return &c.OpsToken })
 	opsToken.secret = true
 
+	nickAuthMode := dsSetting("nick_auth_mode", kindString,
+		"nick authentication (JMP-0005): disabled, prefer_verified (authenticate clients that offer it), require_verified (refuse the others: every reference client)",
+		"accepted values are disabled, prefer_verified, require_verified", validNickAuthMode,
+		func(c *Config) any { return &c.NickAuthMode })
+	nickAuthMode.norm = lowerTrim
+
 	torMode := dsSetting("tor_mode", kindString, "tor: none (plain TCP), control (publish the onion through a tor control port), launch (start tor), external (behind an operator-run tor)",
 		"accepted values are none, control, launch, external", validTorMode,
 		func(c *Config) any { return &c.TorMode })
@@ -695,6 +707,14 @@ func settingsTable() []setting {
 		live(dsSetting("nick_check_timeout", kindDuration, "time a live incumbent of a nick may take to answer a probe",
 			"accepted values are durations > 0 and <= 60s: "+durationForms, durIn(0, 60*time.Second),
 			func(c *Config) any { return &c.NickCheckTimeout })),
+		nickAuthMode,
+		dsSetting("nick_auth_directory_id", kindString,
+			`the directory-id of nick authentication (JMP-0005): what clients expect, their dialled onion:port lower-cased ("" = this directory's own location)`,
+			`accepted values are "" or [a-z0-9][a-z0-9.:_-]*`, validDirectoryID,
+			func(c *Config) any { return &c.NickAuthDirectoryID }),
+		live(dsSetting("nick_auth_timeout", kindDuration, "time a client may take to answer the nick-authentication challenge (also bounds the directory's own sends)",
+			"accepted values are durations > 0 and <= 30s: "+durationForms, durIn(0, 30*time.Second),
+			func(c *Config) any { return &c.NickAuthTimeout })),
 		live(dsSetting("outbound_queue_bytes", kindInt, "per-peer outbound queue cap in bytes",
 			intsFrom(65536), intIn(65536, math.MaxInt),
 			func(c *Config) any { return &c.OutboundQueueBytes })),
@@ -939,6 +959,30 @@ func (c Config) OnionKeyPath() string {
 		return c.TorOnionKeyFile
 	}
 	return filepath.Join(c.DataDir, "onion", "hs_ed25519_secret_key")
+}
+
+func validNickAuthMode(v any) bool {
+	switch v.(string) {
+	case "disabled", "prefer_verified", "require_verified":
+		return true
+	}
+	return false
+}
+
+// validDirectoryID accepts "" or JMP-0005's directory-id grammar [a-z0-9][a-z0-9.:_-]*.
+func validDirectoryID(v any) bool {
+	s := v.(string)
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
+		if i > 0 {
+			ok = ok || c == '.' || c == ':' || c == '_' || c == '-'
+		}
+		if !ok {
+			return false
+		}
+	}
+	return len(s) <= 256
 }
 
 func validTorMode(v any) bool {

@@ -136,6 +136,24 @@ func TestPrecedence(t *testing.T) {
 			wants: [5]any{"JoinMarket directory node (Go)", "from toml", "from dotenv", "from env", "from flag"},
 		},
 		{
+			key: "nick_auth_mode", flag: "--nick-auth-mode", env: "NICK_AUTH_MODE",
+			vals:  layerVals{`"disabled"`, "require_verified", " Prefer_Verified ", "disabled"},
+			get:   func(c Config) any { return c.NickAuthMode },
+			wants: [5]any{"prefer_verified", "disabled", "require_verified", "prefer_verified", "disabled"},
+		},
+		{
+			key: "nick_auth_directory_id", flag: "--nick-auth-directory-id", env: "NICK_AUTH_DIRECTORY_ID",
+			vals:  layerVals{`"test:a"`, "test:b", "test:c", "abc.onion:5222"},
+			get:   func(c Config) any { return c.NickAuthDirectoryID },
+			wants: [5]any{"", "test:a", "test:b", "test:c", "abc.onion:5222"},
+		},
+		{
+			key: "nick_auth_timeout", flag: "--nick-auth-timeout", env: "NICK_AUTH_TIMEOUT",
+			vals:  layerVals{"10", "20s", "0.5", "30"},
+			get:   func(c Config) any { return c.NickAuthTimeout },
+			wants: [5]any{30 * time.Second, 10 * time.Second, 20 * time.Second, 500 * time.Millisecond, 30 * time.Second},
+		},
+		{
 			key: "health_check_host", flag: "--health-check-host", env: "HEALTH_CHECK_HOST",
 			vals:  layerVals{`"10.0.0.1"`, "10.0.0.2", " 10.0.0.3 ", "::1"},
 			get:   func(c Config) any { return c.HealthCheckHost },
@@ -304,6 +322,9 @@ func TestJoinMarketEnvNames(t *testing.T) {
 		{"SPOOF_DISCONNECT_THRESHOLD=8", func(c Config) any { return c.SpoofDisconnectThreshold }, 8},
 		{"HANDSHAKE_TIMEOUT=11", func(c Config) any { return c.HandshakeTimeout }, 11 * time.Second},
 		{"NICK_CHECK_TIMEOUT=2.5", func(c Config) any { return c.NickCheckTimeout }, 2500 * time.Millisecond},
+		{"DIRECTORY_SERVER__NICK_AUTH_MODE=require_verified", func(c Config) any { return c.NickAuthMode }, "require_verified"},
+		{"DIRECTORY_SERVER__NICK_AUTH_DIRECTORY_ID=test:jm-directory-5222", func(c Config) any { return c.NickAuthDirectoryID }, "test:jm-directory-5222"},
+		{"DIRECTORY_SERVER__NICK_AUTH_TIMEOUT=5", func(c Config) any { return c.NickAuthTimeout }, 5 * time.Second},
 		{"OUTBOUND_QUEUE_BYTES=65536", func(c Config) any { return c.OutboundQueueBytes }, 65536},
 		{"WRITE_TIMEOUT=1m", func(c Config) any { return c.WriteTimeout }, time.Minute},
 		{"HEARTBEAT_SWEEP_INTERVAL=5", func(c Config) any { return c.HeartbeatSweepInterval }, 5 * time.Second},
@@ -410,7 +431,8 @@ rate_limit_disconnect_threshold = 0
 broadcast_batch_size = 50
 health_check_host = "127.0.0.1"
 health_check_port = 8081
-nick_auth_mode = "strict"
+nick_auth_mode = "require_verified"
+nick_auth_directory_id = "test:jm-directory-5222"
 motd = "JoinMarket NG Directory Server"
 heartbeat_sweep_interval = 60.0
 heartbeat_idle_threshold = 600.0
@@ -451,6 +473,8 @@ func TestRealisticConfigTOML(t *testing.T) {
 		{"HeartbeatIdleThreshold", c.HeartbeatIdleThreshold, 600 * time.Second},
 		{"HeartbeatHardEvict", c.HeartbeatHardEvict, 1500 * time.Second},
 		{"HeartbeatPongWait", c.HeartbeatPongWait, 30 * time.Second},
+		{"NickAuthMode", c.NickAuthMode, "require_verified"},
+		{"NickAuthDirectoryID", c.NickAuthDirectoryID, "test:jm-directory-5222"},
 		{"LogLevel", c.LogLevel, "DEBUG"},
 		{"HealthCheckHost", c.HealthCheckHost, "127.0.0.1"},
 		{"HealthCheckPort", c.HealthCheckPort, 8081},
@@ -469,7 +493,6 @@ func TestRealisticConfigTOML(t *testing.T) {
 		"directory_server.broadcast_batch_size",
 		"directory_server.max_json_nesting_depth",
 		"directory_server.max_message_size",
-		"directory_server.nick_auth_mode",
 	}
 	if got := c.IgnoredKeys(); strings.Join(got, ",") != strings.Join(wantIgnored, ",") {
 		t.Errorf("IgnoredKeys() = %v, want %v", got, wantIgnored)

@@ -46,6 +46,7 @@ func reject(c reason.Reject, format string, args ...any) *Rejection {
 type Features struct {
 	Ping             bool     // answers 798 with 799
 	PeerlistFeatures bool     // understands ";F:" peerlist suffixes
+	NickAuth         bool     // offers nick authentication (JMP-0005, docs/protocol.md §5)
 	True             []string // names of every feature whose value is JSON true, sorted
 }
 
@@ -159,6 +160,8 @@ func parseFeatures(raw json.RawMessage) (Features, *Rejection) {
 				f.Ping = true
 			case "peerlist_features":
 				f.PeerlistFeatures = true
+			case "nick_auth":
+				f.NickAuth = true
 			}
 		}
 	}
@@ -223,8 +226,10 @@ type Directory struct {
 	MOTD     string // full motd text sent on acceptance
 }
 
-// dnFeatures is the feature set the directory advertises.
+// dnFeatures is the feature set the directory advertises, keys sorted as
+// joinmarket-ng's directory sends them.
 type dnFeatures struct {
+	NickAuth         bool `json:"nick_auth,omitempty"`
 	PeerlistFeatures bool `json:"peerlist_features"`
 	Ping             bool `json:"ping"`
 }
@@ -245,13 +250,17 @@ type dnHandshake struct {
 }
 
 func (d Directory) encode(accepted bool, motd string) string {
+	return d.encodeWith(accepted, motd, false)
+}
+
+func (d Directory) encodeWith(accepted bool, motd string, nickAuth bool) string {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
 	err := enc.Encode(dnHandshake{
 		AppName: AppName, Directory: true, Location: d.Location,
 		ProtoVerMin: jm.ProtocolVersion, ProtoVerMax: jm.ProtocolVersion,
-		Features: dnFeatures{PeerlistFeatures: true, Ping: true},
+		Features: dnFeatures{NickAuth: nickAuth, PeerlistFeatures: true, Ping: true},
 		Accepted: accepted, Nick: d.Nick, Network: d.Network, MOTD: motd,
 	})
 	if err != nil { // only strings and bools: cannot fail
@@ -262,6 +271,11 @@ func (d Directory) encode(accepted bool, motd string) string {
 
 // Accept returns the "line" of the 795 accepting a client.
 func (d Directory) Accept() string { return d.encode(true, d.MOTD) }
+
+// AcceptNickAuth returns the "line" of the 795 accepting a client that offered nick
+// authentication, advertising it too ("nick_auth": true among the features): the
+// challenge follows (docs/protocol.md §5.2).
+func (d Directory) AcceptNickAuth() string { return d.encodeWith(true, d.MOTD, true) }
 
 // Reject returns the "line" of the 795 refusing a client, with the reason as motd.
 func (d Directory) Reject(r *Rejection) string {

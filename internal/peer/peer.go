@@ -101,6 +101,9 @@ type Peer struct {
 	EntryPlain    []byte // "nick;location"
 	EntryFeatures []byte // "nick;location;F:…" (= EntryPlain without true features)
 	EntryLeft     []byte // "nick;location;D"
+	// VerifiedKey is the public key (lower-case hex) the peer proved it holds by nick
+	// authentication (JMP-0005), set before registration; "" for a legacy peer.
+	VerifiedKey string
 
 	// Liveness, written by the reader and the heartbeat.
 	lastSeen    atomic.Int64 // unix nanoseconds of the last line received

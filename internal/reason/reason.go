@@ -35,62 +35,68 @@ type Close uint8
 
 // Close reasons.
 const (
-	CloseNone             Close = iota
-	CloseClientGone             // the peer closed the connection (EOF)
-	CloseReadError              // reading failed (reset, timeout other than handshake)
-	CloseWriteError             // writing failed
-	CloseQueueFull              // slow consumer: the outbound queue went over its byte cap
-	CloseWriteTimeout           // slow consumer: a write made no progress within the write deadline
-	CloseLineTooLong            // an input line exceeded the limit
-	CloseMalformed              // an input line was not a valid envelope
-	CloseHandshakeTimeout       // no handshake within the deadline
-	CloseNotHandshake           // the first line was not a 793 handshake
-	CloseRejected               // the handshake was answered with accepted:false
-	ClosePendingCap             // too many connections were still handshaking
-	CloseRateLimit              // too many rate-limit violations
-	CloseSpoofing               // too many messages with another nick as sender
-	ClosePongTimeout            // a ping went unanswered
-	CloseHardEvict              // idle past the hard-evict threshold
-	CloseReplaced               // unresponsive owner of a nick a newcomer claimed
-	ClosePeerRequested          // the peer sent 801 disconnect
-	CloseShutdown               // the server is stopping
-	CloseProxyHeader            // no valid PROXY v1 header first (tor_proxy_protocol)
-	CloseBanned                 // the connection's circuit is banned
-	CloseCircuitCap             // the circuit already has too many connections, or too many handshaking
-	CloseSilent                 // no byte of the handshake within the first-byte deadline
-	ClosePendingEvicted         // the handshake pool was full and this was its oldest silent connection
-	CloseOutboundFull           // the server's outbound bytes were at their global bound and this peer lagged most
-	CloseSelfProbe              // the directory's own reachability probe, answered and done (never a peer)
+	CloseNone               Close = iota
+	CloseClientGone               // the peer closed the connection (EOF)
+	CloseReadError                // reading failed (reset, timeout other than handshake)
+	CloseWriteError               // writing failed
+	CloseQueueFull                // slow consumer: the outbound queue went over its byte cap
+	CloseWriteTimeout             // slow consumer: a write made no progress within the write deadline
+	CloseLineTooLong              // an input line exceeded the limit
+	CloseMalformed                // an input line was not a valid envelope
+	CloseHandshakeTimeout         // no handshake within the deadline
+	CloseNotHandshake             // the first line was not a 793 handshake
+	CloseRejected                 // the handshake was answered with accepted:false
+	ClosePendingCap               // too many connections were still handshaking
+	CloseRateLimit                // too many rate-limit violations
+	CloseSpoofing                 // too many messages with another nick as sender
+	ClosePongTimeout              // a ping went unanswered
+	CloseHardEvict                // idle past the hard-evict threshold
+	CloseReplaced                 // unresponsive owner of a nick a newcomer claimed
+	ClosePeerRequested            // the peer sent 801 disconnect
+	CloseShutdown                 // the server is stopping
+	CloseProxyHeader              // no valid PROXY v1 header first (tor_proxy_protocol)
+	CloseBanned                   // the connection's circuit is banned
+	CloseCircuitCap               // the circuit already has too many connections, or too many handshaking
+	CloseSilent                   // no byte of the handshake within the first-byte deadline
+	ClosePendingEvicted           // the handshake pool was full and this was its oldest silent connection
+	CloseOutboundFull             // the server's outbound bytes were at their global bound and this peer lagged most
+	CloseSelfProbe                // the directory's own reachability probe, answered and done (never a peer)
+	CloseNickAuthFailed           // nick authentication failed (the 807 result code says how)
+	CloseDisplaced                // the nick's verified owner connected again, or a verified owner took it from a legacy peer
+	CloseNickAuthOutOfOrder       // an 803, 805 or 807 outside the authentication round
 	NumCloses
 )
 
 var closeNames = [...]string{
-	CloseNone:             "none",
-	CloseClientGone:       "client_closed",
-	CloseReadError:        "read_error",
-	CloseWriteError:       "write_error",
-	CloseQueueFull:        "queue_full",
-	CloseWriteTimeout:     "write_timeout",
-	CloseLineTooLong:      "line_too_long",
-	CloseMalformed:        "malformed_line",
-	CloseHandshakeTimeout: "handshake_timeout",
-	CloseNotHandshake:     "first_line_not_a_handshake",
-	CloseRejected:         "handshake_rejected",
-	ClosePendingCap:       "too_many_pending_handshakes",
-	CloseRateLimit:        "rate_limit",
-	CloseSpoofing:         "sender_spoofing",
-	ClosePongTimeout:      "pong_timeout",
-	CloseHardEvict:        "idle_eviction",
-	CloseReplaced:         "unresponsive_nick_owner_replaced",
-	ClosePeerRequested:    "peer_requested_disconnect",
-	CloseShutdown:         "shutdown",
-	CloseProxyHeader:      "bad_proxy_header",
-	CloseBanned:           "circuit_banned",
-	CloseCircuitCap:       "circuit_connection_cap",
-	CloseSilent:           "silent_connection",
-	ClosePendingEvicted:   "pending_evicted",
-	CloseOutboundFull:     "outbound_full",
-	CloseSelfProbe:        "self_probe",
+	CloseNone:               "none",
+	CloseClientGone:         "client_closed",
+	CloseReadError:          "read_error",
+	CloseWriteError:         "write_error",
+	CloseQueueFull:          "queue_full",
+	CloseWriteTimeout:       "write_timeout",
+	CloseLineTooLong:        "line_too_long",
+	CloseMalformed:          "malformed_line",
+	CloseHandshakeTimeout:   "handshake_timeout",
+	CloseNotHandshake:       "first_line_not_a_handshake",
+	CloseRejected:           "handshake_rejected",
+	ClosePendingCap:         "too_many_pending_handshakes",
+	CloseRateLimit:          "rate_limit",
+	CloseSpoofing:           "sender_spoofing",
+	ClosePongTimeout:        "pong_timeout",
+	CloseHardEvict:          "idle_eviction",
+	CloseReplaced:           "unresponsive_nick_owner_replaced",
+	ClosePeerRequested:      "peer_requested_disconnect",
+	CloseShutdown:           "shutdown",
+	CloseProxyHeader:        "bad_proxy_header",
+	CloseBanned:             "circuit_banned",
+	CloseCircuitCap:         "circuit_connection_cap",
+	CloseSilent:             "silent_connection",
+	ClosePendingEvicted:     "pending_evicted",
+	CloseOutboundFull:       "outbound_full",
+	CloseSelfProbe:          "self_probe",
+	CloseNickAuthFailed:     "nick_auth_failed",
+	CloseDisplaced:          "displaced_by_verified_owner",
+	CloseNickAuthOutOfOrder: "nick_auth_out_of_order",
 }
 
 // Abusive reports whether a close counts as a strike against the client's circuit:
@@ -98,7 +104,8 @@ var closeNames = [...]string{
 // handshake), as opposed to leaving, being rejected or being cut for slowness.
 func (r Close) Abusive() bool {
 	switch r {
-	case CloseRateLimit, CloseSpoofing, CloseLineTooLong, CloseMalformed, CloseNotHandshake, CloseHandshakeTimeout, CloseSilent:
+	case CloseRateLimit, CloseSpoofing, CloseLineTooLong, CloseMalformed, CloseNotHandshake, CloseHandshakeTimeout, CloseSilent,
+		CloseNickAuthOutOfOrder:
 		return true
 	}
 	return false
@@ -170,18 +177,19 @@ type Reject uint8
 
 // Rejection reasons.
 const (
-	RejectNone         Reject = iota
-	RejectMalformed           // not a JSON object of the right shape
-	RejectAppName             // app-name is not "joinmarket"
-	RejectVersion             // proto-ver is not 5
-	RejectDirectory           // the client claims to be a directory
-	RejectNetwork             // another network
-	RejectNick                // nick is not a well-formed JoinMarket nick
-	RejectLocation            // location-string is not valid
-	RejectFeatures            // features object breaks the grammar
-	RejectDuplicate           // nick held by a live peer
-	RejectCapacity            // MAX_PEERS reached
-	RejectReservedNick        // the nick is the directory's own
+	RejectNone             Reject = iota
+	RejectMalformed               // not a JSON object of the right shape
+	RejectAppName                 // app-name is not "joinmarket"
+	RejectVersion                 // proto-ver is not 5
+	RejectDirectory               // the client claims to be a directory
+	RejectNetwork                 // another network
+	RejectNick                    // nick is not a well-formed JoinMarket nick
+	RejectLocation                // location-string is not valid
+	RejectFeatures                // features object breaks the grammar
+	RejectDuplicate               // nick held by a live peer
+	RejectCapacity                // MAX_PEERS reached
+	RejectReservedNick            // the nick is the directory's own
+	RejectNickAuthRequired        // nick_auth_mode require_verified and the client did not offer nick authentication
 	NumRejects
 )
 
@@ -189,8 +197,9 @@ var rejectNames = [...]string{
 	RejectNone: "none", RejectMalformed: "malformed", RejectAppName: "app_name", RejectVersion: "version",
 	RejectDirectory: "directory", RejectNetwork: "network", RejectNick: "nick",
 	RejectLocation: "location", RejectFeatures: "features", RejectDuplicate: "duplicate_nick",
-	RejectCapacity:     "capacity",
-	RejectReservedNick: "reserved_nick",
+	RejectCapacity:         "capacity",
+	RejectReservedNick:     "reserved_nick",
+	RejectNickAuthRequired: "nick_auth_required",
 }
 
 // String returns the reason's label ("unknown" out of range).

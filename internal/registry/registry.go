@@ -21,6 +21,10 @@ const (
 	Proven                   // the nick's owner proved alive less than CheckCooldown ago
 	Full                     // the registry holds MaxPeers peers
 	Gone                     // the newcomer was closed before it could be registered
+	// Nick authentication (JMP-0005, docs/protocol.md §5.6):
+	Displaced     // the verified newcomer took the nick from its live owner (legacy, or verified with the same key), returned
+	Conflict      // the nick's live owner is verified with another key
+	VerifiedOwner // a legacy newcomer claims the nick of a live verified owner: never displaced, never checked
 )
 
 // CheckCooldown is how long after a nick's owner proved alive a new claim on the nick is
@@ -44,10 +48,11 @@ type Registry struct {
 	// checks holds the owner-check state of registered peers that were checked: an
 	// entry is made only for a registered owner (BeginCheck) and dropped when it leaves
 	// (Remove), so it never outgrows the registry, whatever newcomers claim.
-	checks map[*peer.Peer]*check // guarded by mu
-	makers int                   // guarded by mu
-	max    atomic.Int64
-	now    func() time.Time // the clock of the cooldown (a test may replace it)
+	checks   map[*peer.Peer]*check // guarded by mu
+	makers   int                   // guarded by mu
+	verified int                   // registered peers with a VerifiedKey; guarded by mu
+	max      atomic.Int64
+	now      func() time.Time // the clock of the cooldown (a test may replace it)
 
 	// snap is an immutable copy of all, made lazily at the first broadcast after a
 	// change (a copy, not a sort: joins and leaves must stay cheap under churn); nil
@@ -85,7 +90,18 @@ func (r *Registry) Register(p *peer.Peer, welcome []byte) (Result, *peer.Peer) {
 func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (Result, *peer.Peer) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var displaced *peer.Peer
 	if owner, ok := r.byNick[p.Nick]; ok {
+		switch {
+		case p.VerifiedKey != "" && (owner.VerifiedKey == "" || owner.VerifiedKey == p.VerifiedKey):
+			displaced = owner // taken over below, once the newcomer is sure to be registered
+		case p.VerifiedKey != "":
+			return Conflict, owner
+		case owner.VerifiedKey != "":
+			return VerifiedOwner, owner
+		}
+	}
+	if owner, ok := r.byNick[p.Nick]; ok && displaced == nil {
 		if c := r.checks[owner]; c != nil {
 			if c.running {
 				return Checking, owner
@@ -96,7 +112,7 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 		}
 		return Duplicate, owner
 	}
-	if int64(len(r.byNick)) >= r.max.Load() {
+	if displaced == nil && int64(len(r.byNick)) >= r.max.Load() {
 		return Full, nil
 	}
 	if p.Closed() {
@@ -108,13 +124,22 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 	if !p.Send(welcome) { // closed just now, after admitted ran
 		return Gone, nil
 	}
+	if displaced != nil {
+		r.removeLocked(displaced)
+	}
 	r.byNick[p.Nick] = p
 	r.index[p] = len(r.all)
 	r.all = append(r.all, p)
 	if p.Maker() {
 		r.makers++
 	}
+	if p.VerifiedKey != "" {
+		r.verified++
+	}
 	r.snap.Store(nil)
+	if displaced != nil {
+		return Displaced, displaced
+	}
 	return Registered, nil
 }
 
@@ -165,6 +190,12 @@ func (r *Registry) Remove(p *peer.Peer) bool {
 	if r.byNick[p.Nick] != p {
 		return false
 	}
+	r.removeLocked(p)
+	return true
+}
+
+// removeLocked unregisters p, the current owner of its nick.
+func (r *Registry) removeLocked(p *peer.Peer) {
 	delete(r.byNick, p.Nick)
 	delete(r.checks, p)
 	i := r.index[p]
@@ -177,8 +208,10 @@ func (r *Registry) Remove(p *peer.Peer) bool {
 	if p.Maker() {
 		r.makers--
 	}
+	if p.VerifiedKey != "" {
+		r.verified--
+	}
 	r.snap.Store(nil)
-	return true
 }
 
 // Lookup returns the peer owning nick.
@@ -203,6 +236,14 @@ func (r *Registry) Snapshot() []*peer.Peer {
 	s := append([]*peer.Peer(nil), r.all...)
 	r.snap.Store(&s)
 	return s
+}
+
+// Verified returns the number of registered peers that proved their nick (JMP-0005)
+// and, taken at the same moment, the number of all registered peers.
+func (r *Registry) Verified() (verified, total int) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.verified, len(r.byNick)
 }
 
 // Counts returns the number of registered peers, makers and takers.

@@ -115,9 +115,14 @@ func (r *Router) Handle(p *peer.Peer, env *wire.Envelope, lim *ConnLimits, pol P
 	case wire.TypeDisconnect:
 		p.Close(reason.ClosePeerRequested)
 		return false
+	case wire.TypeNickAuthChallenge, wire.TypeNickAuthProof, wire.TypeNickAuthResult:
+		// Nick authentication belongs to the handshake; after it, as joinmarket-ng's
+		// directory does, any of its messages closes the connection.
+		p.Close(reason.CloseNickAuthOutOfOrder)
+		return false
 	default:
 		// Late handshakes, client pings (answering would mean sending 799), local-only
-		// types, nick-auth messages this directory does not offer, unknown types.
+		// types, unknown types.
 		r.ctr.Drop(reason.DropIgnoredType)
 	}
 	return true

@@ -337,8 +337,18 @@ func (r *Router) Close() {
 	r.dep.armed.Wait()
 }
 
+// LeftExcept tells every registered peer but except that p has left, at once (no
+// batching): for a peer displaced by its nick's verified owner (except), which holds
+// the nick now and must not hear of its own departure. p must already be unregistered.
+func (r *Router) LeftExcept(p, except *peer.Peer) int {
+	return r.announceLeftExcept([][]byte{p.EntryLeft}, except)
+}
+
 // announceLeft sends the ";D" entries to every registered peer, as few lines as fit.
-func (r *Router) announceLeft(entries [][]byte) int {
+func (r *Router) announceLeft(entries [][]byte) int { return r.announceLeftExcept(entries, nil) }
+
+// announceLeftExcept is announceLeft skipping the peer except (nil: none).
+func (r *Router) announceLeftExcept(entries [][]byte, except *peer.Peer) int {
 	self := r.Self()
 	const limit = wire.MaxLine - envelopeOverhead
 	var lines [][]byte
@@ -365,7 +375,7 @@ func (r *Router) announceLeft(entries [][]byte) int {
 	for _, line := range lines {
 		sent := 0
 		for _, q := range r.reg.Snapshot() {
-			if q.Send(line) {
+			if q != except && q.Send(line) {
 				sent++
 			}
 		}

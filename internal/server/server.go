@@ -63,16 +63,18 @@ type Server struct {
 	closing bool
 	wg      sync.WaitGroup // connection goroutines and the heartbeat
 
-	listening atomic.Bool
-	recent    recentDisconnects
-	checks    atomic.Pointer[[]func() (bool, string)] // more health checks (the onion)
-	selfProbe atomic.Pointer[selfProbeToken]          // the self-probe expected (selfprobe.go)
+	listening   atomic.Bool
+	recent      recentDisconnects
+	checks      atomic.Pointer[[]func() (bool, string)] // more health checks (the onion)
+	selfProbe   atomic.Pointer[selfProbeToken]          // the self-probe expected (selfprobe.go)
+	authResults *authCounters                           // nick-authentication results (admit.go)
 }
 
 // dirLines caches the directory side of the handshake.
 type dirLines struct {
-	dir    handshake.Directory
-	accept []byte // encoded 795 accepted:true
+	dir        handshake.Directory
+	accept     []byte // encoded 795 accepted:true
+	acceptAuth []byte // the same advertising nick_auth, for a client running the round
 }
 
 // New builds a server from a validated configuration and the directory's identity.
@@ -95,6 +97,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		clients: circuit.NewTable(circuit.DefaultMaxIdle),
 
 		summaryEvery: summaryEvery,
+		authResults:  newAuthCounters(),
 	}
 	s.outbound.SetBound(max(cfg.OutboundTotalBytes, cfg.OutboundQueueBytes))
 	s.cfg.Store(&cfg)
@@ -130,7 +133,8 @@ func (s *Server) SetLocation(loc string) {
 
 func (s *Server) setDirectory(loc string) {
 	d := handshake.Directory{Nick: s.nick, Network: s.conf().Network, Location: loc, MOTD: s.MOTD()}
-	s.dir.Store(&dirLines{dir: d, accept: wire.AppendEnvelope(nil, wire.TypeDNHandshake, d.Accept())})
+	s.dir.Store(&dirLines{dir: d, accept: wire.AppendEnvelope(nil, wire.TypeDNHandshake, d.Accept()),
+		acceptAuth: wire.AppendEnvelope(nil, wire.TypeDNHandshake, d.AcceptNickAuth())})
 }
 
 // Serve accepts connections from ln until ctx ends, then stops: it closes the listener
@@ -138,6 +142,10 @@ func (s *Server) setDirectory(loc string) {
 // requested through ctx.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.AdvertiseListener(ln.Addr())
+	if err := s.checkNickAuth(); err != nil {
+		ln.Close()
+		return err
+	}
 	s.listening.Store(true)
 	defer s.listening.Store(false)
 	hbCtx, stopHB := context.WithCancel(ctx)

@@ -112,8 +112,22 @@ type Status struct {
 	Offers            map[string]uint64 // offer pubmsgs seen, by command
 	Recent            []Disconnect      // newest first
 
+	// Nick authentication (JMP-0005): the mode in force, the directory-id ("" = not
+	// offered), registered peers that proved their nick and those that did not, and the
+	// rounds' results by code (ok, malformed, expired, invalid, policy).
+	NickAuth NickAuthStatus
+
 	// Nick lists, sorted; filled only when asked for.
 	MakerNicks, TakerNicks []string
+}
+
+// NickAuthStatus is the nick-authentication part of Status.
+type NickAuthStatus struct {
+	Mode        string            `json:"mode"`
+	DirectoryID string            `json:"directory_id,omitempty"`
+	Verified    int               `json:"verified_peers"`
+	Legacy      int               `json:"legacy_peers"`
+	Results     map[string]uint64 `json:"results"`
 }
 
 // Status returns the current status; nick lists only when withNicks is set.
@@ -133,6 +147,12 @@ func (s *Server) Status(withNicks bool) Status {
 		Circuits:       s.clients.Counts(time.Now()),
 		Offers:         map[string]uint64{},
 		Recent:         s.recent.last(20),
+	}
+	verified, registered := s.reg.Verified()
+	st.NickAuth = NickAuthStatus{Mode: s.conf().NickAuthMode, DirectoryID: s.NickAuthID(),
+		Verified: verified, Legacy: registered - verified, Results: s.authResults.snapshot()}
+	if st.NickAuth.Mode == "disabled" {
+		st.NickAuth.DirectoryID = ""
 	}
 	for t := stats.MsgType(0); t < stats.NumMsgTypes; t++ {
 		if v := s.ctr.In[t].Load(); v > 0 {

@@ -35,9 +35,9 @@ const (
 	TypePing              = 798 // D→C ping, only to peers that advertised "ping"
 	TypePong              = 799 // C→D pong; a reference client crashes on receiving it
 	TypeDisconnect        = 801 // never sent; a reference client crashes on receiving it
-	TypeNickAuthChallenge = 803 // joinmarket-ng nick authentication (not offered by this server)
-	TypeNickAuthProof     = 805 // joinmarket-ng nick authentication (not offered by this server)
-	TypeNickAuthResult    = 807 // joinmarket-ng nick authentication (not offered by this server)
+	TypeNickAuthChallenge = 803 // nick authentication (JMP-0005): the directory's challenge
+	TypeNickAuthProof     = 805 // nick authentication: the client's proof
+	TypeNickAuthResult    = 807 // nick authentication: the directory's result
 )
 
 // MaxLine is the longest line, in content bytes without the terminator, that a reference

@@ -610,7 +610,7 @@ func TestBadLinesAfterHandshake(t *testing.T) {
 func TestIgnoredTypes(t *testing.T) {
 	tg := directory(t)
 	c, w := tg.Join(t, dirtest.NGTaker), tg.Join(t, dirtest.RefMaker)
-	for _, typ := range []int{785, 787, 797, 798, 803, 805, 807, 999, wire.TypeHandshake, wire.TypeDNHandshake, wire.TypePeerlist} {
+	for _, typ := range []int{785, 787, 797, 798, 999, wire.TypeHandshake, wire.TypeDNHandshake, wire.TypePeerlist} {
 		c.Send(typ, "hello")
 	}
 	c.Send(wire.TypePubmsg, "no separator")
