@@ -651,3 +651,47 @@ func TestRegisterThen(t *testing.T) {
 		t.Fatalf("closed: %v", res)
 	}
 }
+
+// TestRegisterVerified: the ownership rules of nick authentication (docs/protocol.md
+// §5.6). A verified newcomer displaces a legacy owner, and a verified owner with the
+// same key, in one step (the nick is never free, the count never over max); a verified
+// owner with another key is a Conflict; a legacy claim on a verified owner is
+// VerifiedOwner (never Duplicate: no owner check); Remove of the displaced peer then
+// does nothing.
+func TestRegisterVerified(t *testing.T) {
+	r := registry.New(1)
+	legacy, _ := newPeer(t, 1, nickA, makerLoc, false)
+	mustRegister(t, r, legacy)
+	v1, _ := newPeer(t, 2, nickA, makerLoc, false)
+	v1.VerifiedKey = "02aa"
+	if res, old := r.Register(v1, welcome); res != registry.Displaced || old != legacy {
+		t.Fatalf("verified over legacy = %v, %v; want Displaced, legacy", res, old)
+	}
+	if r.Lookup(nickA) != v1 || r.Remove(legacy) {
+		t.Fatal("the displaced legacy peer is still registered")
+	}
+	if v, total := r.Verified(); v != 1 || total != 1 {
+		t.Fatalf("Verified = %d of %d", v, total)
+	}
+	v2, _ := newPeer(t, 3, nickA, makerLoc, false)
+	v2.VerifiedKey = "02aa"
+	if res, old := r.Register(v2, welcome); res != registry.Displaced || old != v1 {
+		t.Fatalf("same key again = %v, %v; want Displaced, v1", res, old)
+	}
+	other, _ := newPeer(t, 4, nickA, makerLoc, true)
+	other.VerifiedKey = "03bb"
+	if res, owner := r.Register(other, welcome); res != registry.Conflict || owner != v2 || other.QueuedBytes() != 0 {
+		t.Fatalf("another key = %v, %v; want Conflict, v2, nothing sent", res, owner)
+	}
+	claim, _ := newPeer(t, 5, nickA, takerLoc, true)
+	if res, owner := r.Register(claim, welcome); res != registry.VerifiedOwner || owner != v2 {
+		t.Fatalf("legacy claim = %v, %v; want VerifiedOwner, v2", res, owner)
+	}
+	checkCounts(t, r, 1, 1, 0)
+	if !r.Remove(v2) {
+		t.Fatal("Remove(v2)")
+	}
+	if v, total := r.Verified(); v != 0 || total != 0 {
+		t.Fatalf("Verified after Remove = %d of %d", v, total)
+	}
+}
