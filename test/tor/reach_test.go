@@ -13,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/dirtest"
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
+	"github.com/jm-directory/jm-directory-server/internal/probe"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
 	"github.com/jm-directory/jm-directory-server/internal/torctl"
 	"github.com/jm-directory/jm-directory-server/internal/tortest"
@@ -232,4 +235,36 @@ func selfProbeAcrossHostRestart(t *testing.T, n *tortest.Network, bin, work stri
 	if joined := strings.Count(string(b), `msg="peer joined"`); st.Stats.TotalPeers != 0 || st.Disconnects["self_probe"] == 0 || joined != 0 {
 		t.Fatalf("the self-probes were counted as peers: total_peers %d, %d joined, disconnects %v", st.Stats.TotalPeers, joined, st.Disconnects)
 	}
+}
+
+// nickAuthOverTor authenticates a nick over Tor as a joinmarket-ng client does: it
+// derives the directory-id from the onion endpoint it dials (lower-cased onion:port)
+// and must get 807 ok from the directory, whose default directory-id is its own
+// location.
+func nickAuthOverTor(t *testing.T, n *tortest.Network, location string) {
+	t.Helper()
+	id, err := nickauth.DirectoryIDForOnion(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tg := &dirtest.Target{Addr: location, Network: "regtest", External: true, SOCKS: n.SOCKSAddr()}
+	// The onion answered just before; a connection Tor fails is retried after NEWNYM.
+	if err := n.Retry(60*time.Second, func() error {
+		d, err := probe.SOCKSDialer("tcp", n.SOCKSAddr(), "")
+		if err != nil {
+			return err
+		}
+		c, err := d(t.Context(), "tcp", location)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}); err != nil {
+		t.Fatalf("reaching %s over Tor: %v", location, err)
+	}
+	c, code := tg.JoinAuth(t, dirtest.AuthSpec{DirectoryID: id})
+	if code != nickauth.CodeOK {
+		t.Fatalf("nick authentication over Tor: %s", code)
+	}
+	c.Conn.Close()
 }

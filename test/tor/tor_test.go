@@ -240,6 +240,8 @@ func TestOverTor(t *testing.T) {
 	conformance(t, n, location)
 	t.Logf("core scenarios passed over Tor after %v", time.Since(start).Round(time.Millisecond))
 	probeOnion(t, n, filepath.Join(work, "jm-directory-ctl"), location)
+	nickAuthOverTor(t, n, location)
+	t.Logf("nick authentication over Tor with the directory-id derived from the onion: ok")
 	st := waitSelfProbe(t, n, ops, time.Time{}, 90*time.Second)
 	t.Logf("self-probe through Tor (control mode) succeeded: connect %.0f ms", st.SelfProbe.ConnectMs)
 
