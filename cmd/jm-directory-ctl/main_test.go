@@ -18,6 +18,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
@@ -122,6 +123,7 @@ func TestLive(t *testing.T) {
 			`(?m)^  Makers: +1 +` + makerNick + `$`,
 			`(?m)^  Takers: +1 +` + takerNick + `$`,
 			`(?m)^Traffic: +received 2 lines \(\d+ B\), sent \d+ lines \(\d+(\.\d)? (B|KiB)\)$`,
+			`(?m)^Nick auth: +prefer_verified, directory-id ` + regexp.QuoteMeta(l.Addr) + `; 0 verified, 2 legacy peers; results: none$`,
 			`(?m)^Offers seen: +none$`,
 			`(?m)^Rate limiting: +0 violations, 2 tracked connections$`,
 			`(?m)^Drops: +none$`,
@@ -645,6 +647,52 @@ func TestTorStatusLive(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); code != 0 || errs != "" || err != nil || doc.SelfProbe == nil ||
 		doc.SelfProbe.Probes != 12 || doc.SelfProbe.HandshakeMs != 312 {
 		t.Fatalf("--json: exit %d, stderr %q, err %v, self_probe %+v", code, errs, err, doc.SelfProbe)
+	}
+}
+
+// TestNickAuthReport: the Nick auth line of a live directory with a verified maker, a
+// legacy taker and a failed round, and of a directory where it is disabled or not
+// offered.
+func TestNickAuthReport(t *testing.T) {
+	t.Parallel()
+	d := dirtest.Start(t, nil, discard)
+	port := serveOps(t, d.Srv, ops.Options{Addr: "127.0.0.1:0"})
+	tg := d.Target()
+	tg.Join(t, dirtest.RefTaker)
+	if _, code := tg.JoinAuth(t, dirtest.AuthSpec{Maker: true}); code != nickauth.CodeOK {
+		t.Fatalf("round: %s, want ok", code)
+	}
+	if _, code := tg.JoinAuth(t, dirtest.AuthSpec{Proof: func(nickauth.Proof) string { return "{}" }}); code != nickauth.CodeMalformed {
+		t.Fatalf("round: %s, want malformed", code)
+	}
+	// The ok of a round is counted once its peer is registered, just after its 807.
+	testkit.Eventually(t, "the ok counted", func() bool { return d.Srv.Status(false).NickAuth.Results["ok"] == 1 })
+	code, out, errs := ctl(environ(t), "--port", port, "status")
+	want := "\nFeatures:       peerlist_features 1, neutrino_compat 0, push_encrypted 0\n" +
+		"Nick auth:      prefer_verified, directory-id " + d.Addr + "; 1 verified, 1 legacy peers; results: malformed 1, ok 1\n"
+	if code != 0 || errs != "" || !strings.Contains(out, want) {
+		t.Fatalf("exit %d, stderr %q, output:\n%s\nwant the lines:\n%s", code, errs, out, want[1:])
+	}
+
+	const head = `{"network": "mainnet", "uptime_seconds": 1, "server_status": "running", "max_peers": 10000,
+ "stats": {}, "connected_peers": {"total": 0, "nicks": []}, "passive_peers": {"total": 0, "nicks": []},
+ "active_peers": {"total": 0, "nicks": []}, "active_connections": 0, "nick_auth": `
+	for na, want := range map[string]string{
+		`{"mode": "disabled", "verified_peers": 0, "legacy_peers": 4, "results": {"ok": 0}}`:        "disabled",
+		`{"mode": "prefer_verified", "verified_peers": 0, "legacy_peers": 4, "results": {"ok": 0}}`: "not offered: no directory-id",
+		`{"mode": "require_verified", "directory_id": "abc.onion:5222", "verified_peers": 3, "legacy_peers": 0,
+		  "results": {"ok": 5, "malformed": 0, "expired": 2, "invalid": 1, "policy": 0}}`: "require_verified, directory-id abc.onion:5222; " +
+			"3 verified, 0 legacy peers; results: ok 5, expired 2, invalid 1",
+	} {
+		st, err := decodeStatus([]byte(head + na + "}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var b strings.Builder
+		writeReport(&b, st, &health{Healthy: true, Status: "healthy"}, time.Now())
+		if line := "\nNick auth:      " + want + "\n"; !strings.Contains(b.String(), line) {
+			t.Errorf("report:\n%s\nwant the line:\n%s", b.String(), line[1:])
+		}
 	}
 }
 

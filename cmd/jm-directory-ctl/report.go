@@ -49,6 +49,7 @@ type statusDoc struct {
 	Rejections        map[string]uint64 `json:"rejections"`
 	RecentDisconnects []disconnect      `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64 `json:"offers_seen"`
+	NickAuth          *nickAuthState    `json:"nick_auth"`
 	Onion             *onionState       `json:"onion"`
 	SelfProbe         *selfProbeState   `json:"self_probe"`
 }
@@ -103,6 +104,30 @@ func (o *onionState) describe(now time.Time) string {
 		s += ", no upload yet: " + why
 	}
 	return s
+}
+
+// nickAuthState is the "nick_auth" object (this server's; absent from joinmarket-ng's
+// answers).
+type nickAuthState struct {
+	Mode          string            `json:"mode"`
+	DirectoryID   string            `json:"directory_id"` // "" = not offered
+	VerifiedPeers int               `json:"verified_peers"`
+	LegacyPeers   int               `json:"legacy_peers"`
+	Results       map[string]uint64 `json:"results"` // by 807 code
+}
+
+// describe is the report's Nick auth line: "prefer_verified, directory-id <id>; 3
+// verified, 12 legacy peers; results: ok 5, invalid 1", or "disabled", or "not offered:
+// no directory-id" (a mode other than disabled, but no directory-id known).
+func (n *nickAuthState) describe() string {
+	switch {
+	case n.Mode == "disabled":
+		return "disabled"
+	case n.DirectoryID == "":
+		return "not offered: no directory-id"
+	}
+	return fmt.Sprintf("%s, directory-id %s; %d verified, %d legacy peers; results: %s",
+		n.Mode, n.DirectoryID, n.VerifiedPeers, n.LegacyPeers, formatCounts(n.Results))
 }
 
 // selfProbeState is the "self_probe" object (absent without tor).
@@ -256,6 +281,9 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 	line("  Takers:", "%s", formatNicks(st.PassivePeers, st.NicksHidden))
 	line("Features:", "peerlist_features %d, neutrino_compat %d, push_encrypted %d",
 		st.Stats.PeerlistFeaturesPeers, st.Stats.NeutrinoCompatPeers, st.Stats.PushEncryptedPeers)
+	if st.NickAuth != nil {
+		line("Nick auth:", "%s", st.NickAuth.describe())
+	}
 
 	if st.MessagesReceived != nil || st.MessagesSent != nil {
 		line("Traffic:", "received %d lines (%s), sent %d lines (%s)",

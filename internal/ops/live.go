@@ -87,6 +87,7 @@ type LiveState struct {
 	Rejections    map[string]uint64   `json:"rejections"`
 	Recent        []server.Disconnect `json:"recent_disconnects"`
 	Offers        map[string]uint64   `json:"offers_seen"`
+	NickAuth      NickAuthStats       `json:"nick_auth"`            // the page shows the verified share of the peers
 	Onion         *onion.Status       `json:"onion,omitempty"`      // absent without tor
 	SelfProbe     *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
 	History       []Sample            `json:"history,omitempty"`    // only in the first update
@@ -152,7 +153,7 @@ func (o *Ops) liveState(now time.Time, s Sample, st server.Status, withHistory b
 		Healthy: ok, HealthReason: reason,
 		Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, Handshaking: st.Pending, MaxPeers: st.MaxPeers,
 		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Rejections: st.Rejections, Recent: st.Recent, Offers: st.Offers,
-		Onion: o.onionStatus(), SelfProbe: o.selfProbeStatus(),
+		NickAuth: nickAuthStats(st.NickAuth), Onion: o.onionStatus(), SelfProbe: o.selfProbeStatus(),
 	}
 	if withHistory {
 		ls.History = o.history.All()

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
@@ -18,7 +19,7 @@ import (
 // collector exports the server's counters at scrape time, so the hot path pays for
 // nothing but its own atomic counters. No nick or onion is ever a label: every label
 // value comes from a fixed set (roles, message types, reasons, rejection codes, offer
-// commands). The onion and self-probe series have no labels at all, and are absent
+// commands, nick-authentication peer kinds and result codes). The onion and self-probe series have no labels at all, and are absent
 // without tor.
 type collector struct {
 	srv       *server.Server
@@ -30,6 +31,7 @@ type collector struct {
 	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
 	offers, latency, circuits, bans, forgotten, onionUp               *prometheus.Desc
 	onionLastUpload, onionUploads                                     *prometheus.Desc
+	authPeers, authResults, authOffered                               *prometheus.Desc
 	spRunning, spHealthy, spProbes, spFailures, spConsecutive         *prometheus.Desc
 	spLastSuccess, spConnect, spHandshake                             *prometheus.Desc
 }
@@ -66,6 +68,12 @@ func newCollector(srv *server.Server, onionStatus func() *onion.Status, selfProb
 		circuits:    d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
 		bans:        d("circuit_bans_total", "Circuit bans imposed."),
 		forgotten:   d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
+		authPeers: d("nick_auth_peers", "Handshaked peers by nick authentication (JMP-0005): verified "+
+			"(proved the key behind their nick) and legacy (did not).", "kind"),
+		authResults: d("nick_auth_results_total", "Nick-authentication rounds by the code of the 807 result "+
+			"(ok, malformed, expired, invalid, policy).", "code"),
+		authOffered: d("nick_auth_offered", "1 while nick authentication is offered to clients that ask for it "+
+			"(a mode other than disabled and a directory-id known), else 0."),
 		onionUp: d("onion_published", "1 while the onion is published, else 0: in tor_mode control and launch once tor "+
 			"reported its descriptor uploaded to an HSDir, in external once tor's hostname file was read; absent without tor."),
 		onionLastUpload: d("onion_last_upload_timestamp_seconds", "Unix time tor last reported the onion's descriptor "+
@@ -145,6 +153,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.bans, st.Circuits.Bans)
 	counter(c.forgotten, st.Circuits.Forgotten)
 
+	na := st.NickAuth
+	gauge(c.authPeers, float64(na.Verified), "verified")
+	gauge(c.authPeers, float64(na.Legacy), "legacy")
+	for _, code := range nickAuthCodes {
+		counter(c.authResults, na.Results[code.String()], code.String())
+	}
+	gauge(c.authOffered, boolGauge(na.DirectoryID != ""))
+
 	if on := c.onion(); on != nil {
 		gauge(c.onionUp, boolGauge(on.Published))
 		if on.LastUpload != nil {
@@ -172,6 +188,11 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstHistogram(c.latency, count, sum, buckets)
 }
+
+// nickAuthCodes are the label values of jm_directory_nick_auth_results_total: every
+// 807 result code, each exported from the start.
+var nickAuthCodes = []nickauth.Code{nickauth.CodeOK, nickauth.CodeMalformed, nickauth.CodeExpired,
+	nickauth.CodeInvalid, nickauth.CodePolicy}
 
 // boolGauge is 1 for true, 0 for false.
 func boolGauge(b bool) float64 {

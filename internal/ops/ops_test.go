@@ -2,6 +2,7 @@ package ops
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
@@ -68,7 +71,7 @@ func TestStatusKeys(t *testing.T) {
 		"connected_peers", "passive_peers", "active_peers", "active_connections"}
 	extras := []string{"version", "directory_nick", "location", "nicks_hidden", "handshaking", "rate_limiter",
 		"messages_received", "messages_sent", "bytes_received", "bytes_sent", "drops", "disconnects",
-		"rejections", "recent_disconnects", "offers_seen"}
+		"rejections", "recent_disconnects", "offers_seen", "nick_auth"}
 	if want := append(ng, extras...); !slices.Equal(keys, want) {
 		t.Fatalf("keys:\n got %v\nwant %v", keys, want)
 	}
@@ -735,4 +738,167 @@ func TestTokenFileProblems(t *testing.T) {
 		t.Error("unusable token file accepted")
 	}
 
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's concurrent log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// TestNickAuthVisible: with a legacy peer, a verified maker that reconnects (displacing
+// its first connection) and a client whose proof is invalid, /status's nick_auth, the
+// live page's state and /metrics count 1 verified and 1 legacy peer, 2 ok and 1 invalid
+// rounds, and say it is offered, with the directory-id; neither /metrics nor the INFO log
+// names a nick or a public key.
+func TestNickAuthVisible(t *testing.T) {
+	logs := &syncBuffer{}
+	d := dirtest.Start(t, nil, slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})))
+	tg := d.Target()
+	legacy := tg.Join(t, dirtest.RefTaker)
+	key, other := dirtest.NewKey(t), dirtest.NewKey(t)
+	first, code := tg.JoinAuth(t, dirtest.AuthSpec{Key: key, Maker: true})
+	if code != nickauth.CodeOK {
+		t.Fatalf("first round: %s, want ok", code)
+	}
+	if _, code := tg.JoinAuth(t, dirtest.AuthSpec{Key: key, Maker: true}); code != nickauth.CodeOK {
+		t.Fatalf("reconnect: %s, want ok", code)
+	}
+	first.ExpectClosed()
+	bad, code := tg.JoinAuth(t, dirtest.AuthSpec{Key: other, Proof: func(p nickauth.Proof) string {
+		return nickauth.Proof{PubKey: p.PubKey, Signature: nickauth.Prove(key, strings.Repeat("0", 64), "x", "y").Signature}.Line()
+	}})
+	if code != nickauth.CodeInvalid {
+		t.Fatalf("bad proof: %s, want invalid", code)
+	}
+	bad.ExpectClosed()
+	// The ok of a round is counted once its peer is registered, just after its 807.
+	testkit.Eventually(t, "two ok rounds counted", func() bool { return d.Srv.Status(false).NickAuth.Results["ok"] == 2 })
+
+	want := NickAuthStats{Mode: "prefer_verified", DirectoryID: d.Addr, VerifiedPeers: 1, LegacyPeers: 1,
+		Results: map[string]uint64{"ok": 2, "malformed": 0, "expired": 0, "invalid": 1, "policy": 0}}
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	body := get(t, op.Handler(), "/status", "").Body.Bytes()
+	var raw struct {
+		NickAuth map[string]json.RawMessage `json:"nick_auth"`
+	}
+	var st struct {
+		NickAuth NickAuthStats `json:"nick_auth"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(body, &st); err != nil {
+		t.Fatal(err)
+	}
+	if keys := slices.Sorted(maps.Keys(raw.NickAuth)); !slices.Equal(keys,
+		[]string{"directory_id", "legacy_peers", "mode", "results", "verified_peers"}) {
+		t.Errorf("/status nick_auth keys %v", keys)
+	}
+	if !nickAuthEqual(st.NickAuth, want) {
+		t.Errorf("/status nick_auth %+v, want %+v", st.NickAuth, want)
+	}
+	var sm sampler
+	now := time.Now()
+	s, sst := sm.take(d.Srv, now)
+	if ls := op.liveState(now, s, sst, false); !nickAuthEqual(ls.NickAuth, want) {
+		t.Errorf("live state nick_auth %+v, want %+v", ls.NickAuth, want)
+	}
+
+	text := get(t, op.Handler(), "/metrics", "").Body.String()
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	fams, err := parser.TextToMetricFamilies(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkNickAuthMetrics(t, fams, map[string]float64{"verified": 1, "legacy": 1},
+		map[string]float64{"ok": 2, "malformed": 0, "expired": 0, "invalid": 1, "policy": 0}, 1)
+
+	_, port, _ := net.SplitHostPort(d.Addr)
+	secrets := []string{dirtest.NickOf(key), dirtest.NickOf(other), legacy.Nick,
+		dirtest.PubKeyHex(key), dirtest.PubKeyHex(other), d.Srv.Nick()}
+	noSecrets(t, fams, text, []string{port}, secrets)
+	log := logs.String()
+	if !strings.Contains(log, "nick authentication failed") || !strings.Contains(log, "displaced") {
+		t.Fatalf("the INFO log lacks the failed round or the displacement:\n%s", log)
+	}
+	for _, secret := range secrets {
+		if strings.Contains(log, secret) {
+			t.Errorf("the INFO log names %q:\n%s", secret, log)
+		}
+	}
+}
+
+// TestNickAuthDisabled: with nick_auth_mode disabled, /status has no directory_id and
+// /metrics says it is not offered, every peer legacy.
+func TestNickAuthDisabled(t *testing.T) {
+	d := dirtest.Start(t, func(c *config.Config) { c.NickAuthMode = "disabled" }, discard)
+	d.Join(t, takerNick, "NOT-SERVING-ONION", map[string]bool{"nick_auth": true})
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	body := get(t, op.Handler(), "/status", "").Body.String()
+	if want := `"nick_auth":{"mode":"disabled","verified_peers":0,"legacy_peers":1,` +
+		`"results":{"expired":0,"invalid":0,"malformed":0,"ok":0,"policy":0}}`; !strings.Contains(body, want) {
+		t.Errorf("/status: %s\nwant %s", body, want)
+	}
+	checkNickAuthMetrics(t, parseMetrics(t, op), map[string]float64{"verified": 0, "legacy": 1},
+		map[string]float64{"ok": 0, "malformed": 0, "expired": 0, "invalid": 0, "policy": 0}, 0)
+}
+
+// nickAuthEqual compares two nick_auth objects.
+func nickAuthEqual(a, b NickAuthStats) bool {
+	return a.Mode == b.Mode && a.DirectoryID == b.DirectoryID && a.VerifiedPeers == b.VerifiedPeers &&
+		a.LegacyPeers == b.LegacyPeers && maps.Equal(a.Results, b.Results)
+}
+
+// checkNickAuthMetrics checks the nick-authentication families: exactly the series of
+// peers (by kind) and results (by code) given, with their values and types, and the
+// offered gauge.
+func checkNickAuthMetrics(t *testing.T, fams map[string]*dto.MetricFamily, peers, results map[string]float64, offered float64) {
+	t.Helper()
+	for _, f := range []struct {
+		name, label string
+		typ         dto.MetricType
+		want        map[string]float64
+	}{
+		{"jm_directory_nick_auth_peers", "kind", dto.MetricType_GAUGE, peers},
+		{"jm_directory_nick_auth_results_total", "code", dto.MetricType_COUNTER, results},
+	} {
+		fam, ok := fams[f.name]
+		if !ok {
+			t.Errorf("no family %s", f.name)
+			continue
+		}
+		got := map[string]float64{}
+		for _, m := range fam.GetMetric() {
+			if len(m.GetLabel()) != 1 || m.GetLabel()[0].GetName() != f.label {
+				t.Errorf("%s: labels %v, want %s only", f.name, m.GetLabel(), f.label)
+				continue
+			}
+			got[m.GetLabel()[0].GetValue()] = metric(t, fams, f.name, map[string]string{f.label: m.GetLabel()[0].GetValue()})
+		}
+		if fam.GetType() != f.typ || !maps.Equal(got, f.want) {
+			t.Errorf("%s: %v %v, want %v %v", f.name, fam.GetType(), got, f.typ, f.want)
+		}
+	}
+	fam, ok := fams["jm_directory_nick_auth_offered"]
+	switch {
+	case !ok:
+		t.Error("no family jm_directory_nick_auth_offered")
+	case fam.GetType() != dto.MetricType_GAUGE || len(fam.GetMetric()) != 1 || len(fam.GetMetric()[0].GetLabel()) != 0:
+		t.Errorf("jm_directory_nick_auth_offered: %v", fam)
+	case metric(t, fams, "jm_directory_nick_auth_offered", nil) != offered:
+		t.Errorf("jm_directory_nick_auth_offered = %v, want %v", metric(t, fams, "jm_directory_nick_auth_offered", nil), offered)
+	}
 }

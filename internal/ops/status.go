@@ -37,7 +37,8 @@ type StatusResponse struct {
 	Disconnects       map[string]uint64   `json:"disconnects"` // by reason
 	Rejections        map[string]uint64   `json:"rejections"`  // handshakes answered accepted:false, by reason
 	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
-	OffersSeen        map[string]uint64   `json:"offers_seen"`          // offer pubmsgs by command
+	OffersSeen        map[string]uint64   `json:"offers_seen"` // offer pubmsgs by command
+	NickAuth          NickAuthStats       `json:"nick_auth"`
 	Onion             *onion.Status       `json:"onion,omitempty"`      // absent without tor
 	SelfProbe         *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
 }
@@ -51,6 +52,25 @@ type PeerStats struct {
 	NeutrinoCompatPeers   int `json:"neutrino_compat_peers"`
 	PeerlistFeaturesPeers int `json:"peerlist_features_peers"`
 	PushEncryptedPeers    int `json:"push_encrypted_peers"`
+}
+
+// NickAuthStats is the "nick_auth" object: nick authentication (JMP-0005,
+// docs/protocol.md §5). DirectoryID is absent when it is not offered (mode disabled, or
+// no directory-id known); VerifiedPeers and LegacyPeers split the registered peers into
+// those that proved their nick and those that did not; Results counts the rounds by
+// their 807 code, every code always present.
+type NickAuthStats struct {
+	Mode          string            `json:"mode"` // disabled, prefer_verified or require_verified
+	DirectoryID   string            `json:"directory_id,omitempty"`
+	VerifiedPeers int               `json:"verified_peers"`
+	LegacyPeers   int               `json:"legacy_peers"`
+	Results       map[string]uint64 `json:"results"` // by code: ok, malformed, expired, invalid, policy
+}
+
+// nickAuthStats converts the server's view.
+func nickAuthStats(na server.NickAuthStatus) NickAuthStats {
+	return NickAuthStats{Mode: na.Mode, DirectoryID: na.DirectoryID, VerifiedPeers: na.Verified,
+		LegacyPeers: na.Legacy, Results: na.Results}
 }
 
 // NickList is a count and (unless hidden) the nicks.
@@ -116,6 +136,7 @@ func (o *Ops) Status() StatusResponse {
 		Rejections:        st.Rejections,
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
+		NickAuth:          nickAuthStats(st.NickAuth),
 		Onion:             o.onionStatus(),
 		SelfProbe:         o.selfProbeStatus(),
 	}

@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -27,6 +28,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/ops"
 	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
@@ -69,6 +71,9 @@ func TestLivePageFollowsPeers(t *testing.T) {
 	if want := []string{"no tor (tor_mode none)"}; !slices.Equal(st.Tor, want) {
 		t.Errorf("onion and self-probe panel without tor: %q, want %q", st.Tor, want)
 	}
+	if st.NickAuth != "verified 0 of 0" {
+		t.Errorf("nick auth of the empty directory: %q, want %q", st.NickAuth, "verified 0 of 0")
+	}
 
 	var makers []*peer
 	for range 3 {
@@ -78,11 +83,29 @@ func TestLivePageFollowsPeers(t *testing.T) {
 		d.join(t, false)
 	}
 	waitCounts(t, tab, "3 makers and 2 takers connected", "5/3/2")
+
+	// A taker that authenticates its nick (JMP-0005): the page shows the verified share,
+	// as the server counts it.
+	if _, code := d.dir.Target().JoinAuth(t, dirtest.AuthSpec{}); code != nickauth.CodeOK {
+		t.Fatalf("nick authentication: %s, want ok", code)
+	}
+	na := d.dir.Srv.Status(false).NickAuth
+	if na.Verified != 1 || na.Legacy != 5 {
+		t.Fatalf("the server counts %d verified and %d legacy peers, want 1 and 5", na.Verified, na.Legacy)
+	}
+	share := fmt.Sprintf("verified %d of %d", na.Verified, na.Verified+na.Legacy)
+	st = waitState(t, tab, "the verified share ("+share+")", func(s pageState) bool { return s.NickAuth == share })
+	if st.counts() != "6/3/3" {
+		t.Errorf("peers %s with the verified taker, want 6/3/3", st.counts())
+	}
 	saveScreenshot(t, tab, filepath.Join(os.TempDir(), "live-page.png"))
 
 	makers[0].close()
 	makers[1].close()
-	st = waitCounts(t, tab, "2 makers gone", "3/1/2")
+	st = waitCounts(t, tab, "2 makers gone", "4/1/3")
+	if st.NickAuth != "verified 1 of 4" {
+		t.Errorf("nick auth after the makers left: %q, want %q", st.NickAuth, "verified 1 of 4")
+	}
 	if st.Health != "healthy" || st.HealthClass != "ok" {
 		t.Errorf("health after the makers left: %q (class %q), want healthy", st.Health, st.HealthClass)
 	}
@@ -362,9 +385,10 @@ type pageState struct {
 	Version     string   `json:"version"`
 	LoginShown  bool     `json:"loginShown"`
 	MainShown   bool     `json:"mainShown"`
-	Reasons     []string `json:"reasons"` // rows of the by-reason table, cells joined by a space
-	Recent      []string `json:"recent"`  // rows of the recent-disconnects table
-	Tor         []string `json:"tor"`     // rows of the onion and self-probe panel
+	Reasons     []string `json:"reasons"`  // rows of the by-reason table, cells joined by a space
+	Recent      []string `json:"recent"`   // rows of the recent-disconnects table
+	Tor         []string `json:"tor"`      // rows of the onion and self-probe panel
+	NickAuth    string   `json:"nickAuth"` // the verified share of the peers, e.g. "verified 1 of 6"
 }
 
 // counts is "total/makers/takers" as the page shows them.
@@ -380,7 +404,7 @@ const readState = `(() => {
     health: text("health"), healthClass: el("health") ? el("health").className : "",
     network: text("network"), version: text("version"),
     loginShown: shown("login"), mainShown: shown("main"),
-    reasons: rows("reasons"), recent: rows("recent"), tor: rows("tor"),
+    reasons: rows("reasons"), recent: rows("recent"), tor: rows("tor"), nickAuth: text("nick-auth"),
   };
 })()`
 
