@@ -86,8 +86,13 @@ func closeReason(p *peer.Peer, err error, handshaking bool) reason.Close {
 // handshakeSteps are Accept's hooks into the handshake: read runs once the line has
 // arrived; admitted once the peer is sure to be registered, before its 795 is queued
 // (see registry.RegisterThen); notPeer when the connection is the directory's own
-// self-probe, which stops counting as handshaking without ever being a peer.
-type handshakeSteps struct{ read, admitted, notPeer func() }
+// self-probe, which stops counting as handshaking without ever being a peer; awaitProof
+// (true) once the nick-authentication challenge is sent and (false) once the client's
+// answer is in, for the handshake pool's eviction order.
+type handshakeSteps struct {
+	read, admitted, notPeer func()
+	awaitProof              func(bool)
+}
 
 // handshake reads and answers the handshake line, under the read deadline Accept set.
 // On success the peer is registered; lr may already hold later lines.
@@ -131,7 +136,7 @@ func (s *Server) handshake(p *peer.Peer, lr *wire.LineReader, steps handshakeSte
 			Detail: "verified nick authentication required"})
 		return false
 	case authRun:
-		key, ok := s.authenticate(p, lr, env.Line)
+		key, ok := s.authenticate(p, lr, env.Line, steps.awaitProof)
 		if !ok {
 			return false
 		}
@@ -327,7 +332,7 @@ func (s *Server) checkNickAuth() error {
 // line and arrive within nick_auth_timeout; the directory's own writes are bounded by
 // the same timeout. It returns the proven public key; on failure the 807 with the
 // failure code has been sent (best effort) and the connection closed.
-func (s *Server) authenticate(p *peer.Peer, lr *wire.LineReader, handshakeLine string) (string, bool) {
+func (s *Server) authenticate(p *peer.Peer, lr *wire.LineReader, handshakeLine string, await func(bool)) (string, bool) {
 	timeout := s.conf().NickAuthTimeout
 	id := s.NickAuthID()
 	ch, err := nickauth.NewChallenge(id)
@@ -344,7 +349,9 @@ func (s *Server) authenticate(p *peer.Peer, lr *wire.LineReader, handshakeLine s
 	s.ctr.Sent(stats.MsgDNHandshake, 1, len(accept))
 	s.ctr.Sent(stats.MsgOther, 1, len(chLine))
 	_ = p.Conn().SetReadDeadline(time.Now().Add(timeout))
+	await(true)
 	raw, err := lr.ReadLine()
+	await(false)
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():

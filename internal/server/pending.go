@@ -35,6 +35,12 @@ type pendingConn struct {
 	// microseconds, or a nick check's wait). Evicted last: one just being registered
 	// would otherwise be closed after its 795.
 	read atomic.Bool
+	// since is when the connection joined the pool (set by add): a silent connection
+	// has owed its first byte since then.
+	since time.Time
+	// proofSince (unix nanoseconds; 0 = not waiting) is when the directory sent its nick-
+	// authentication challenge: the client owes its proof since then.
+	proofSince atomic.Int64
 }
 
 // pendingPool is the handshake pool, oldest first.
@@ -61,26 +67,46 @@ func (pp *pendingPool) Silent() int {
 }
 
 // add puts pc in the pool. When the pool already holds max connections, it first takes
-// out the oldest silent one, or else the oldest whose handshake line is incomplete, or
-// else the oldest, and returns it with the reason it is to be closed for; the caller
-// closes it (outside the lock).
+// out the connection that has owed the directory its next bytes the longest — the
+// oldest silent one, or one that has not answered its nick-authentication challenge for
+// longer — or else the oldest whose handshake line is incomplete, or else the oldest,
+// and returns it with the reason it is to be closed for; the caller closes it (outside
+// the lock).
+//
+// A connection waiting for its proof has sent its whole handshake line, so without the
+// comparison it would be evicted last, and a pool full of clients that never answer
+// their challenge would make each newcomer evict a connection younger than all of them,
+// often an honest one whose first bytes are still on their way (the authflood scenario
+// of jm-directory-bench).
 func (pp *pendingPool) add(pc *pendingConn, max int) (victim *pendingConn, why reason.Close) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
+	if pc.since.IsZero() {
+		pc.since = time.Now()
+	}
 	if pp.order.Len() >= max && pp.order.Len() > 0 {
-		var partial *pendingConn
+		var partial, silent, waiting *pendingConn
+		var waitingSince int64
 		for e := pp.order.Front(); e != nil; e = e.Next() {
 			c := e.Value.(*pendingConn)
 			if !c.heard.Load() {
-				victim, why = c, reason.ClosePendingEvicted
-				break
+				if silent == nil {
+					silent = c
+				}
+				continue
+			}
+			if ps := c.proofSince.Load(); ps != 0 && (waiting == nil || ps < waitingSince) {
+				waiting, waitingSince = c, ps
 			}
 			if partial == nil && !c.read.Load() {
 				partial = c
 			}
 		}
 		switch {
-		case victim != nil:
+		case waiting != nil && (silent == nil || waitingSince < silent.since.UnixNano()):
+			victim, why = waiting, reason.ClosePendingEvicted
+		case silent != nil:
+			victim, why = silent, reason.ClosePendingEvicted
 		case partial != nil:
 			victim, why = partial, reason.ClosePendingCap
 		default:

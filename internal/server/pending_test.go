@@ -159,3 +159,54 @@ func TestEarlyCloseSummary(t *testing.T) {
 		}
 	}
 }
+
+// TestPendingPoolEvictsUnansweredChallenge: a connection that has not answered its
+// nick-authentication challenge is evicted before a silent connection that has owed
+// its first byte for less time, and after one that has owed it for longer; it is never
+// evicted for being in the middle of its round once it has answered.
+func TestPendingPoolEvictsUnansweredChallenge(t *testing.T) {
+	var pp pendingPool
+	now := time.Now()
+	mk := func(heard, read bool, since time.Time, proofSince time.Time) *pendingConn {
+		pc := &pendingConn{p: &peer.Peer{}, since: since}
+		pc.heard.Store(heard)
+		pc.read.Store(read)
+		if !proofSince.IsZero() {
+			pc.proofSince.Store(proofSince.UnixNano())
+		}
+		return pc
+	}
+	// Three stallers waiting for their proofs since 5, 3 and 4 s ago.
+	s1 := mk(true, true, now.Add(-6*time.Second), now.Add(-5*time.Second))
+	s2 := mk(true, true, now.Add(-4*time.Second), now.Add(-3*time.Second))
+	s3 := mk(true, true, now.Add(-5*time.Second), now.Add(-4*time.Second))
+	for _, pc := range []*pendingConn{s1, s2, s3} {
+		if v, _ := pp.add(pc, 3); v != nil {
+			t.Fatal("an eviction below the cap")
+		}
+	}
+	// A newcomer (silent, just now) replaces the staller waiting longest, not itself or
+	// another newcomer.
+	fresh := mk(false, false, now, time.Time{})
+	if v, why := pp.add(fresh, 3); v != s1 || why != reason.ClosePendingEvicted {
+		t.Fatalf("evicted %p (%v), want the staller waiting longest %p", v, why, s1)
+	}
+	fresh2 := mk(false, false, now, time.Time{})
+	if v, _ := pp.add(fresh2, 3); v != s3 {
+		t.Fatalf("evicted %p, want the next staller %p", v, s3)
+	}
+	// A silent connection older than every wait goes first.
+	var pp2 pendingPool
+	old := mk(false, false, now.Add(-10*time.Second), time.Time{})
+	waiting := mk(true, true, now.Add(-2*time.Second), now.Add(-time.Second))
+	answered := mk(true, true, now.Add(-20*time.Second), time.Time{})
+	for _, pc := range []*pendingConn{answered, old, waiting} {
+		pp2.add(pc, 3)
+	}
+	if v, _ := pp2.add(mk(false, false, now, time.Time{}), 3); v != old {
+		t.Fatalf("evicted %p, want the silent connection owing for 10 s %p", v, old)
+	}
+	if v, _ := pp2.add(mk(true, false, now, time.Time{}), 3); v != waiting {
+		t.Fatalf("evicted %p, want the one waiting 1 s for its proof %p (before a fresh silent one)", v, waiting)
+	}
+}

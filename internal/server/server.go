@@ -341,6 +341,13 @@ func (s *Server) Accept(conn net.Conn) {
 		read:     func() { pc.read.Store(true) },
 		admitted: func() { endHandshake(); s.ctr.Accepted.Add(1) },
 		notPeer:  endHandshake,
+		awaitProof: func(on bool) {
+			var t int64
+			if on {
+				t = time.Now().UnixNano()
+			}
+			pc.proofSince.Store(t)
+		},
 	}
 	if !s.handshake(p, lr, steps) {
 		refuse(p.Reason())
