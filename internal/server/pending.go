@@ -3,7 +3,8 @@
 // "Abuse limits"). A connection must send its first byte within first_byte_timeout and
 // its whole handshake within handshake_timeout. When the pool is full, a newcomer is not
 // refused: the oldest connection that has not sent a byte yet is closed to make room
-// (pending_evicted), or, when every connection has sent something, the oldest whose
+// (pending_evicted) — or one that has not answered its nick-authentication challenge for
+// longer than that one has been silent —, or, when every connection has sent something, the oldest whose
 // handshake line is still incomplete, and only when every one is being answered the
 // oldest of all (both too_many_pending_handshakes). An honest client sends its
 // handshake as soon as it connects, so it would take max_pending_handshakes newer
