@@ -137,7 +137,10 @@ func TestOrderbookMissingFails(t *testing.T) {
 	}
 	r := newRelay(ln, "regtest", 1<<20, 5*time.Second, 0)
 	defer r.Close()
-	m := runJSON(t, 1, "orderbook", "--addr", r.Addr(), "--makers", "5", "--wait", "300ms")
+	// --wait bounds how long the taker listens: the relay never completes the orderbook,
+	// so the run lasts all of it, and every offer must arrive within it even under -race
+	// on a loaded machine (300 ms lost one in a CI run).
+	m := runJSON(t, 1, "orderbook", "--addr", r.Addr(), "--makers", "5", "--wait", "3s")
 	// The relay forwards every maker's privmsg to every other connection, the taker
 	// included, but never sends a 789.
 	want(t, m, map[string]float64{"offers_received": 5, "missing_peerlists": 5})
