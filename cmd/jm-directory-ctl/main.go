@@ -29,6 +29,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/buildinfo"
 )
 
 // prog prefixes every line written to stderr.
@@ -41,6 +43,10 @@ func main() {
 // run is the whole command without os.Exit: it parses args, resolves settings through
 // env (os.Getenv in production) and returns the exit code.
 func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(stdout, buildinfo.Line(prog))
+		return 0
+	}
 	if o, rest, ok := vanityCommand(args, env); ok {
 		return runVanityMain(rest, o, env, stdout, stderr)
 	}

@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/buildinfo"
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
@@ -39,6 +40,10 @@ func main() {
 
 // run is main without os.Exit, so that deferred calls run.
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 1 && (args[0] == "--version" || args[0] == "-version") {
+		fmt.Fprintln(stdout, buildinfo.Line("jm-directory-server"))
+		return 0
+	}
 	wd, _ := os.Getwd()
 	home, _ := os.UserHomeDir()
 	opts := config.Options{Args: args, Environ: os.Environ(), WorkDir: wd, HomeDir: home, Output: stderr}
@@ -51,7 +56,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if cfg.ShowVersion {
-		fmt.Fprintln(stdout, "jm-directory-server", server.Version)
+		fmt.Fprintln(stdout, buildinfo.Line("jm-directory-server"))
 		return 0
 	}
 	if cfg.CheckConfig {

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/buildinfo"
 	"github.com/jm-directory/jm-directory-server/internal/circuit"
 	"github.com/jm-directory/jm-directory-server/internal/config"
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
@@ -33,8 +34,9 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
-// Version is the server version shown in the motd and logs.
-var Version = "0.1.0-dev"
+// Version is the server version shown in the motd, the logs, /status and build_info in
+// /metrics: buildinfo.Version, stamped by scripts/release.sh.
+var Version = buildinfo.Version
 
 // Server is one directory node serving one network.
 type Server struct {
