@@ -12,7 +12,7 @@ import (
 // in server.Reload before the table said it).
 var restartOnly = []string{
 	"data_dir", "network", "host", "port", "location", "nick_auth_mode", "nick_auth_directory_id",
-	"health_check_host", "health_check_port", "ops_token", "status_hide_nicks", "pprof",
+	"health_check_host", "health_check_port", "ops_token", "ops_tls_cert", "ops_tls_key", "status_hide_nicks", "pprof",
 	"tor_mode", "tor_control_host", "tor_control_port", "tor_control_socket", "tor_control_password",
 	"tor_cookie_file", "tor_binary", "tor_hidden_service_dir", "tor_onion_key_file", "onion_virtual_port",
 	"tor_pow", "allow_clearnet", "tor_socks_host", "tor_socks_port", "tor_proxy_protocol", "log_format",

@@ -93,6 +93,8 @@ type Config struct {
 	HealthCheckHost string // ops HTTP listener host, default "127.0.0.1"
 	HealthCheckPort int    // ops HTTP listener port, default 8080; 0 = OS-assigned; 0..65535
 	OpsToken        string // SECRET bearer token for the ops endpoints on a non-loopback address; "" = the server generates one into the data dir; else 16..256 printable ASCII, no spaces
+	OpsTLSCert      string // PEM certificate (chain) the ops listener serves over HTTPS off loopback; "" = a self-signed one generated into the data dir; with OpsTLSKey
+	OpsTLSKey       string // its PEM private key; set with OpsTLSCert or not at all
 	HideNicks       bool   // status_hide_nicks: /status and the live page omit nick lists; default false
 	Pprof           bool   // serve /debug/pprof/ on the ops listener; default false
 
@@ -324,6 +326,8 @@ func (c Config) Validate() error {
 		return errors.New(`tor_mode="external" needs tor_hidden_service_dir: the HiddenServiceDir whose hostname file names this directory's onion`)
 	case c.TorProxyProtocol && c.TorMode == "control":
 		return errors.New(`tor_proxy_protocol is set, but with tor_mode="control" tor publishes the onion with ADD_ONION, which cannot export circuit IDs: use tor_mode=launch, or tor_mode=external with HiddenServiceExportCircuitID haproxy in the torrc (as deploy/docker does), or unset tor_proxy_protocol`)
+	case (c.OpsTLSCert == "") != (c.OpsTLSKey == ""):
+		return fmt.Errorf("ops_tls_cert %q and ops_tls_key %q go together: set both (the operator's certificate and its key) or neither (a self-signed certificate in the data dir)", c.OpsTLSCert, c.OpsTLSKey)
 	case c.TorMode != "none" && c.Location != "":
 		return fmt.Errorf("location %q is set, but with tor_mode=%q the location is the onion's: unset location", c.Location, c.TorMode)
 	case c.TorMode == "none" && c.Network != "regtest" && !IsLoopback(c.Host) && !c.AllowClearnet:
@@ -752,6 +756,10 @@ func settingsTable() []setting {
 			"accepted values are integers 0..65535", intIn(0, 65535),
 			func(c *Config) any { return &c.HealthCheckPort }),
 		opsToken,
+		pathSetting("ops_tls_cert", `PEM certificate (chain) for the ops listener's HTTPS off loopback, with ops_tls_key ("" = self-signed, generated into <data dir>/ops-tls.crt)`,
+			func(c *Config) any { return &c.OpsTLSCert }),
+		pathSetting("ops_tls_key", `PEM private key of ops_tls_cert ("" = <data dir>/ops-tls.key, generated with the certificate)`,
+			func(c *Config) any { return &c.OpsTLSKey }),
 		dsSetting("status_hide_nicks", kindBool, "omit nick lists from /status and the live page",
 			boolAccepted, nil,
 			func(c *Config) any { return &c.HideNicks }),
