@@ -181,15 +181,16 @@ func (d dockerfile) finalEnv() map[string]string {
 }
 
 // TestDockerfile checks the image recipe: a Go build stage on go.mod's toolchain that
-// builds both commands static, and a minimal final stage running as uid 1000 with the
-// container defaults, the /data volume, port 5222, the health check and the entrypoint.
+// builds both commands through scripts/release.sh for the platform being built, with the
+// commit passed in, and a minimal final stage running as uid 1000 with the container
+// defaults, the /data volume, port 5222, the health check and the entrypoint.
 func TestDockerfile(t *testing.T) {
 	d := loadDockerfile(t, dockerfilePath)
 	if d.stages < 2 {
 		t.Fatalf("Dockerfile: %d FROM, want a multi-stage build (>= 2)", d.stages)
 	}
 
-	// Build stage: golang image of go.mod's version.
+	// Build stage: golang image of go.mod's version, running the release script.
 	build := d.stage(0)
 	goImage := d.image(build[0])
 	gover := goDirective(t)
@@ -197,23 +198,13 @@ func TestDockerfile(t *testing.T) {
 		(tag != gover && !strings.HasPrefix(tag, gover+"-")) {
 		t.Errorf("Dockerfile: build stage FROM %s, want golang:%s (go.mod's go directive)", goImage, gover)
 	}
-	var buildRun string
-	for _, in := range build {
-		if in.Cmd == "RUN" && strings.Contains(in.Args, "go build") {
-			buildRun = in.Args
-		}
-		if in.Cmd == "ENV" && envPairs(in.Args)["CGO_ENABLED"] == "0" {
-			buildRun += " CGO_ENABLED=0"
-		}
-	}
-	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`, "./cmd/jm-directory-server", "./cmd/jm-directory-ctl"} {
-		if !strings.Contains(buildRun, want) {
-			t.Errorf("Dockerfile: the go build step lacks %s: %q", want, buildRun)
-		}
-	}
+	checkReleaseRun(t, d, 0, false)
 
-	// Final stage.
+	// Final stage: production, the default target.
 	final := d.stage(-1)
+	if name := stageName(final[0]); name != "production" {
+		t.Errorf("Dockerfile: the last stage is named %q, want production (the default target)", name)
+	}
 	base := d.image(final[0])
 	if !strings.HasPrefix(base, "gcr.io/distroless/static") && base != "scratch" {
 		t.Errorf("Dockerfile: final stage FROM %s, want distroless/static or scratch", base)
@@ -422,6 +413,8 @@ func TestDockerignore(t *testing.T) {
 		"deploy/docker/tor/data/hs/directory/hs_ed25519_secret_key",
 		"deploy/docker/tor/data/keys/secret_id_key",
 		"test/deploy/doc.go",
+		"dist/jm-directory-server_0.1.0_linux_amd64",
+		"scripts/fuzz-long.sh",
 	}
 	for _, s := range secrets {
 		if !d.excluded(s) {
@@ -429,7 +422,7 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 
-	needed := []string{"go.mod", "go.sum"}
+	needed := []string{"go.mod", "go.sum", "VERSION", "scripts/release.sh"}
 	cmd := exec.Command("go", "list", "-buildvcs=false", "-deps", "-f",
 		`{{if .Module}}{{if .Module.Main}}{{.Dir}}{{range .GoFiles}} {{.}}{{end}}{{range .EmbedFiles}} {{.}}{{end}}{{end}}{{end}}`,
 		"./cmd/jm-directory-server", "./cmd/jm-directory-ctl")
