@@ -321,3 +321,26 @@ func TestComposeDebugOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestComposeCommitArg: the compose file passes the commit to the Dockerfile's COMMIT
+// build argument, from $COMMIT (the context has no .git), with a default so that a
+// plain "docker compose up --build" still builds.
+func TestComposeCommitArg(t *testing.T) {
+	var c struct {
+		Services map[string]struct {
+			Build struct {
+				Args map[string]string `yaml:"args"`
+			} `yaml:"build"`
+		} `yaml:"services"`
+	}
+	if err := yaml.Unmarshal([]byte(readRepoFile(t, composePath)), &c); err != nil {
+		t.Fatalf("%s: %v", composePath, err)
+	}
+	if got := c.Services["directory"].Build.Args["COMMIT"]; !regexp.MustCompile(`^\$\{COMMIT:-[^}]+\}$`).MatchString(got) {
+		t.Errorf("%s: directory build.args.COMMIT = %q, want ${COMMIT:-unknown}", composePath, got)
+	}
+	d := loadDockerfile(t, dockerfilePath)
+	if !slices.Contains(d.stageArgs(0), "COMMIT") {
+		t.Errorf("%s: the build stage declares no ARG COMMIT", dockerfilePath)
+	}
+}
