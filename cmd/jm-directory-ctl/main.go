@@ -3,6 +3,8 @@
 //
 //	jm-directory-ctl [--host H] [--port P] [--log-level|-l L] [--token T] [--data-dir D] {health,status} [--json]
 //
+//	jm-directory-ctl [options] orderbook [--json]
+//
 //	jm-directory-ctl vanity PREFIX [--out FILE] [--workers N] [--data-dir D]
 //
 //	jm-directory-ctl probe HOST:PORT [--network N] [--socks HOST:PORT] [--timeout D] [--json]
@@ -12,7 +14,8 @@
 // "health" asks GET /health and exits 0 iff the server is healthy. "status" asks GET
 // /status (with the bearer token the server requires on a non-loopback ops listener) and
 // prints a report, or the server's JSON with --json; it exits 0 iff the request succeeded
-// and the server is healthy. "vanity" searches, on every core, for an onion address
+// and the server is healthy. "orderbook" asks GET /orderbook.json and prints the live
+// orderbook as a table (orderbook.go). "vanity" searches, on every core, for an onion address
 // starting with PREFIX and writes its key in tor's hs_ed25519_secret_key format (see
 // vanity.go). "probe" checks any JoinMarket directory as a client meets it (probe.go).
 // Every failure is explained in one line on stderr.
@@ -56,6 +59,7 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 	if o, rest, ok := importCommand(args, env); ok {
 		return runImport(rest, o, env, stdout, stderr)
 	}
+	args, orderbook := orderbookArgs(args, env)
 	o, cmd, err := parseArgs(args, env)
 	switch {
 	case errors.Is(err, errHelp):
@@ -81,6 +85,9 @@ func run(args []string, env func(string) string, stdout, stderr io.Writer) int {
 		tok := resolveToken(o, env)
 		lg.debugf("%s", tok.describe())
 		c.token = tok.token
+		if orderbook {
+			return runOrderbook(ctx, c, tok, o.json, stdout, stderr)
+		}
 		return runStatus(ctx, c, tok, o.json, stdout, stderr)
 	}
 }

@@ -49,9 +49,29 @@ type statusDoc struct {
 	Rejections        map[string]uint64 `json:"rejections"`
 	RecentDisconnects []disconnect      `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64 `json:"offers_seen"`
+	Orderbook         *orderbookState   `json:"orderbook"`
 	NickAuth          *nickAuthState    `json:"nick_auth"`
 	Onion             *onionState       `json:"onion"`
 	SelfProbe         *selfProbeState   `json:"self_probe"`
+}
+
+// orderbookState is the "orderbook" object: the live orderbook's counts.
+type orderbookState struct {
+	Offers    int               `json:"offers"`
+	Makers    int               `json:"makers"`
+	Bonds     int               `json:"fidelity_bonds"`
+	Malformed map[string]uint64 `json:"malformed"`
+	OverCap   uint64            `json:"offers_over_cap"`
+}
+
+// describe is the report's Orderbook line.
+func (o *orderbookState) describe() string {
+	s := fmt.Sprintf("%d offers from %d makers, %d fidelity bonds (unverified); malformed: %s",
+		o.Offers, o.Makers, o.Bonds, formatCounts(o.Malformed))
+	if o.OverCap > 0 {
+		s += fmt.Sprintf("; %d over the per-maker cap", o.OverCap)
+	}
+	return s
 }
 
 // onionState is the "onion" object (absent without tor).
@@ -291,6 +311,9 @@ func writeReport(w io.Writer, st *statusDoc, h *health, now time.Time) {
 	}
 	if st.OffersSeen != nil {
 		line("Offers seen:", "%s", formatCounts(st.OffersSeen))
+	}
+	if st.Orderbook != nil {
+		line("Orderbook:", "%s", st.Orderbook.describe())
 	}
 	if o := st.Offers; o != nil {
 		line("Offers:", "%d from %d peers", o.TotalOffers, o.PeersWithOffers)

@@ -245,6 +245,8 @@ func duration(sec float64) string {
 func printAllUsage(w io.Writer, o *options) {
 	printUsage(w, o)
 	fmt.Fprintln(w)
+	fmt.Fprintf(w, orderbookUsage, prog)
+	fmt.Fprintln(w)
 	printVanityUsage(w)
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, probeUsage, prog)

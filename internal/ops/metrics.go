@@ -7,6 +7,7 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
 	"github.com/jm-directory/jm-directory-server/internal/server"
@@ -19,7 +20,7 @@ import (
 // collector exports the server's counters at scrape time, so the hot path pays for
 // nothing but its own atomic counters. No nick or onion is ever a label: every label
 // value comes from a fixed set (roles, message types, reasons, rejection codes, offer
-// commands, nick-authentication peer kinds and result codes). The onion and self-probe series have no labels at all, and are absent
+// commands, orderbook command kinds, nick-authentication peer kinds and result codes). The onion and self-probe series have no labels at all, and are absent
 // without tor.
 type collector struct {
 	srv       *server.Server
@@ -30,6 +31,7 @@ type collector struct {
 	handshakes, rejections, msgsIn, msgsOut, bytesIn, bytesOut        *prometheus.Desc
 	drops, disconnects, violations, pings, probes, evictions          *prometheus.Desc
 	offers, latency, circuits, bans, forgotten, onionUp               *prometheus.Desc
+	bookOffers, bookMakers, bookBonds, bookMalformed, bookOverCap     *prometheus.Desc
 	onionLastUpload, onionUploads                                     *prometheus.Desc
 	authPeers, authResults, authOffered                               *prometheus.Desc
 	spRunning, spHealthy, spProbes, spFailures, spConsecutive         *prometheus.Desc
@@ -64,10 +66,17 @@ func newCollector(srv *server.Server, onionStatus func() *onion.Status, selfProb
 		probes:      d("heartbeat_probes_total", "Legacy !orderbook probes sent to idle makers without ping."),
 		evictions:   d("heartbeat_evictions_total", "Peers cut by the heartbeat, by reason.", "reason"),
 		offers:      d("offers_seen_total", "Offer pubmsgs relayed, by command.", "command"),
-		latency:     d("relay_latency_seconds", "Time from reading a pubmsg or privmsg to having queued it to every recipient."),
-		circuits:    d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
-		bans:        d("circuit_bans_total", "Circuit bans imposed."),
-		forgotten:   d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
+		bookOffers:  d("orderbook_offers", "Live offers in the orderbook (/orderbook.json)."),
+		bookMakers:  d("orderbook_makers", "Makers with at least one live offer in the orderbook."),
+		bookBonds:   d("orderbook_fidelity_bonds", "Makers whose fidelity bond proof the orderbook holds (unverified)."),
+		bookMalformed: d("orderbook_malformed_total", "Offer, cancel and tbond commands skipped by the orderbook as malformed "+
+			"(they were relayed all the same), by kind.", "kind"),
+		bookOverCap: d("orderbook_offers_over_cap_total", "New offers skipped because their maker already had the "+
+			"orderbook's per-maker cap of offers."),
+		latency:   d("relay_latency_seconds", "Time from reading a pubmsg or privmsg to having queued it to every recipient."),
+		circuits:  d("circuits", "Tor circuits named by PROXY headers: connected (with an open connection) and banned now.", "state"),
+		bans:      d("circuit_bans_total", "Circuit bans imposed."),
+		forgotten: d("circuit_bans_forgotten_total", "Circuits without a connection dropped, with their strikes or ban, because the table was full."),
 		authPeers: d("nick_auth_peers", "Handshaked peers by nick authentication (JMP-0005): verified "+
 			"(proved the key behind their nick) and legacy (did not).", "kind"),
 		authResults: d("nick_auth_results_total", "Nick-authentication rounds by the code of the 807 result "+
@@ -147,6 +156,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for i, cmd := range stats.OfferCommands {
 		counter(c.offers, ctr.OffersSeen[i].Load(), cmd)
 	}
+
+	ob := st.Orderbook
+	gauge(c.bookOffers, float64(ob.Offers))
+	gauge(c.bookMakers, float64(ob.Makers))
+	gauge(c.bookBonds, float64(ob.Bonds))
+	for k := orderbook.Kind(0); k < orderbook.NumKinds; k++ {
+		counter(c.bookMalformed, ob.Malformed[k.String()], k.String())
+	}
+	counter(c.bookOverCap, ob.OverCap)
 
 	gauge(c.circuits, float64(st.Circuits.Connected), "connected")
 	gauge(c.circuits, float64(st.Circuits.Banned), "banned")

@@ -71,7 +71,7 @@ func TestStatusKeys(t *testing.T) {
 		"connected_peers", "passive_peers", "active_peers", "active_connections"}
 	extras := []string{"version", "directory_nick", "location", "nicks_hidden", "handshaking", "rate_limiter",
 		"messages_received", "messages_sent", "bytes_received", "bytes_sent", "drops", "disconnects",
-		"rejections", "recent_disconnects", "offers_seen", "nick_auth"}
+		"rejections", "recent_disconnects", "offers_seen", "orderbook", "nick_auth"}
 	if want := append(ng, extras...); !slices.Equal(keys, want) {
 		t.Fatalf("keys:\n got %v\nwant %v", keys, want)
 	}

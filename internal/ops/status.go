@@ -38,6 +38,7 @@ type StatusResponse struct {
 	Rejections        map[string]uint64   `json:"rejections"`  // handshakes answered accepted:false, by reason
 	RecentDisconnects []server.Disconnect `json:"recent_disconnects"`
 	OffersSeen        map[string]uint64   `json:"offers_seen"` // offer pubmsgs by command
+	Orderbook         OrderbookStats      `json:"orderbook"`   // the live orderbook (/orderbook.json)
 	NickAuth          NickAuthStats       `json:"nick_auth"`
 	Onion             *onion.Status       `json:"onion,omitempty"`      // absent without tor
 	SelfProbe         *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
@@ -136,6 +137,7 @@ func (o *Ops) Status() StatusResponse {
 		Rejections:        st.Rejections,
 		RecentDisconnects: st.Recent,
 		OffersSeen:        st.Offers,
+		Orderbook:         st.Orderbook,
 		NickAuth:          nickAuthStats(st.NickAuth),
 		Onion:             o.onionStatus(),
 		SelfProbe:         o.selfProbeStatus(),

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
+	"github.com/jm-directory/jm-directory-server/internal/limits"
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/peertest"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
@@ -77,4 +79,45 @@ func BenchmarkGetPeerlist(b *testing.B) {
 	for b.Loop() {
 		rt.GetPeerlist(peers[0])
 	}
+}
+
+// benchHandle measures Handle for one line from peers[0] to 100 peers: the dispatch path
+// of the read loop (split, sender check, byte budget, relay, and whatever is done with
+// the line after it is queued).
+func benchHandle(b *testing.B, typ int, line string) {
+	rt, _, peers := benchRouter(b, 100)
+	env, err := wire.Decode(wire.AppendEnvelope(nil, typ, line)[:len(wire.AppendEnvelope(nil, typ, line))-2])
+	if err != nil {
+		b.Fatal(err)
+	}
+	bk := new(limits.Buckets)
+	bk.Use(limits.Rates{Messages: 1e9, Burst: 1e9, Bytes: 1e12, ByteBurst: 1e12, GetPeerlist: 3, Orderbook: 3}, time.Now())
+	lim := &router.ConnLimits{Buckets: bk}
+	rt.SetOrderbook(orderbook.New())
+	pol := router.Policy{SpoofDisconnect: 3}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !rt.Handle(peers[0], &env, lim, pol, time.Now()) {
+			b.Fatal("sender closed")
+		}
+	}
+}
+
+// BenchmarkHandleOfferPubmsg is Handle for an offer announcement (relayed to 99 peers,
+// then recorded in the orderbook when one is attached).
+func BenchmarkHandleOfferPubmsg(b *testing.B) {
+	benchHandle(b, wire.TypePubmsg, "J5bench000000000!PUBLIC!sw0reloffer 0 27300 1000000000 0 0.0002")
+}
+
+// BenchmarkHandleOtherPubmsg is Handle for a pubmsg that is not an offer (hp2).
+func BenchmarkHandleOtherPubmsg(b *testing.B) {
+	benchHandle(b, wire.TypePubmsg, "J5bench000000000!PUBLIC!hp2 02f442f23bb0d0c7d4c9062d56a5b19b3ddbaeb8fed5aba865d932ae721d3825e6")
+}
+
+// BenchmarkHandleProbeAnswer is Handle for a maker's answer to the directory's own
+// !orderbook probe: a signed privmsg addressed to the directory (not relayed; recorded
+// in the orderbook when one is attached).
+func BenchmarkHandleProbeAnswer(b *testing.B) {
+	benchHandle(b, wire.TypePrivmsg, "J5bench000000000!"+peertest.NickDN+"!sw0reloffer 0 27300 1000000000 0 0.0002!sw0absoffer 1 100000 50000000 0 250 "+
+		"02f442f23bb0d0c7d4c9062d56a5b19b3ddbaeb8fed5aba865d932ae721d3825e6 Z+LN0jWjAbsUINETdIGrBWCYSotpvp3Gm1dKXcimtMK60itjClYS20myqSD7rYCZN5/FRys82AOjjI5IGfAZLiE=")
 }

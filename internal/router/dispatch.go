@@ -1,8 +1,9 @@
 // Dispatch: what happens to one message a registered peer sent, after its line was read,
 // decoded and let through the connection's message bucket (internal/server's read loop):
 // the split of the "from!to!…" text and the binding of from to the sender, the spoof
-// count, the GETPEERLIST and public !orderbook caps, offer counting, relaying, and the
-// back-pressure hint a broadcaster gets.
+// count, the GETPEERLIST and public !orderbook caps, offer counting, relaying, the
+// orderbook (after the relay: offers, cancels and answers to the directory's own probe),
+// and the back-pressure hint a broadcaster gets.
 
 package router
 
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/limits"
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
@@ -37,6 +39,10 @@ type ConnLimits struct {
 // out (the flusher's Help: a broadcaster reads on only as fast as its lines go out).
 // Call it before the router is used.
 func (r *Router) SetBackPressure(help func()) { r.help = help }
+
+// SetOrderbook makes Handle record in book the offers it relays and those makers send
+// the directory itself (internal/orderbook). Call it before the router is used.
+func (r *Router) SetOrderbook(book *orderbook.Book) { r.book = book }
 
 // Admit takes a token from one of the connection's buckets and reports whether the
 // message may proceed. A refused message is dropped and counted with why, and is a
@@ -85,12 +91,16 @@ func (r *Router) Handle(p *peer.Peer, env *wire.Envelope, lim *ConnLimits, pol P
 		if env.Type == wire.TypePrivmsg {
 			if d := r.Privmsg(p, to, env.RawLine()); d != reason.DropNone {
 				r.ctr.Drop(d)
+				if d == reason.DropToDirectory && r.book != nil {
+					r.book.Private(p.Nick, p.ID, rest, now) // an answer to the directory's probe
+				}
 			} else {
 				r.ctr.RelayLatency.Observe(int64(time.Since(now)))
 			}
 			return true
 		}
-		switch cmd := wire.FirstCommand(rest); cmd {
+		cmd := wire.FirstCommand(rest)
+		switch cmd {
 		case "orderbook":
 			if !r.Admit(p, lim, limits.Orderbook, reason.DropOrderbookCap, pol, now) {
 				return !p.Closed()
@@ -102,6 +112,9 @@ func (r *Router) Handle(p *peer.Peer, env *wire.Envelope, lim *ConnLimits, pol P
 		}
 		r.Pubmsg(p, env.RawLine())
 		r.ctr.RelayLatency.Observe(int64(time.Since(now)))
+		if r.book != nil && orderbook.Watches(cmd) {
+			r.book.Public(p.Nick, p.ID, rest, now) // after the relay: parsing never changes it
+		}
 		if r.help != nil {
 			r.help()
 		}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
@@ -37,7 +38,8 @@ type Router struct {
 	ctr  *stats.Counters
 	self atomic.Pointer[Self]
 	dep  departures
-	help func() // back-pressure after a fan-out (SetBackPressure); nil for none
+	help func()          // back-pressure after a fan-out (SetBackPressure); nil for none
+	book *orderbook.Book // offers seen (SetOrderbook); nil for none
 
 	peerlists atomic.Pointer[peerlistCache] // the GETPEERLIST answer for the current makers
 	encoded   atomic.Int64                  // GETPEERLIST answers encoded (PeerlistEncodings)

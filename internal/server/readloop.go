@@ -58,6 +58,7 @@ func (s *Server) readLoop(p *peer.Peer, lr *wire.LineReader, b *limits.Buckets) 
 // leave unregisters a closed peer and tells everyone else it has gone.
 func (s *Server) leave(p *peer.Peer) {
 	defer p.MarkLeft()
+	s.book.Leave(p.Nick, p.ID) // also when displaced: the entry is the connection's, not the nick's
 	why := p.Reason()
 	s.ctr.Close(why)
 	if !s.reg.Remove(p) {

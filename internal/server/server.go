@@ -26,6 +26,7 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/handshake"
 	"github.com/jm-directory/jm-directory-server/internal/jm"
 	"github.com/jm-directory/jm-directory-server/internal/liveness"
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/peer"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/registry"
@@ -45,6 +46,7 @@ type Server struct {
 	nick    string
 	reg     *registry.Registry
 	rt      *router.Router
+	book    *orderbook.Book // the offers seen (router), dropped when their maker leaves
 	sweeper *liveness.Sweeper
 	flusher *peer.Flusher  // writes every peer's queued lines from GOMAXPROCS−1 goroutines
 	clients *circuit.Table // per-circuit limits, caps and bans (tor_proxy_protocol)
@@ -96,6 +98,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 		started: time.Now(),
 		conns:   map[*peer.Peer]struct{}{},
 		flusher: peer.NewFlusher(0),
+		book:    orderbook.New(),
 		clients: circuit.NewTable(circuit.DefaultMaxIdle),
 
 		summaryEvery: summaryEvery,
@@ -105,6 +108,7 @@ func New(cfg config.Config, id jm.Identity, log *slog.Logger) (*Server, error) {
 	s.cfg.Store(&cfg)
 	s.rt = router.New(s.reg, &s.ctr, id.Nick, cfg.Location)
 	s.rt.SetBackPressure(s.flusher.Help)
+	s.rt.SetOrderbook(s.book)
 	s.sweeper = liveness.New(s.reg, s.rt, heartbeatOf(&cfg), log)
 	s.setDirectory(cfg.Location)
 	return s, nil
@@ -118,6 +122,9 @@ func (s *Server) Nick() string { return s.nick }
 
 // Location is the directory's advertised location-string ("" while unknown).
 func (s *Server) Location() string { return s.rt.Self().Location }
+
+// Orderbook is the live orderbook: the offers makers announce or send the directory.
+func (s *Server) Orderbook() *orderbook.Book { return s.book }
 
 // Counters exposes the server's counters.
 func (s *Server) Counters() *stats.Counters { return &s.ctr }

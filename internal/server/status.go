@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/circuit"
+	"github.com/jm-directory/jm-directory-server/internal/orderbook"
 	"github.com/jm-directory/jm-directory-server/internal/reason"
 	"github.com/jm-directory/jm-directory-server/internal/stats"
 )
@@ -110,6 +111,7 @@ type Status struct {
 	ProxyProtocol     bool              // limits are keyed on the PROXY header's circuit
 	Circuits          circuit.Counts    // circuits seen through PROXY headers
 	Offers            map[string]uint64 // offer pubmsgs seen, by command
+	Orderbook         orderbook.Stats   // the live orderbook's counts
 	Recent            []Disconnect      // newest first
 
 	// Nick authentication (JMP-0005): the mode in force, the directory-id ("" = not
@@ -146,6 +148,7 @@ func (s *Server) Status(withNicks bool) Status {
 		ProxyProtocol:  s.conf().TorProxyProtocol,
 		Circuits:       s.clients.Counts(time.Now()),
 		Offers:         map[string]uint64{},
+		Orderbook:      s.book.Stats(),
 		Recent:         s.recent.last(20),
 	}
 	verified, registered := s.reg.Verified()
