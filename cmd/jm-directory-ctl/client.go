@@ -25,7 +25,7 @@ var errUnauthorized = errors.New("unauthorized")
 
 // client talks to one server's ops listener.
 type client struct {
-	base    string // "http://host:port"
+	base    string // "http://host:port", or https off loopback
 	token   string // bearer token for /status; "" = none
 	timeout time.Duration
 	http    *http.Client
@@ -34,7 +34,7 @@ type client struct {
 
 // newClient builds a client for the options' host and port. An unspecified listen
 // address (0.0.0.0, ::), as the server's own health_check_host may be, is reached
-// through loopback.
+// through loopback (over HTTPS, as the server serves it there: see resolveTLS).
 func newClient(o *options, lg *logger) *client {
 	host := o.host
 	switch host {
@@ -52,8 +52,15 @@ func newClient(o *options, lg *logger) *client {
 		DisableKeepAlives:  true,
 		DisableCompression: true,
 	}
+	scheme := "http"
+	if o.https {
+		scheme = "https"
+		tr.TLSClientConfig = o.trust.clientConfig()
+		tr.TLSHandshakeTimeout = o.timeout
+		lg.debugf("TLS: %s", o.trust.describe())
+	}
 	return &client{
-		base:    "http://" + net.JoinHostPort(host, o.port),
+		base:    scheme + "://" + net.JoinHostPort(host, o.port),
 		timeout: o.timeout,
 		log:     lg,
 		http: &http.Client{
@@ -93,6 +100,9 @@ func (c *client) get(ctx context.Context, path string, auth bool, limit int64) (
 	resp, err := c.http.Do(req)
 	if err != nil {
 		c.log.debugf("GET %s failed after %v: %v", u, time.Since(start).Round(time.Millisecond), err)
+		if pe := (*pinError)(nil); errors.As(err, &pe) {
+			return reply{}, fmt.Errorf("%s: %w", u, pe)
+		}
 		return reply{}, &unreachableError{url: u, err: err, timeout: c.timeout}
 	}
 	defer resp.Body.Close()
@@ -103,6 +113,9 @@ func (c *client) get(ctx context.Context, path string, auth bool, limit int64) (
 	}
 	if int64(len(body)) > limit {
 		return reply{}, fmt.Errorf("%s: response larger than %d bytes", u, limit)
+	}
+	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(body, []byte("HTTP request to an HTTPS server")) {
+		return reply{}, fmt.Errorf("%s: the ops listener serves HTTPS (its HEALTH_CHECK_HOST is not loopback): pass --tls-fingerprint or --cacert, or --host with that address", u)
 	}
 	return reply{code: resp.StatusCode, status: resp.Status, body: body}, nil
 }
@@ -115,7 +128,11 @@ type unreachableError struct {
 }
 
 func (e *unreachableError) Error() string {
-	return "cannot reach " + e.url + ": " + shortError(e.err, e.timeout)
+	msg := "cannot reach " + e.url + ": " + shortError(e.err, e.timeout)
+	if h := tlsHint(e.err); h != "" {
+		msg += "; " + h
+	}
+	return msg
 }
 
 func (e *unreachableError) Unwrap() error { return e.err }

@@ -190,7 +190,8 @@ func TestLive(t *testing.T) {
 			{"HEALTH_CHECK_PORT", port},
 			{"DIRECTORY_SERVER__HEALTH_CHECK_PORT", port, "HEALTH_CHECK_PORT", "1"},
 			{"HEALTH_CHECK_HOST", "localhost", "HEALTH_CHECK_PORT", port},
-			{"DIRECTORY_SERVER__HEALTH_CHECK_HOST", "0.0.0.0", "HEALTH_CHECK_HOST", "192.0.2.1", "HEALTH_CHECK_PORT", port},
+			// (0.0.0.0, a wildcard, means HTTPS: TestTLS.)
+			{"DIRECTORY_SERVER__HEALTH_CHECK_HOST", "127.0.0.1", "HEALTH_CHECK_HOST", "192.0.2.1", "HEALTH_CHECK_PORT", port},
 		} {
 			if code, out, errs := ctl(environ(t, kv...), "health"); code != 0 {
 				t.Errorf("env %v: exit %d, stdout %q, stderr %q", kv, code, out, errs)

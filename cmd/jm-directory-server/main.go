@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	op, err := ops.New(srv, ops.Options{
 		Addr: cfg.HealthAddr(), Token: cfg.OpsToken, DataDir: cfg.DataDir,
-		HideNicks: cfg.HideNicks, Pprof: cfg.Pprof,
+		HideNicks: cfg.HideNicks, Pprof: cfg.Pprof, TLSCert: cfg.OpsTLSCert, TLSKey: cfg.OpsTLSKey,
 	}, log)
 	if err != nil {
 		log.Error("cannot set up the ops endpoints", "err", err)
@@ -135,7 +135,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	go op.Run(ctx, time.Second)
-	opsAttrs := []any{"addr", opsLn.Addr().String(), "token_required", op.TokenRequired(), "max_conns", op.MaxConns()}
+	opsAttrs := []any{"addr", opsLn.Addr().String(), "scheme", op.Scheme(), "token_required", op.TokenRequired(), "max_conns", op.MaxConns()}
 	if op.TokenRequired() && cfg.OpsToken == "" {
 		opsAttrs = append(opsAttrs, "token_file", filepath.Join(cfg.DataDir, ops.TokenFile))
 	}

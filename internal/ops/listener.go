@@ -1,6 +1,8 @@
 package ops
 
 import (
+	"crypto/tls"
+	"log/slog"
 	"net"
 	"net/http"
 	"sync"
@@ -69,6 +71,9 @@ func (o *Ops) newServer(t timeouts) *http.Server {
 		IdleTimeout:       t.idle,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ConnState:         o.conns.state,
+		// Its own complaints (TLS handshakes that fail: scanners, plain-HTTP clients on
+		// the HTTPS listener) at DEBUG, not on stderr.
+		ErrorLog: slog.NewLogLogger(o.log.Handler(), slog.LevelDebug),
 	}
 }
 
@@ -92,9 +97,17 @@ func (o *Ops) newServer(t timeouts) *http.Server {
 // every slot until their timeouts, so a health check on a fresh connection still gets
 // through. A connection whose next request arrives just as it is closed sees what an
 // idle timeout would show it, which a keep-alive client handles by retrying.
+//
+// Off loopback the connections are TLS (tls.NewListener over the capped listener): the
+// handshake runs in the server's connection goroutine under its header timeout, and a
+// connection that has not completed it counts as silent.
 func (o *Ops) Listener(ln net.Listener) net.Listener {
 	n := o.MaxConns()
-	return &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{}), conns: o.conns}
+	var l net.Listener = &limitListener{Listener: ln, slots: make(chan struct{}, n), done: make(chan struct{}), conns: o.conns}
+	if o.tlsConf != nil {
+		l = tls.NewListener(l, o.tlsConf)
+	}
+	return l
 }
 
 type limitListener struct {
@@ -185,7 +198,7 @@ func (t *connTracker) state(c net.Conn, s http.ConnState) {
 		t.evicted++
 		t.mu.Unlock()
 		// The response is flushed before the state turns idle: nothing of it is lost.
-		_ = c.Close()
+		_ = closeNow(c)
 		return
 	case s == http.StateIdle:
 		t.idle[c] = time.Now()
@@ -217,7 +230,7 @@ func (t *connTracker) evict(now time.Time) bool {
 	if victim == nil {
 		return false
 	}
-	_ = victim.Close()
+	_ = closeNow(victim)
 	return true
 }
 

@@ -2,7 +2,9 @@
 // /health and /status (joinmarket-ng's shapes), /metrics (Prometheus), an optional
 // /debug/pprof/, and a live page at / fed by a server-sent-event stream at /events.
 //
-// On a loopback listener everything is open. On any other address the page's data
+// On a loopback listener everything is open, over plain HTTP. On any other address the
+// listener serves HTTPS only (tls.go: the operator's certificate, or a self-signed one
+// generated once into the data dir and pinned by its fingerprint), and the page's data
 // stream, /status and /metrics require "Authorization: Bearer <token>" — the model of
 // the reference wallet daemon's API: a token presented on every request, no cookies.
 // /health stays open so container health checks work, and the page itself is a static
@@ -16,6 +18,7 @@ package ops
 import (
 	"crypto/rand"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -53,6 +56,9 @@ type Options struct {
 	HideNicks bool // omit nick lists from /status and the live page
 	Pprof     bool // serve /debug/pprof/
 	MaxConns  int  // open ops connections at most (Listener); 0 = DefaultMaxConns
+	// The operator's PEM certificate (chain) and key for HTTPS off loopback; both or
+	// neither. Without them a self-signed one is generated into DataDir (tls.go).
+	TLSCert, TLSKey string
 }
 
 // Ops serves the operator endpoints for one directory server.
@@ -65,6 +71,8 @@ type Ops struct {
 	history *History
 	mux     *http.ServeMux
 	conns   *connTracker // idle keep-alive connections, closed while Listener is full
+	tlsConf *tls.Config  // HTTPS off loopback; nil = plain HTTP
+	tlsInfo *TLSInfo     // the certificate served, nil without TLS
 
 	subsMu sync.Mutex               // guards subs
 	subs   map[chan []byte]struct{} // live page streams; a lagging one misses updates
@@ -101,7 +109,9 @@ func (o *Ops) onionStatus() *onion.Status {
 }
 
 // New builds the ops surface. When Addr is not a loopback address a token is required:
-// Options.Token, or the one in <DataDir>/ops-token, created on first start.
+// Options.Token, or the one in <DataDir>/ops-token, created on first start; and Listener
+// serves HTTPS with the operator's certificate (Options.TLSCert, TLSKey) or the one in
+// <DataDir>/ops-tls.crt, generated on first start. Its fingerprint is logged at INFO.
 func New(srv *server.Server, opt Options, log *slog.Logger) (*Ops, error) {
 	o := &Ops{srv: srv, opt: opt, log: log, reg: prometheus.NewRegistry(), history: NewHistory(3600),
 		subs: map[chan []byte]struct{}{}, conns: newConnTracker()}
@@ -111,6 +121,11 @@ func New(srv *server.Server, opt Options, log *slog.Logger) (*Ops, error) {
 			return nil, err
 		}
 		o.token = tok
+		if err := o.setupTLS(); err != nil {
+			return nil, err
+		}
+	} else if opt.TLSCert != "" || opt.TLSKey != "" {
+		log.Warn("ops_tls_cert is set, but the ops listener is on loopback: it serves plain HTTP", "addr", opt.Addr)
 	}
 	o.reg.MustRegister(newCollector(srv, o.onionStatus, o.selfProbeStatus), collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -170,6 +185,7 @@ func (o *Ops) routes() {
 	m.HandleFunc("GET /health", o.health)
 	m.Handle("GET /status", o.auth(http.HandlerFunc(o.status)))
 	m.Handle("GET /metrics", o.auth(promhttp.HandlerFor(o.reg, promhttp.HandlerOpts{Registry: o.reg})))
+	m.Handle("GET /orderbook.json", o.auth(http.HandlerFunc(o.orderbookJSON)))
 	m.Handle("GET /events", o.auth(http.HandlerFunc(o.events)))
 	m.HandleFunc("GET /{$}", o.page)
 	if o.opt.Pprof {
