@@ -1,7 +1,10 @@
 // Command jm-directory-ctl queries a running directory server's operator endpoints: it is
 // joinmarket-ng's jm-directory-ctl for this server, suitable as a Docker HEALTHCHECK.
 //
-//	jm-directory-ctl [--host H] [--port P] [--log-level|-l L] [--token T] [--data-dir D] {health,status} [--json]
+//	jm-directory-ctl [--host H] [--port P] [--log-level|-l L] [--token T] [--data-dir D]
+//	    [--tls-fingerprint HEX | --cacert FILE] {health,status} [--json]
+//
+//	jm-directory-ctl --version
 //
 //	jm-directory-ctl [options] orderbook [--json]
 //
