@@ -66,6 +66,20 @@ func (h *History) All() []Sample {
 	return append(append([]Sample(nil), h.ring[h.next:]...), h.ring[:h.next]...)
 }
 
+// Identity is who the directory is, the live page's header: its nick, its advertised
+// location (the onion and port, or the listen address on regtest; "" while unknown),
+// network, version, message of the day (the full text peers receive, version line
+// included) and tor_mode (none, control, launch or external). The state of the onion and
+// the self-probe is in LiveState's Onion and SelfProbe.
+type Identity struct {
+	Nick     string `json:"nick"`
+	Location string `json:"location"`
+	Network  string `json:"network"`
+	Version  string `json:"version"`
+	MOTD     string `json:"motd"`
+	TorMode  string `json:"tor_mode"`
+}
+
 // LiveState is one update of the live page.
 type LiveState struct {
 	// Now is the server's clock at the update: the page reckons the ages of Onion's and
@@ -86,7 +100,9 @@ type LiveState struct {
 	Drops         map[string]uint64   `json:"drops"`
 	Rejections    map[string]uint64   `json:"rejections"`
 	Recent        []server.Disconnect `json:"recent_disconnects"`
-	Offers        map[string]uint64   `json:"offers_seen"`
+	Identity      Identity            `json:"identity"`
+	Orderbook     OrderbookStats      `json:"orderbook"`            // live offers and makers with offers, as /status
+	Offers        map[string]uint64   `json:"offers_seen"`          // offer messages by command: a running count, not the book
 	NickAuth      NickAuthStats       `json:"nick_auth"`            // the page shows the verified share of the peers
 	Onion         *onion.Status       `json:"onion,omitempty"`      // absent without tor
 	SelfProbe     *selfprobe.Status   `json:"self_probe,omitempty"` // absent without tor
@@ -147,12 +163,15 @@ func (o *Ops) Run(ctx context.Context, interval time.Duration) {
 
 func (o *Ops) liveState(now time.Time, s Sample, st server.Status, withHistory bool) LiveState {
 	ok, reason := o.srv.Health()
+	id := Identity{Nick: st.Nick, Location: st.Location, Network: st.Network, Version: st.Version,
+		MOTD: o.srv.MOTD(), TorMode: o.srv.Config().TorMode}
 	ls := LiveState{
 		Now:           now,
 		UptimeSeconds: st.Uptime.Seconds(), Network: st.Network, Version: st.Version,
 		Healthy: ok, HealthReason: reason,
 		Peers: st.Peers, Makers: st.Makers, Takers: st.Takers, Handshaking: st.Pending, MaxPeers: st.MaxPeers,
 		Sample: s, Disconnects: st.Closes, Drops: st.Drops, Rejections: st.Rejections, Recent: st.Recent, Offers: st.Offers,
+		Identity: id, Orderbook: st.Orderbook,
 		NickAuth: nickAuthStats(st.NickAuth), Onion: o.onionStatus(), SelfProbe: o.selfProbeStatus(),
 	}
 	if withHistory {

@@ -28,7 +28,9 @@ import (
 	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 	"github.com/jm-directory/jm-directory-server/internal/onion"
 	"github.com/jm-directory/jm-directory-server/internal/selfprobe"
+	"github.com/jm-directory/jm-directory-server/internal/server"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
+	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
 
 var discard = slog.New(slog.DiscardHandler)
@@ -900,5 +902,45 @@ func checkNickAuthMetrics(t *testing.T, fams map[string]*dto.MetricFamily, peers
 		t.Errorf("jm_directory_nick_auth_offered: %v", fam)
 	case metric(t, fams, "jm_directory_nick_auth_offered", nil) != offered:
 		t.Errorf("jm_directory_nick_auth_offered = %v, want %v", metric(t, fams, "jm_directory_nick_auth_offered", nil), offered)
+	}
+}
+
+// TestLiveStateIdentity: the live state carries who the directory is (the server's nick,
+// location, network, version, full motd and tor_mode) and the live orderbook's counts,
+// beside the running count of offer messages.
+func TestLiveStateIdentity(t *testing.T) {
+	d := dirtest.Start(t, func(c *config.Config) { c.MOTD = "hello operators" }, discard)
+	op, _ := New(d.Srv, Options{Addr: "127.0.0.1:8080"}, discard)
+	tg := d.Target()
+	taker := tg.Join(t, dirtest.RefTaker)
+	maker := tg.Join(t, dirtest.RefMaker)
+	for _, body := range []string{"sw0reloffer 0 27300 1000000 0 0.0002", "sw0absoffer 1 100000 50000000 0 250"} {
+		maker.Pubmsg(body)
+		taker.ExpectLine(wire.TypePubmsg, maker.Nick+"!PUBLIC!"+body)
+	}
+	testkit.Eventually(t, "two offers in the book", func() bool { return d.Srv.Orderbook().Stats().Offers == 2 })
+
+	var sm sampler
+	now := time.Now()
+	s, sst := sm.take(d.Srv, now)
+	ls := op.liveState(now, s, sst, false)
+	want := Identity{Nick: d.Srv.Nick(), Location: d.Srv.Location(), Network: "regtest", Version: server.Version,
+		MOTD: d.Srv.MOTD(), TorMode: "none"}
+	if ls.Identity != want || want.Location == "" || !strings.HasPrefix(want.MOTD, "hello operators\n") {
+		t.Errorf("live state identity %+v, want %+v", ls.Identity, want)
+	}
+	if ls.Orderbook.Offers != 2 || ls.Orderbook.Makers != 1 {
+		t.Errorf("live state orderbook: %d offers from %d makers, want 2 from 1", ls.Orderbook.Offers, ls.Orderbook.Makers)
+	}
+	var b struct {
+		Identity  map[string]any `json:"identity"`
+		Orderbook map[string]any `json:"orderbook"`
+	}
+	raw, _ := json.Marshal(ls)
+	if err := json.Unmarshal(raw, &b); err != nil {
+		t.Fatal(err)
+	}
+	if b.Identity["tor_mode"] != "none" || b.Identity["nick"] != want.Nick || b.Orderbook["offers"] != 2.0 {
+		t.Errorf("live state JSON: identity %v, orderbook %v", b.Identity, b.Orderbook)
 	}
 }

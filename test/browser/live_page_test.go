@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -182,6 +183,186 @@ func TestLivePageShowsTor(t *testing.T) {
 	waitState(t, tab, "the self-probe recovered", func(s pageState) bool { return slices.Equal(s.Tor, ok) })
 }
 
+// TestLivePageIdentityAndOrderbook: the page's header shows who the directory is, as
+// the server says (nick, location, network, version, motd, tor mode); the plots have
+// labelled time axes and span the data when there is less of it than the window, which
+// the 5 min / 1 h toggle sets; the orderbook figures count live offers and makers with
+// offers, and its table lists the offers test makers announce, sorted by cjfee on a click.
+func TestLivePageIdentityAndOrderbook(t *testing.T) {
+	exe := chromium(t)
+	d := startDirectory(t, ops.Options{Addr: "127.0.0.1:0"})
+	tab := openBrowser(t, exe)
+	navigate(t, tab, d.pageURL)
+
+	srv := d.dir.Srv
+	want := srv.Status(false)
+	if want.Location == "" {
+		t.Fatal("the regtest directory advertises no location")
+	}
+	st := waitState(t, tab, "the identity header", func(s pageState) bool { return s.Nick != "–" && s.Nick != "" })
+	if st.Nick != want.Nick || st.Location != want.Location || st.Network != want.Network ||
+		st.Version != "v"+want.Version || st.TorMode != "none" {
+		t.Errorf("header: nick %q, location %q, network %q, version %q, tor mode %q; want %q, %q, %q, %q, none",
+			st.Nick, st.Location, st.Network, st.Version, st.TorMode, want.Nick, want.Location, want.Network, "v"+want.Version)
+	}
+	if st.MOTD != srv.MOTD() {
+		t.Errorf("header motd %q, want %q", st.MOTD, srv.MOTD())
+	}
+	if wantTor := []string{"no tor (tor_mode none)"}; !slices.Equal(st.Tor, wantTor) {
+		t.Errorf("tor state in the header: %q, want %q", st.Tor, wantTor)
+	}
+
+	// Makers announce offers as reference makers do (pubmsgs); a taker reads them, so
+	// that they are known to have passed the directory.
+	tg := d.dir.Target()
+	taker := tg.Join(t, dirtest.RefTaker)
+	announce := []struct {
+		maker int
+		body  string
+	}{
+		{0, "sw0reloffer 0 27300 1000000 0 0.0002"},
+		{0, "sw0absoffer 1 100000 50000000 0 250"},
+		{1, "sw0reloffer 0 50000 700000000 0 0.00015"},
+		{2, "sw0reloffer 0 30000 2000000 500 0.0003"},
+	}
+	var makers []*dirtest.Client
+	for range 3 {
+		makers = append(makers, tg.Join(t, dirtest.RefMaker))
+	}
+	for _, a := range announce {
+		m := makers[a.maker]
+		m.Pubmsg(a.body)
+		taker.ExpectLine(wire.TypePubmsg, m.Nick+"!PUBLIC!"+a.body)
+	}
+	st = waitState(t, tab, "4 offers from 3 makers in the orderbook table", func(s pageState) bool {
+		return s.OBOffers == "4" && s.OBMakers == "3" && len(s.Book) == 4 && s.BookNote == "4 offers from 3 makers"
+	})
+	doc := srv.Orderbook().Document()
+	if len(doc.Offers) != 4 {
+		t.Fatalf("the server's orderbook has %d offers, want 4", len(doc.Offers))
+	}
+	var gotKeys, wantKeys []string
+	for _, r := range st.Book {
+		gotKeys = append(gotKeys, strings.Join(r[:7], " "))
+	}
+	for _, o := range doc.Offers {
+		wantKeys = append(wantKeys, fmt.Sprintf("%s %d %s %d %d %d %s", o.Counterparty, o.OID, o.OrderType,
+			o.MinSize, o.MaxSize, o.TxFee, strings.Trim(string(o.CJFee), `"`)))
+	}
+	slices.Sort(gotKeys)
+	slices.Sort(wantKeys)
+	if !slices.Equal(gotKeys, wantKeys) {
+		t.Errorf("orderbook table rows\n%q\nwant /orderbook.json's offers\n%q", gotKeys, wantKeys)
+	}
+	if !strings.HasPrefix(st.OfferMsgs, "offer messages seen: 4") {
+		t.Errorf("offer messages %q, want a secondary count of 4", st.OfferMsgs)
+	}
+
+	// Sorting by cjfee: relative offers (by fee), then absolute ones; a second click
+	// reverses the relative offers' order.
+	cjfees := func(s pageState) string {
+		var f []string
+		for _, r := range s.Book {
+			f = append(f, r[6])
+		}
+		return strings.Join(f, " ")
+	}
+	click := func(sel string) {
+		t.Helper()
+		if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS(sel))); err != nil {
+			t.Fatalf("clicking %s: %v", sel, err)
+		}
+	}
+	click("#book th[data-key=cjfee]")
+	waitState(t, tab, "the offers by cjfee, ascending", func(s pageState) bool {
+		return cjfees(s) == "0.00015 0.0002 0.0003 250" && s.CJFeeSort == "ascending"
+	})
+	click("#book th[data-key=cjfee]")
+	st = waitState(t, tab, "the offers by cjfee, descending", func(s pageState) bool {
+		return cjfees(s) == "0.0003 0.0002 0.00015 250" && s.CJFeeSort == "descending"
+	})
+	if st.Book[0][0] != makers[2].Nick || st.Book[2][0] != makers[1].Nick {
+		t.Errorf("rows by cjfee, descending: %q, want %s's offer first and %s's third", st.Book, makers[2].Nick, makers[1].Nick)
+	}
+
+	// The plots: labelled axes over the data, less than the 5 min window here.
+	clockLabel := regexp.MustCompile(`^\d\d:\d\d(:\d\d)?$`)
+	spansData := func(s pageState, window string) bool {
+		if s.DataSpan < 2 || len(s.Plots) != 2 {
+			return false
+		}
+		for _, p := range s.Plots {
+			if p.Window != window || p.Span != fmt.Sprint(s.DataSpan) || p.XTicks == "" || p.YTicks == "" {
+				return false
+			}
+		}
+		return true
+	}
+	st = waitState(t, tab, "plots over at least 2 s of data in the 5 min window", func(s pageState) bool {
+		return s.Window == "5 min" && spansData(s, "300")
+	})
+	for _, p := range st.Plots {
+		for _, l := range strings.Fields(p.XTicks) {
+			if !clockLabel.MatchString(l) {
+				t.Errorf("%s: x tick label %q is not a clock time", p.ID, l)
+			}
+		}
+		if y := strings.Fields(p.YTicks); len(y) != 3 || y[0] != "0" {
+			t.Errorf("%s: y tick labels %q, want 0, half and top", p.ID, y)
+		}
+	}
+	click("#window-toggle button[data-window='3600']")
+	st = waitState(t, tab, "the 1 h window, still spanning the data", func(s pageState) bool {
+		return s.Window == "1 h" && spansData(s, "3600")
+	})
+	screenshot(t, tab, "live-page-orderbook.png")
+	click("#window-toggle button[data-window='300']")
+	waitState(t, tab, "the 5 min window again", func(s pageState) bool { return s.Window == "5 min" && spansData(s, "300") })
+}
+
+// TestLivePagePlotWindow: with 20 minutes of history, the 5 min window spans its 5
+// minutes and the 1 h window the 20 minutes there are, not an hour; tick labels are
+// clock times in minutes for such spans.
+func TestLivePagePlotWindow(t *testing.T) {
+	exe := chromium(t)
+	d := startDirectoryWith(t, ops.Options{Addr: "127.0.0.1:0"}, func(op *ops.Ops) {
+		now := time.Now().Unix()
+		for i := int64(1200); i > 0; i-- {
+			op.History().Add(ops.Sample{T: now - i, Peers: int(i % 7), Makers: int(i % 5), Takers: int(i % 3),
+				InRate: float64(i % 40), OutRate: float64(i % 25)})
+		}
+	})
+	tab := openBrowser(t, exe)
+	navigate(t, tab, d.pageURL)
+	spans := func(s pageState, window string, lo, hi int) bool {
+		if len(s.Plots) != 2 {
+			return false
+		}
+		for _, p := range s.Plots {
+			var span int
+			if _, err := fmt.Sscan(p.Span, &span); err != nil || p.Window != window || span < lo || span > hi || p.XTicks == "" {
+				return false
+			}
+		}
+		return true
+	}
+	st := waitState(t, tab, "the last 5 minutes of 20", func(s pageState) bool { return spans(s, "300", 300, 300) })
+	hhmm := regexp.MustCompile(`^\d\d:\d\d$`)
+	for _, p := range st.Plots {
+		if x := strings.Fields(p.XTicks); len(x) < 3 || !hhmm.MatchString(x[0]) {
+			t.Errorf("%s over 5 minutes: x tick labels %q, want at least 3 of hh:mm", p.ID, x)
+		}
+	}
+	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#window-toggle button[data-window='3600']"))); err != nil {
+		t.Fatal(err)
+	}
+	// The 1 h window spans the 20 minutes of data (and the seconds sampled since).
+	waitState(t, tab, "the 20 minutes there are in the 1 h window", func(s pageState) bool {
+		return spans(s, "3600", 1199, 1200+int(waitFor/time.Second)) && s.Window == "1 h"
+	})
+	screenshot(t, tab, "live-page-hour.png")
+}
+
 // TestLivePageNeedsToken opens the live page of a token-protected ops surface: without
 // the token it shows the login form and no numbers; with the token in the URL
 // fragment, or typed into the form, it shows the live numbers.
@@ -203,8 +384,9 @@ func TestLivePageNeedsToken(t *testing.T) {
 		t.Errorf("without token: main shown %v, health %q (class %q); want false, %q (bad)",
 			st.MainShown, st.Health, st.HealthClass, "token required")
 	}
-	if st.counts() != "–/–/–" || st.Network != "–" {
-		t.Errorf("without token the page shows numbers: peers %s, network %q", st.counts(), st.Network)
+	if st.counts() != "–/–/–" || st.Network != "–" || st.Nick != "–" || st.BookNote != "" {
+		t.Errorf("without token the page shows numbers: peers %s, network %q, nick %q, orderbook %q",
+			st.counts(), st.Network, st.Nick, st.BookNote)
 	}
 
 	// With the token in the fragment, in a tab of its own (a fragment-only change in
@@ -215,6 +397,13 @@ func TestLivePageNeedsToken(t *testing.T) {
 	if st.LoginShown || !st.MainShown || st.Health != "healthy" || st.Network != "regtest" {
 		t.Errorf("with token: login shown %v, main shown %v, health %q, network %q",
 			st.LoginShown, st.MainShown, st.Health, st.Network)
+	}
+	// The orderbook is fetched with the same token (/orderbook.json requires it too).
+	st = waitState(t, unlocked, "the orderbook fetched with the token", func(s pageState) bool {
+		return s.BookNote == "0 offers from 0 makers"
+	})
+	if st.Nick != d.dir.Srv.Nick() {
+		t.Errorf("with token: nick %q, want %q", st.Nick, d.dir.Srv.Nick())
 	}
 
 	// The login form of the first tab opens the page too.
@@ -259,11 +448,21 @@ type directory struct {
 
 func startDirectory(t *testing.T, opt ops.Options) *directory {
 	t.Helper()
+	return startDirectoryWith(t, opt, nil)
+}
+
+// startDirectoryWith is startDirectory calling before, if not nil, on the ops surface
+// before it starts sampling (to fill its history, say).
+func startDirectoryWith(t *testing.T, opt ops.Options, before func(*ops.Ops)) *directory {
+	t.Helper()
 	log := dirtest.Logger(t, slog.LevelWarn)
 	d := dirtest.Start(t, nil, log)
 	op, err := ops.New(d.Srv, opt, log)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before != nil {
+		before(op)
 	}
 	hs := httptest.NewServer(op.Handler())
 	t.Cleanup(func() {
@@ -389,6 +588,35 @@ type pageState struct {
 	Recent      []string `json:"recent"`   // rows of the recent-disconnects table
 	Tor         []string `json:"tor"`      // rows of the onion and self-probe panel
 	NickAuth    string   `json:"nickAuth"` // the verified share of the peers, e.g. "verified 1 of 6"
+
+	// The identity header.
+	Nick     string `json:"nick"`
+	Location string `json:"location"`
+	MOTD     string `json:"motd"`
+	TorMode  string `json:"torMode"`
+
+	// The orderbook's figures and table.
+	OBOffers  string     `json:"obOffers"`  // live offers
+	OBMakers  string     `json:"obMakers"`  // makers with offers
+	OfferMsgs string     `json:"offerMsgs"` // the running count of offer messages
+	Book      [][]string `json:"book"`      // the table's body rows, by cell
+	BookNote  string     `json:"bookNote"`
+	CJFeeSort string     `json:"cjfeeSort"` // the cjfee column's aria-sort
+
+	// The plots, as the page records what it drew on each canvas.
+	Plots    []plotState `json:"plots"`
+	DataSpan int64       `json:"dataSpan"` // seconds between the page's oldest and newest sample
+	Window   string      `json:"window"`   // the pressed window button's label
+}
+
+// plotState is what one canvas shows: its axes' tick labels, the seconds its x axis
+// spans, and the window chosen.
+type plotState struct {
+	ID     string `json:"id"`
+	XTicks string `json:"xTicks"`
+	YTicks string `json:"yTicks"`
+	Span   string `json:"span"`
+	Window string `json:"window"`
 }
 
 // counts is "total/makers/takers" as the page shows them.
@@ -405,6 +633,16 @@ const readState = `(() => {
     network: text("network"), version: text("version"),
     loginShown: shown("login"), mainShown: shown("main"),
     reasons: rows("reasons"), recent: rows("recent"), tor: rows("tor"), nickAuth: text("nick-auth"),
+    nick: text("id-nick"), location: text("id-location"), motd: el("id-motd") ? el("id-motd").textContent : "",
+    torMode: text("id-tor-mode"),
+    obOffers: text("ob-offers"), obMakers: text("ob-makers"), offerMsgs: text("offer-msgs"),
+    book: el("book") ? [...el("book").tBodies[0].rows].map((r) => [...r.cells].map((c) => c.textContent.trim())) : [],
+    bookNote: text("book-note"),
+    cjfeeSort: document.querySelector("#book th[data-key=cjfee]")?.getAttribute("aria-sort") || "",
+    plots: [...document.querySelectorAll("canvas")].map((c) => ({id: c.id, xTicks: c.dataset.xTicks || "",
+      yTicks: c.dataset.yTicks || "", span: c.dataset.span || "", window: c.dataset.window || ""})),
+    dataSpan: typeof samples !== "undefined" && samples.length ? samples[samples.length - 1].t - samples[0].t : 0,
+    window: document.querySelector("#window-toggle button[aria-pressed=true]")?.textContent || "",
   };
 })()`
 
@@ -442,6 +680,16 @@ func waitState(t *testing.T, tab context.Context, what string, ok func(pageState
 func waitCounts(t *testing.T, tab context.Context, what, counts string) pageState {
 	t.Helper()
 	return waitState(t, tab, what+" ("+counts+")", func(s pageState) bool { return s.counts() == counts })
+}
+
+// screenshot saves a PNG of the whole page as name in the test's temporary dir, and
+// also in $JM_SCREENSHOT_DIR when that is set, to look at after the run.
+func screenshot(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	saveScreenshot(t, tab, filepath.Join(t.TempDir(), name))
+	if dir := os.Getenv("JM_SCREENSHOT_DIR"); dir != "" {
+		saveScreenshot(t, tab, filepath.Join(dir, name))
+	}
 }
 
 // saveScreenshot writes a PNG of the whole page to path.
