@@ -197,9 +197,6 @@ func (s *Service) SOCKS() (network, addr, why string) {
 	return s.socksNet, s.socksAddr, s.socksWhy
 }
 
-// Onion returns the onion address, "<56 chars>.onion".
-func (s *Service) Onion() string { return s.onion }
-
 func (s *Service) setState(published bool, reason string) {
 	s.mu.Lock()
 	s.published, s.reason = published, reason

@@ -336,13 +336,20 @@ var ErrLineRefused = errors.New("peer: line too long for this peer")
 // WriteNow writes one line directly, bypassing the queue. It is only for the handshake
 // phase, before any other goroutine can send to the peer. A line the peer does not
 // accept (Refuses) is not written: it is counted and ErrLineRefused returned.
-func (p *Peer) WriteNow(line []byte) error {
+func (p *Peer) WriteNow(line []byte) error { return p.WriteNowWithin(line, p.lim.WriteTimeout) }
+
+// WriteNowWithin is WriteNow with the write bounded by d instead of the write timeout
+// (the nick-authentication round bounds the directory's writes by its own timeout). The
+// deadline is cleared afterwards: the flusher's and SendUrgent's direct writes, which a
+// peer that goes on to be registered gets, must not meet a stale one.
+func (p *Peer) WriteNowWithin(line []byte, d time.Duration) error {
 	if why := p.Refuses(wire.ContentLen(line)); why != reason.DropNone {
 		p.ctr.Drop(why)
 		return ErrLineRefused
 	}
-	_ = p.conn.SetWriteDeadline(time.Now().Add(p.lim.WriteTimeout))
+	_ = p.conn.SetWriteDeadline(time.Now().Add(d))
 	_, err := p.conn.Write(line)
+	_ = p.conn.SetWriteDeadline(time.Time{})
 	return err
 }
 

@@ -342,7 +342,7 @@ func (s *Server) authenticate(p *peer.Peer, lr *wire.LineReader, handshakeLine s
 	}
 	accept := s.dir.Load().acceptAuth
 	chLine := wire.AppendEnvelope(nil, wire.TypeNickAuthChallenge, ch.Line())
-	if writeWithin(p, accept, timeout) != nil || writeWithin(p, chLine, timeout) != nil {
+	if p.WriteNowWithin(accept, timeout) != nil || p.WriteNowWithin(chLine, timeout) != nil {
 		p.Close(reason.CloseWriteError)
 		return "", false
 	}
@@ -394,20 +394,10 @@ func (s *Server) failAuth(p *peer.Peer, code nickauth.Code, detail string) {
 	p.Log.Info("nick authentication failed", "code", code.String())
 	p.Log.Debug("nick authentication failed", "code", code.String(), "detail", detail)
 	line := s.authResults.line(code)
-	if writeWithin(p, line, s.conf().NickAuthTimeout) == nil {
+	if p.WriteNowWithin(line, s.conf().NickAuthTimeout) == nil {
 		s.ctr.Sent(stats.MsgOther, 1, len(line))
 	}
 	p.Close(reason.CloseNickAuthFailed)
-}
-
-// writeWithin writes line to p's socket at once, within d (before p is registered,
-// nothing else writes to it).
-func writeWithin(p *peer.Peer, line []byte, d time.Duration) error {
-	conn := p.Conn()
-	_ = conn.SetWriteDeadline(time.Now().Add(d))
-	_, err := conn.Write(line)
-	_ = conn.SetWriteDeadline(time.Time{})
-	return err
 }
 
 // displace ends the connection whose nick a verified newcomer took over (registry
