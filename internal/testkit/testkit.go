@@ -7,6 +7,7 @@ package testkit
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -63,4 +64,24 @@ func NeedTool(t testing.TB, name string) string {
 	}
 	t.Skipf("%s is not on PATH; install it to run this test", name)
 	return ""
+}
+
+// RepoRoot is the repository root: the nearest directory holding go.mod at or above the
+// test's working directory (its package directory).
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		up := filepath.Dir(dir)
+		if up == dir {
+			t.Fatal("testkit: no go.mod at or above the test's directory")
+		}
+		dir = up
+	}
 }

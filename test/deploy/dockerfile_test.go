@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 const (
@@ -404,7 +406,7 @@ func (d dockerignore) excluded(rel string) bool {
 // is sent, and no key or repository metadata is.
 func TestDockerignore(t *testing.T) {
 	d := parseDockerignore(t, readRepoFile(t, dockerignorePath))
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 
 	secrets := []string{
 		".git/config",

@@ -5,25 +5,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-)
 
-// repoRoot is the repository root: two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("repository root not found above the test package: %v", err)
-	}
-	return root
-}
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
+)
 
 // repoFile is the path of a file given relative to the repository root.
 func repoFile(t *testing.T, rel string) string {
 	t.Helper()
-	return filepath.Join(repoRoot(t), filepath.FromSlash(rel))
+	return filepath.Join(testkit.RepoRoot(t), filepath.FromSlash(rel))
 }
 
 // readRepoFile returns a file's text, given its path relative to the repository root.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jm-directory/jm-directory-server/internal/buildinfo"
+	"github.com/jm-directory/jm-directory-server/internal/testkit"
 )
 
 // commit is the commit stamped through RELEASE_COMMIT, as the Docker build does: the
@@ -26,19 +27,6 @@ const commit = "0123456789abcdef0123456789abcdef01234567"
 const target = "linux/amd64"
 
 var commands = []string{"jm-directory-server", "jm-directory-ctl"}
-
-// repoRoot is the repository root, two levels above this package.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		t.Fatalf("repository root not found above the test package: %v", err)
-	}
-	return root
-}
 
 // version is the VERSION file's version.
 func version(t *testing.T, root string) string {
@@ -104,7 +92,7 @@ func copySource(t *testing.T, root, dst string) {
 // TestVersionFile: the VERSION file that releases are stamped with is the version a
 // plain go build reports.
 func TestVersionFile(t *testing.T) {
-	if v := version(t, repoRoot(t)); v != buildinfo.Version {
+	if v := version(t, testkit.RepoRoot(t)); v != buildinfo.Version {
 		t.Errorf("VERSION says %q, buildinfo.Version's default is %q: keep them equal", v, buildinfo.Version)
 	}
 }
@@ -119,7 +107,7 @@ func TestReproducible(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not found")
 	}
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	ver := version(t, root)
 
 	start := time.Now()
@@ -217,7 +205,7 @@ func TestBadTarget(t *testing.T) {
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("bash not found")
 	}
-	root := repoRoot(t)
+	root := testkit.RepoRoot(t)
 	out := t.TempDir()
 	cmd := exec.Command("bash", filepath.Join(root, "scripts", "release.sh"), "--targets", "plan9/z80", "--out", out)
 	cmd.Dir = root

@@ -149,48 +149,18 @@ func waitSelfProbe(t *testing.T, n *tortest.Network, ops string, since time.Time
 // are never counted as peers.
 func selfProbeAcrossHostRestart(t *testing.T, n *tortest.Network, bin, work string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	hsDir := filepath.Join(work, "hs3")
-	serve := func() {
-		ctl, err := n.Control(tortest.Host)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ctl.Close()
-		setConf(t, ctl, fmt.Sprintf("HiddenServiceDir=%s HiddenServicePort=%s",
-			torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port))))
-	}
-	serve()
-	onion := waitFile(t, filepath.Join(hsDir, "hostname"), 30*time.Second)
+	onion := serveHiddenService(t, n, hsDir, port, "")
 
 	logPath := filepath.Join(work, "server3.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
 	socksHost, socksPort, _ := net.SplitHostPort(n.SOCKSAddr())
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(work, "data3"), fmt.Sprintf("PORT=%d", port),
+	stop := runServer(t, bin, logPath, "server (external, self-probe)",
+		"DATA_DIR="+filepath.Join(work, "data3"), fmt.Sprintf("PORT=%d", port),
 		"HEALTH_CHECK_PORT=0", "LOG_LEVEL=DEBUG", "TOR_MODE=external", "TOR_HIDDEN_SERVICE_DIR="+hsDir,
 		"TOR_SOCKS_HOST="+socksHost, "TOR_SOCKS_PORT="+socksPort,
 		"SELF_PROBE_INTERVAL=2s", "SELF_PROBE_TIMEOUT=30s", "SELF_PROBE_UNHEALTHY_AFTER=8s")
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("server (external, self-probe) log:\n%s", b)
-		}
-	}()
+	defer stop()
 	ops := opsAddr(t, logPath)
 	if err := n.WaitOnion(onion, time.Minute); err != nil {
 		t.Fatalf("%v\nonion host log:\n%s", err, n.LogTail(tortest.Host, 20))
@@ -221,7 +191,7 @@ func selfProbeAcrossHostRestart(t *testing.T, n *tortest.Network, bin, work stri
 	t.Logf("self-probe failing: %q", st.SelfProbe.LastError)
 
 	n.StartHost()
-	serve()
+	serveHiddenService(t, n, hsDir, port, "")
 	restarted := time.Now()
 	waitSelfProbe(t, n, ops, restarted, 3*time.Minute)
 	testkit.EventuallyWithin(t, 10*time.Second, "/health healthy again", func() bool {
@@ -267,4 +237,59 @@ func nickAuthOverTor(t *testing.T, n *tortest.Network, location string) {
 		t.Fatalf("nick authentication over Tor: %s", code)
 	}
 	c.Conn.Close()
+}
+
+// freePort returns a loopback TCP port nothing listens on (for a server tor forwards to).
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// serveHiddenService has the onion host serve a HiddenServiceDir onion from hsDir,
+// forwarding its port 5222 to 127.0.0.1:port, with more options (SETCONF syntax) when
+// given, and returns the onion once tor wrote its hostname.
+func serveHiddenService(t *testing.T, n *tortest.Network, hsDir string, port int, more string) string {
+	t.Helper()
+	ctl, err := n.Control(tortest.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ctl.Close()
+	args := fmt.Sprintf("HiddenServiceDir=%s HiddenServicePort=%s", torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port)))
+	if more != "" {
+		args += " " + more
+	}
+	setConf(t, ctl, args)
+	return waitFile(t, filepath.Join(hsDir, "hostname"), 30*time.Second)
+}
+
+// runServer starts the server binary with env added to the test's environment, its
+// output in logPath. stop interrupts it and waits for it, logging its log (as name) if
+// the test failed.
+func runServer(t *testing.T, bin, logPath, name string, env ...string) (stop func()) {
+	t.Helper()
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := exec.Command(bin)
+	srv.Env = append(os.Environ(), env...)
+	srv.Stdout, srv.Stderr = logf, logf
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		_ = srv.Process.Signal(os.Interrupt)
+		_ = srv.Wait()
+		logf.Close()
+		if t.Failed() {
+			b, _ := os.ReadFile(logPath)
+			t.Logf("%s log:\n%s", name, b)
+		}
+	}
 }

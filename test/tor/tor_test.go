@@ -32,7 +32,6 @@ import (
 
 	"github.com/jm-directory/jm-directory-server/internal/dirtest"
 	"github.com/jm-directory/jm-directory-server/internal/testkit"
-	"github.com/jm-directory/jm-directory-server/internal/torctl"
 	"github.com/jm-directory/jm-directory-server/internal/tortest"
 	"github.com/jm-directory/jm-directory-server/internal/wire"
 )
@@ -40,11 +39,6 @@ import (
 // coreScenarios are the conformance tests run through Tor: maker and taker handshakes,
 // pubmsg fan-out, privmsg with the location peerlist.
 const coreScenarios = "^(TestHandshakeAccepted|TestPubmsgFanout|TestPrivmsgLocationPeerlist)$"
-
-func repoRoot(t *testing.T) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
 
 // conformance runs the core scenarios against addr through the SOCKS port, once the
 // client has fetched the onion's descriptor. A run that failed because Tor could not
@@ -61,7 +55,7 @@ func conformance(t *testing.T, n *tortest.Network, addr string) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "test", "-count=1", "-v", "-run", coreScenarios, "./test/conformance/")
-		cmd.Dir = repoRoot(t)
+		cmd.Dir = testkit.RepoRoot(t)
 		cmd.Env = append(os.Environ(), "JM_DIRECTORY_ADDR="+addr, "JM_DIRECTORY_SOCKS="+n.SOCKSAddr())
 		out, err = cmd.CombinedOutput()
 		if err == nil || !bytes.Contains(out, []byte("cannot reach the directory: ")) || attempt == 4 {
@@ -174,7 +168,7 @@ func TestOverTor(t *testing.T) {
 
 	bin := filepath.Join(work, "jm-directory-server")
 	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", work+"/", "./cmd/jm-directory-server", "./cmd/jm-directory-ctl")
-	build.Dir = repoRoot(t)
+	build.Dir = testkit.RepoRoot(t)
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
@@ -193,27 +187,11 @@ func TestOverTor(t *testing.T) {
 
 	data := filepath.Join(work, "data")
 	logPath := filepath.Join(work, "server.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATA_DIR="+data, "PORT=0", "HEALTH_CHECK_PORT=0", "LOG_LEVEL=INFO",
+	t.Cleanup(runServer(t, bin, logPath, "server",
+		"DATA_DIR="+data, "PORT=0", "HEALTH_CHECK_PORT=0", "LOG_LEVEL=INFO",
 		"TOR_MODE=control", "TOR_CONTROL_HOST="+hsHost, "TOR_CONTROL_PORT="+hsPort,
 		"TOR_COOKIE_FILE="+n.HostCookieFile(), "TOR_SOCKS_HOST="+socksHost, "TOR_SOCKS_PORT="+socksPort,
-		"SELF_PROBE_INTERVAL=3s")
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("server log:\n%s", b)
-		}
-	})
+		"SELF_PROBE_INTERVAL=3s"))
 
 	location := waitFile(t, filepath.Join(data, "hostname"), 30*time.Second)
 	if !strings.HasSuffix(location, ".onion:5222") {
@@ -275,49 +253,16 @@ func TestOverTor(t *testing.T) {
 // circuit is served.
 func circuits(t *testing.T, n *tortest.Network, bin, work string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := ln.Addr().(*net.TCPAddr).Port
-	ln.Close()
+	port := freePort(t)
 	hsDir := filepath.Join(work, "hs")
-	ctl, err := n.Control(tortest.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ctl.Close()
-	r, err := ctl.Command(fmt.Sprintf("SETCONF HiddenServiceDir=%s HiddenServicePort=%s HiddenServiceExportCircuitID=haproxy",
-		torctl.Quote(hsDir), torctl.Quote(fmt.Sprintf("5222 127.0.0.1:%d", port))))
-	if err == nil {
-		err = r.Err()
-	}
-	if err != nil {
-		t.Fatalf("SETCONF hidden service: %v", err)
-	}
-	onion := waitFile(t, filepath.Join(hsDir, "hostname"), 30*time.Second)
+	onion := serveHiddenService(t, n, hsDir, port, "HiddenServiceExportCircuitID=haproxy")
 
 	logPath := filepath.Join(work, "server2.log")
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := exec.Command(bin)
-	srv.Env = append(os.Environ(), "DATA_DIR="+filepath.Join(work, "data2"), fmt.Sprintf("PORT=%d", port),
+	stop := runServer(t, bin, logPath, "server (external, proxy protocol)",
+		"DATA_DIR="+filepath.Join(work, "data2"), fmt.Sprintf("PORT=%d", port),
 		"HEALTH_CHECK_PORT=0", "LOG_LEVEL=DEBUG", "TOR_MODE=external", "TOR_HIDDEN_SERVICE_DIR="+hsDir,
 		"TOR_PROXY_PROTOCOL=true", "CIRCUIT_BAN_AFTER=1")
-	srv.Stdout, srv.Stderr = logf, logf
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		_ = srv.Process.Signal(os.Interrupt)
-		_ = srv.Wait()
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("server (external, proxy protocol) log:\n%s", b)
-		}
-	}()
+	defer stop()
 	addr := onion + ":5222"
 	dial := func(circuit string) (net.Conn, error) {
 		d, err := proxy.SOCKS5("tcp", n.SOCKSAddr(), &proxy.Auth{User: circuit, Password: "x"}, proxy.Direct)
@@ -333,7 +278,7 @@ func circuits(t *testing.T, n *tortest.Network, bin, work string) {
 	}
 	var keep net.Conn
 	var keepR *bufio.Reader
-	err = n.Retry(90*time.Second, func() error {
+	err := n.Retry(90*time.Second, func() error {
 		c, err := dial("circuit-a")
 		if err != nil {
 			return err
