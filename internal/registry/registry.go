@@ -99,18 +99,17 @@ func (r *Registry) RegisterThen(p *peer.Peer, welcome []byte, admitted func()) (
 			return Conflict, owner
 		case owner.VerifiedKey != "":
 			return VerifiedOwner, owner
-		}
-	}
-	if owner, ok := r.byNick[p.Nick]; ok && displaced == nil {
-		if c := r.checks[owner]; c != nil {
-			if c.running {
-				return Checking, owner
+		default: // a legacy claim on a legacy owner
+			if c := r.checks[owner]; c != nil {
+				if c.running {
+					return Checking, owner
+				}
+				if r.now().Before(c.provenTill) {
+					return Proven, owner
+				}
 			}
-			if r.now().Before(c.provenTill) {
-				return Proven, owner
-			}
+			return Duplicate, owner
 		}
-		return Duplicate, owner
 	}
 	if displaced == nil && int64(len(r.byNick)) >= r.max.Load() {
 		return Full, nil
