@@ -91,39 +91,32 @@ func setupAuthflood(ctx context.Context, fs *flag.FlagSet, c *common) func() (*r
 	return func() (*report, error) { return runAuthflood(ctx, o) }
 }
 
-// authHello is the 793 of a client offering nick authentication, as a joinmarket-ng
-// client sends it.
+// authFeatures are what a joinmarket-ng client offering nick authentication announces.
+var authFeatures = map[string]bool{"nick_auth": true, "peerlist_features": true, "ping": true}
+
+// authHello is the 793 line of a joinmarket-ng client offering nick authentication: the
+// line dialer.joinWith sends with authFeatures, which the proof's transcript covers.
 func authHello(nick, location, network string) string {
-	return handshake.ClientHello{Nick: nick, Location: location, Network: network,
-		Features: map[string]bool{"nick_auth": true, "peerlist_features": true, "ping": true}}.Line()
+	return handshake.ClientHello{Nick: nick, Location: location, Network: network, Features: authFeatures}.Line()
 }
 
-// authOpen connects from src, sends the 793 offering nick authentication, and reads the
-// 795 (which must accept and advertise nick_auth) and the 803. The connection's
-// deadline is deadline; on error it is closed, and the error is an *hsError whose reason
-// groups it ("no 803: timeout", "795 without nick_auth", …).
-func authOpen(ctx context.Context, addr string, src net.IP, deadline time.Time, hello string) (*peer, nickauth.Challenge, error) {
-	c, err := dialRaw(ctx, addr, src, 0, time.Until(deadline))
+// authOpen connects from src, joins offering nick authentication (dialer.joinWith with
+// authFeatures: the 793 of authHello, the 795 checked), checks that the 795 advertises
+// nick_auth and reads the 803. The connection's deadline is deadline; on error it is
+// closed, and the error is an *hsError whose reason groups it ("no 803: timeout", "795
+// without nick_auth", …).
+func authOpen(ctx context.Context, addr, network string, src net.IP, deadline time.Time, id identity, location string) (*peer, nickauth.Challenge, error) {
+	d := &dialer{addr: addr, network: network, source: src, timeout: time.Until(deadline), bufSize: 2048}
+	p, line, err := d.joinWith(ctx, id, location, authFeatures)
 	if err != nil {
-		return nil, nickauth.Challenge{}, &hsError{reason: "dial: " + errClass(err), err: err}
-	}
-	p := &peer{conn: c, buf: make([]byte, 2048)}
-	_ = c.SetDeadline(deadline)
-	fail := func(err error) (*peer, nickauth.Challenge, error) {
-		c.Close()
 		return nil, nickauth.Challenge{}, err
 	}
-	if _, err := c.Write(appendEnvelope(nil, wire.TypeHandshake, hello)); err != nil {
-		return fail(&hsError{reason: "send 793: " + errClass(err), err: err})
+	_ = p.conn.SetDeadline(deadline)
+	fail := func(err error) (*peer, nickauth.Challenge, error) {
+		p.conn.Close()
+		return nil, nickauth.Challenge{}, err
 	}
-	line, err := p.readLine()
-	if err != nil {
-		return fail(&hsError{reason: "no 795: " + errClass(err), err: err})
-	}
-	if err := checkDNHandshake(line); err != nil {
-		return fail(err)
-	}
-	env, _ := wire.Decode(line) // checkDNHandshake decoded it
+	env, _ := wire.Decode(line) // joinWith's checkDNHandshake decoded it
 	var dn struct {
 		Features map[string]any `json:"features"`
 	}
@@ -295,7 +288,7 @@ func runAuthflood(ctx context.Context, o *authfloodOptions) (*report, error) {
 	stall := func() {
 		id := attacker()
 		deadline := time.Now().Add(o.timeout)
-		p, _, err := authOpen(ctx, o.addr, ring.pick(), deadline, authHello(id.nick, wire.NotServing, o.network))
+		p, _, err := authOpen(ctx, o.addr, o.network, ring.pick(), deadline, id, wire.NotServing)
 		mu.Lock()
 		res.stallAttempted++
 		if err != nil {
@@ -351,7 +344,7 @@ func runAuthflood(ctx context.Context, o *authfloodOptions) (*report, error) {
 		id, other := attacker(), attacker()
 		hello := authHello(id.nick, wire.NotServing, o.network)
 		t0 := time.Now()
-		p, ch, err := authOpen(ctx, o.addr, ring.pick(), t0.Add(o.timeout), hello)
+		p, ch, err := authOpen(ctx, o.addr, o.network, ring.pick(), t0.Add(o.timeout), id, wire.NotServing)
 		if err != nil {
 			mu.Lock()
 			res.forgeFailures[failReason(err)]++
@@ -566,7 +559,7 @@ func runAuthflood(ctx context.Context, o *authfloodOptions) (*report, error) {
 // proof, and an 807 that must be ok. On success the connection has no deadline.
 func joinNG(ctx context.Context, addr string, src net.IP, deadline time.Time, s spec, network, dirID string) (*peer, error) {
 	hello := authHello(s.id.nick, s.location, network)
-	p, ch, err := authOpen(ctx, addr, src, deadline, hello)
+	p, ch, err := authOpen(ctx, addr, network, src, deadline, s.id, s.location)
 	if err != nil {
 		return nil, err
 	}
