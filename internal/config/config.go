@@ -31,6 +31,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/jm-directory/jm-directory-server/internal/nickauth"
 )
 
 // Source names recorded by Load and shown by Describe.
@@ -977,20 +979,11 @@ func validNickAuthMode(v any) bool {
 	return false
 }
 
-// validDirectoryID accepts "" or JMP-0005's directory-id grammar [a-z0-9][a-z0-9.:_-]*.
+// validDirectoryID accepts "" or JMP-0005's directory-id grammar (nickauth.ValidDirectoryID),
+// at most 256 bytes.
 func validDirectoryID(v any) bool {
 	s := v.(string)
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9'
-		if i > 0 {
-			ok = ok || c == '.' || c == ':' || c == '_' || c == '-'
-		}
-		if !ok {
-			return false
-		}
-	}
-	return len(s) <= 256
+	return s == "" || len(s) <= 256 && nickauth.ValidDirectoryID(s)
 }
 
 func validTorMode(v any) bool {
